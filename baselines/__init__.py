@@ -1,0 +1,11 @@
+"""Baseline methods: registry key -> "module:Class". Nothing is imported here (lazy registry)."""
+
+METHODS = {
+    "downsample": "baselines.downsample:Downsample",
+    "patching": "baselines.patching:Patching",
+    "densecrf": "baselines.densecrf:DenseCRF",
+    "guided_filter": "baselines.guided_filter:GuidedFilterGray",
+    "dgf": "baselines.dgf:DeepGuidedFilter",
+    "pointrend": "baselines.pointrend:PointRend",
+    "segfix": "baselines.segfix:SegFix",
+}

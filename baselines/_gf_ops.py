@@ -1,0 +1,183 @@
+"""Guided-filter maths in torch, as the Deep Guided Filter (Wu et al., CVPR 2018) defines it.
+
+Shapes follow PyTorch: (N, C, H, W) float tensors. The box mean is over the in-image pixels of a
+(2r+1) x (2r+1) window (the window is truncated at the border and divided by the number of
+pixels it covers), exactly DGF's ``BoxFilter(x) / BoxFilter(ones)``. The filter is the
+per-channel guided filter of He et al.: channel k of the signal is guided by channel k of the
+guide (or by the single guide channel), never the 3x3-covariance colour filter.
+
+It also holds the input checks and the coarse upsampling shared by the CPU post-processing
+baselines (DenseCRF, grey-guide GF).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.interface import Coarse
+
+
+def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the in-image part of the (2r+1)^2 window around each pixel.
+
+    Two 1-D average pools with ``count_include_pad=False`` give the same result as DGF's
+    cumulative-sum box filter divided by the pixel count (the 2-D count is the product of the
+    1-D counts), without the float32 cancellation of a long cumulative sum.
+
+    Args:
+        x: (N, C, H, W) float tensor.
+        r: window radius in pixels, >= 0.
+
+    Returns:
+        (N, C, H, W) box means, same dtype and device as ``x``.
+    """
+    if r < 0:
+        raise ValueError(f"box radius must be >= 0, got {r}")
+    if x.dim() != 4:
+        raise ValueError(f"box_mean expects (N, C, H, W), got shape {tuple(x.shape)}")
+    if r == 0:
+        return x
+    k = 2 * r + 1
+    y = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    return F.avg_pool2d(y, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+
+
+def _check_pair(guide: torch.Tensor, src: torch.Tensor) -> None:
+    if guide.dim() != 4 or src.dim() != 4:
+        raise ValueError(f"guide and src must be (N, C, H, W); got {tuple(guide.shape)} and {tuple(src.shape)}")
+    if guide.shape[0] != src.shape[0] or guide.shape[-2:] != src.shape[-2:]:
+        raise ValueError(f"guide {tuple(guide.shape)} and src {tuple(src.shape)} differ in batch or size")
+    if guide.shape[1] not in (1, src.shape[1]):
+        raise ValueError(f"guide must have 1 or {src.shape[1]} channels (one per src channel), got {guide.shape[1]}")
+
+
+def guided_filter_coeffs(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window linear coefficients ``a, b`` (before their own box averaging).
+
+    ``a = cov(I, p) / (var(I) + eps)``, ``b = mean(p) - a * mean(I)`` over each window.
+
+    Args:
+        guide: (N, 1 or C, H, W) guide I.
+        src: (N, C, H, W) signal p.
+        r: window radius in pixels.
+        eps: regulariser, in squared guide units.
+
+    Returns:
+        ``(a, b)``, each (N, C, H, W).
+    """
+    _check_pair(guide, src)
+    mean_i = box_mean(guide, r)
+    mean_p = box_mean(src, r)
+    cov_ip = box_mean(guide * src, r) - mean_i * mean_p
+    var_i = box_mean(guide * guide, r) - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return a, b
+
+
+def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """He's guided filter, per channel: ``q = mean(a) * I + mean(b)``.
+
+    Args:
+        guide: (N, 1 or C, H, W) guide I.
+        src: (N, C, H, W) signal p.
+        r: window radius in pixels.
+        eps: regulariser, in squared guide units.
+
+    Returns:
+        (N, C, H, W) filtered signal.
+    """
+    a, b = guided_filter_coeffs(guide, src, r, eps)
+    return box_mean(a, r) * guide + box_mean(b, r)
+
+
+def fast_guided_filter(
+    guide_lr: torch.Tensor, src_lr: torch.Tensor, guide_hr: torch.Tensor, r: int, eps: float
+) -> torch.Tensor:
+    """DGF's fast guided filter: ``a, b`` at low resolution, upsampled, applied to the full guide.
+
+    As in DGF's ``FastGuidedFilter`` (and unlike He's fast filter), ``a`` and ``b`` are *not* box
+    averaged before the bilinear (align_corners=True) upsampling.
+
+    Args:
+        guide_lr: (N, 1 or C, h, w) low-resolution guide.
+        src_lr: (N, C, h, w) low-resolution signal.
+        guide_hr: (N, 1 or C, H, W) full-resolution guide, same channels as ``guide_lr``.
+        r: window radius in low-resolution pixels.
+        eps: regulariser, in squared guide units.
+
+    Returns:
+        (N, C, H, W) filtered signal.
+    """
+    if guide_hr.dim() != 4 or guide_hr.shape[:2] != guide_lr.shape[:2]:
+        raise ValueError(f"guide_hr {tuple(guide_hr.shape)} must match guide_lr {tuple(guide_lr.shape)} in N and C")
+    a, b = guided_filter_coeffs(guide_lr, src_lr, r, eps)
+    size = guide_hr.shape[-2:]
+    a_hr = F.interpolate(a, size=size, mode="bilinear", align_corners=True)
+    b_hr = F.interpolate(b, size=size, mode="bilinear", align_corners=True)
+    return a_hr * guide_hr + b_hr
+
+
+def _axis_weights(
+    n_in: int, n_out: int, start: int, length: int, align_corners: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices (i0, i1) and weight of i1 for output positions ``start..start+length-1``."""
+    pos = torch.arange(start, start + length, device=device, dtype=torch.float64)
+    if align_corners:
+        src = pos * ((n_in - 1) / (n_out - 1)) if n_out > 1 else torch.zeros_like(pos)
+    else:
+        # PyTorch's half-pixel mapping, negative coordinates clamped to 0.
+        src = ((pos + 0.5) * (n_in / n_out) - 0.5).clamp_min(0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    return i0, i1, (src - i0).float()
+
+
+def resize_bilinear_region(
+    x: torch.Tensor, size: tuple[int, int], box: tuple[int, int, int, int], align_corners: bool
+) -> torch.Tensor:
+    """A window of ``F.interpolate(x, size, mode="bilinear")`` without computing the whole map.
+
+    Used in training to take a full-resolution crop of an upsampled coarse map cheaply.
+
+    Args:
+        x: (N, C, h, w) float tensor.
+        size: (H, W) of the full upsampled map.
+        box: (top, left, height, width) of the window, inside (H, W).
+        align_corners: as in ``F.interpolate``.
+
+    Returns:
+        (N, C, height, width): equal to ``F.interpolate(...)[..., top:top+height, left:left+width]``
+        up to float32 rounding.
+    """
+    top, left, height, width = box
+    big_h, big_w = size
+    if top < 0 or left < 0 or top + height > big_h or left + width > big_w:
+        raise ValueError(f"box {box} is not inside the output size {size}")
+    y0, y1, wy = _axis_weights(x.shape[-2], big_h, top, height, align_corners, x.device)
+    x0, x1, wx = _axis_weights(x.shape[-1], big_w, left, width, align_corners, x.device)
+    rows = x[..., y0, :] * (1 - wy)[:, None] + x[..., y1, :] * wy[:, None]
+    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
+
+
+def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> None:
+    """Raise a clear error unless ``image`` is (H, W, 3) uint8 and ``coarse`` has C channels.
+
+    Raises:
+        ValueError: wrong image shape/dtype, missing coarse, or wrong class count.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f"{type(image).__name__} {getattr(image, 'shape', '?')} {getattr(image, 'dtype', '?')}"
+        raise ValueError(f"image must be an (H, W, 3) uint8 RGB numpy array, got {got}")
+    if coarse is None:
+        raise ValueError("this method refines the coarse prediction: coarse must not be None")
+    if coarse.probs.dim() != 3 or coarse.probs.shape[0] != num_classes:
+        raise ValueError(f"coarse.probs must be (C={num_classes}, h, w), got {tuple(coarse.probs.shape)}")
+
+
+def upsample_probs(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) probabilities -> (C, H, W) float32 numpy, bilinear, align_corners=False (MagNet)."""
+    up = F.interpolate(probs.detach().float().cpu()[None], size=size, mode="bilinear", align_corners=False)
+    return up[0].numpy()

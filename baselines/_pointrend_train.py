@@ -1,0 +1,149 @@
+"""Training of the PointRend point head on a frozen backbone (spec §5.3, "Training").
+
+Per iteration and image: the backbone's coarse logits and fine features (cached when
+``cache_features``), mmseg's ``get_points_train`` (k N uniform points, the beta N most uncertain,
+(1 - beta) N fresh uniform ones), and mmseg's ``PointHead.loss``: CE on the point logits against the
+full-resolution label sampled with mode='nearest' (``ignore_index`` skipped; mmseg's
+``CrossEntropyLoss`` averages over all points, ignored ones counting as zero). The backbone and
+its coarse head stay frozen, so only the point head's loss is used (the paper also trains the
+coarse head; here it is the shared, already trained backbone).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines._pointrend_features import coarse_and_fine
+
+log = logging.getLogger(__name__)
+
+Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # logits (C,h,w), fine (F,h',w'), label (H,W) uint8/int16
+
+
+def ignore_value(ignore_index: int | None, num_classes: int) -> int:
+    """The label value the loss skips: the dataset's, else one no class uses."""
+    if ignore_index is not None:
+        return int(ignore_index)
+    return 255 if num_classes <= 255 else -1
+
+
+def make_loader(backbone: Any, train_set: Any, input_size: tuple[int, int], device: torch.device, feature_key: str, cache: bool) -> Callable[[int], Item]:
+    """``index -> (logits, fine, label)`` for the training set, computed once when ``cache``.
+
+    Labels are kept in their uint8 / uint16 form (as int32 for uint16) to keep memory small.
+    """
+    store: dict[int, Item] = {}
+
+    def load(i: int) -> Item:
+        if i in store:
+            return store[i]
+        sample = train_set[i]
+        logits, fine = coarse_and_fine(backbone, sample.image, input_size, device, feature_key)
+        label = np.asarray(sample.label)
+        label_t = torch.from_numpy(label.astype(np.int32) if label.dtype == np.uint16 else label.copy()).to(device)
+        item = (logits[0], fine[0], label_t)
+        if cache:
+            store[i] = item
+        return item
+
+    return load
+
+
+def batch_loss(head: torch.nn.Module, items: Sequence[Item], train_cfg: Any) -> tuple[torch.Tensor, float]:
+    """Mean point loss over a batch through ``PointHead.loss`` (one call per image size).
+
+    Returns:
+        (loss, point accuracy in percent).
+    """
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    groups: dict[tuple[int, int], list[Item]] = {}
+    for item in items:
+        groups.setdefault(tuple(item[2].shape), []).append(item)
+    total, acc, count = 0.0, 0.0, 0
+    for group in groups.values():
+        logits = torch.stack([g[0] for g in group])
+        fine = torch.stack([g[1] for g in group])
+        samples = []
+        for g in group:
+            s = SegDataSample()
+            s.gt_sem_seg = PixelData(data=g[2][None].long())
+            samples.append(s)
+        out = head.loss([fine], logits, samples, train_cfg)
+        loss = sum(v for k, v in out.items() if "loss" in k)
+        total = total + loss * len(group)
+        acc += float(out["acc_point"]) * len(group)
+        count += len(group)
+    return total / count, acc / count
+
+
+def make_optimizer(params: Any, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD (mmseg's PointRend schedule) or Adam.
+
+    Raises:
+        ValueError: unknown optimizer name.
+    """
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adam'")
+
+
+def poly_lr(base: float, it: int, total: int, power: float = 0.9, min_lr: float = 1e-4) -> float:
+    """mmseg's PolyLR: ``(base - min_lr) * (1 - it / total) ** power + min_lr`` (min_lr capped at base)."""
+    floor = min(min_lr, base)
+    return (base - floor) * (1.0 - it / max(1, total)) ** power + floor
+
+
+def train_head(
+    head: torch.nn.Module,
+    load: Callable[[int], Item],
+    num_samples: int,
+    cfg: Any,
+    ignore: int,
+) -> list[float]:
+    """Train ``head`` in place for ``cfg.iterations`` iterations.
+
+    Args:
+        head: mmseg ``PointHead`` on the training device (its ``ignore_index`` set to ``ignore``).
+        load: ``index -> (logits, fine, label)``.
+        num_samples: training set size.
+        cfg: the PointRend config (iterations, batch_size, optimizer, lr, momentum, weight_decay,
+            train_points, oversample_ratio, importance_sample_ratio, seed).
+        ignore: label value skipped by the loss (for the log only; the head holds it).
+
+    Returns:
+        The loss of every iteration.
+    """
+    from mmengine.config import ConfigDict
+
+    train_cfg = ConfigDict(
+        num_points=cfg.train_points,
+        oversample_ratio=cfg.oversample_ratio,
+        importance_sample_ratio=cfg.importance_sample_ratio,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    opt = make_optimizer(head.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    head.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    for it in range(cfg.iterations):
+        for group in opt.param_groups:
+            group["lr"] = poly_lr(cfg.lr, it, cfg.iterations)
+        idx = rng.choice(num_samples, size=min(cfg.batch_size, num_samples), replace=False)
+        loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if it % 50 == 0 or it == cfg.iterations - 1:
+            log.info("pointrend it %d/%d loss %.4f point acc %.1f%% (%.0fs, ignore=%d)", it + 1, cfg.iterations, losses[-1], acc, time.perf_counter() - start, ignore)
+    return losses

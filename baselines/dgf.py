@@ -1,0 +1,294 @@
+"""Deep Guided Filter (Wu et al., CVPR 2018) as a refinement baseline for segmentation.
+
+As in DGF's DeepLab experiment: a learned C-channel guide ``g = conv1x1(64->C)(ReLU(conv1x1(3->64)(I)))``
+of the RGB image I in [0, 1] (not mean/std normalised), and the per-channel guided filter
+(r = 4, eps = 1e-2, truncated box) applied to the coarse map upsampled bilinearly
+(align_corners=True); channel k is guided by g_k, then argmax.
+
+The filtered signal: DGF filters the coarse *logits*; the harness hands over probabilities, so we
+filter the coarse log-probabilities ``log(max(p, 1e-8))`` (logits up to a per-pixel constant),
+computed at the coarse resolution and then upsampled, the same way in training and inference.
+
+Two forms (config ``fast``):
+- full (default, DGF's segmentation setting): upsample the signal, guide at full resolution.
+- fast (DGF's ``FastGuidedFilter``): a, b from the guide of the image resized to the coarse size
+  (the backbone's own input, cv2 INTER_LINEAR) and the coarse signal; a and b are upsampled
+  (bilinear, align_corners=True) and applied to the full-resolution guide.
+
+Training (:meth:`DeepGuidedFilter.train`): the backbone stays frozen; only the guide head learns,
+with Adam and cross-entropy against the ground truth on random full-resolution crops. The coarse
+map is computed exactly as at test time (whole image resized to ``ctx.input_size``), and the crop
+takes the matching window of the upsampled signal (or of the upsampled a, b in the fast form).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines._gf_ops import (
+    check_inputs,
+    fast_guided_filter,
+    guided_filter,
+    guided_filter_coeffs,
+    resize_bilinear_region,
+)
+from bench.backbones import load_state_dict_strict
+from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
+
+log = logging.getLogger(__name__)
+
+_PROB_FLOOR = 1e-8  # log-probabilities are floored at log(1e-8) ~ -18.4 so that p = 0 stays finite
+
+
+@dataclass(frozen=True)
+class DGFConfig:
+    """Options of :class:`DeepGuidedFilter`.
+
+    Attributes:
+        radius: box radius (full-resolution pixels; coarse pixels in the fast form).
+        eps: regulariser in squared guide units.
+        fast: use DGF's fast form (a, b at coarse resolution) instead of the full filter.
+        hidden: width of the guide head's hidden layer (DGF: 64).
+        iterations: training steps.
+        batch_size: crops per step.
+        crop_size: (w, h) of a training crop in full-resolution pixels (clipped to the image).
+        lr: Adam learning rate.
+        seed: seed of the head's initialisation and of the crop sampling.
+        cache_images: training images (with their coarse maps) kept in memory.
+    """
+
+    radius: int = 4
+    eps: float = 1e-2
+    fast: bool = False
+    hidden: int = 64
+    iterations: int = 300
+    batch_size: int = 4
+    crop_size: tuple[int, int] = (256, 256)
+    lr: float = 1e-3
+    seed: int = 0
+    cache_images: int = 64
+
+    def __post_init__(self) -> None:
+        if self.radius < 1 or self.eps <= 0:
+            raise ValueError(f"need radius >= 1 and eps > 0, got radius={self.radius}, eps={self.eps}")
+        if self.iterations < 0 or self.batch_size < 1 or min(self.crop_size) < 1:
+            raise ValueError("iterations must be >= 0, batch_size >= 1 and crop_size positive")
+
+
+class GuideHead(nn.Module):
+    """DGF's guidance map: (N, 3, H, W) RGB in [0, 1] -> (N, C, H, W) guide.
+
+    The buffer ``trained_with`` = (radius, eps, fast) records the filter the head was trained
+    for, so that a checkpoint is never used with another filter by mistake.
+    """
+
+    def __init__(self, num_classes: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, hidden, 1)
+        self.conv2 = nn.Conv2d(hidden, num_classes, 1)
+        self.register_buffer("trained_with", torch.zeros(3, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.relu(self.conv1(x)))
+
+
+def _filter_key(cfg: DGFConfig) -> torch.Tensor:
+    return torch.tensor([cfg.radius, cfg.eps, float(cfg.fast)], dtype=torch.float64)
+
+
+def image_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+def log_probs(probs: torch.Tensor) -> torch.Tensor:
+    """(C, h, w) probabilities -> (1, C, h, w) float32 log-probabilities, floored at log(1e-8)."""
+    return probs.float().clamp_min(_PROB_FLOOR).log()[None]
+
+
+def resize_like_coarse(image: np.ndarray, coarse_hw: tuple[int, int]) -> np.ndarray:
+    """The backbone's input: the image resized to the coarse map's (h, w) with cv2 INTER_LINEAR."""
+    return cv2.resize(image, (coarse_hw[1], coarse_hw[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def dgf_logits(head: GuideHead, cfg: DGFConfig, image: np.ndarray, logp: torch.Tensor) -> torch.Tensor:
+    """Filtered log-probabilities of a whole image.
+
+    Args:
+        head: the guide head.
+        cfg: filter options.
+        image: (H, W, 3) uint8 RGB.
+        logp: (1, C, h, w) coarse log-probabilities.
+
+    Returns:
+        (1, C, H, W) float32 filtered signal (argmax gives the labels).
+    """
+    hr = image_tensor(image, logp.device)
+    if cfg.fast:
+        lr = image_tensor(resize_like_coarse(image, logp.shape[-2:]), logp.device)
+        return fast_guided_filter(head(lr), logp, head(hr), cfg.radius, cfg.eps)
+    up = F.interpolate(logp, size=image.shape[:2], mode="bilinear", align_corners=True)
+    return guided_filter(head(hr), up, cfg.radius, cfg.eps)
+
+
+def dgf_logits_window(
+    head: GuideHead, cfg: DGFConfig, crop: np.ndarray, lr_image: np.ndarray, logp: torch.Tensor,
+    full_hw: tuple[int, int], box: tuple[int, int, int, int],
+) -> torch.Tensor:
+    """The filtered signal on a window of the full-resolution image (training).
+
+    Args:
+        head: the guide head.
+        cfg: filter options.
+        crop: (h', w', 3) uint8 window of the full image.
+        lr_image: (h, w, 3) uint8 image at the coarse size (used by the fast form).
+        logp: (1, C, h, w) coarse log-probabilities of the whole image.
+        full_hw: (H, W) of the full image.
+        box: (top, left, h', w') of the window.
+
+    Returns:
+        (1, C, h', w') filtered signal; the fast form equals ``dgf_logits`` on the window up to
+        float rounding, the full form differs only within ``radius`` of the window's border.
+    """
+    hr = image_tensor(crop, logp.device)
+    if cfg.fast:
+        a, b = guided_filter_coeffs(head(image_tensor(lr_image, logp.device)), logp, cfg.radius, cfg.eps)
+        a_hr = resize_bilinear_region(a, full_hw, box, align_corners=True)
+        b_hr = resize_bilinear_region(b, full_hw, box, align_corners=True)
+        return a_hr * head(hr) + b_hr
+    up = resize_bilinear_region(logp, full_hw, box, align_corners=True)
+    return guided_filter(head(hr), up, cfg.radius, cfg.eps)
+
+
+@torch.no_grad()
+def coarse_of(ctx: MethodContext, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+    """The runner's coarse pass: (resized uint8 image, (C, h, w) probabilities on ``ctx.device``)."""
+    small = cv2.resize(image, tuple(ctx.input_size), interpolation=cv2.INTER_LINEAR)
+    logits = ctx.backbone(normalize(small, ctx.device))
+    return small, torch.softmax(logits.float(), dim=1)[0]
+
+
+class _TrainCache:
+    """Training samples with their coarse maps, computed once and kept up to ``size`` of them."""
+
+    def __init__(self, ctx: MethodContext, train_set: Dataset, size: int) -> None:
+        self.ctx, self.train_set, self.size = ctx, train_set, size
+        self.items: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]] = {}
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+        if index in self.items:
+            return self.items[index]
+        sample = self.train_set[index]
+        small, probs = coarse_of(self.ctx, sample.image)
+        item = (sample.image, sample.label, small, log_probs(probs))
+        if len(self.items) < self.size:
+            self.items[index] = item
+        return item
+
+
+def _crop_box(rng: np.random.Generator, hw: tuple[int, int], crop_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    height, width = min(crop_wh[1], hw[0]), min(crop_wh[0], hw[1])
+    top = int(rng.integers(0, hw[0] - height + 1))
+    left = int(rng.integers(0, hw[1] - width + 1))
+    return top, left, height, width
+
+
+def _train_step(head: GuideHead, cfg: DGFConfig, cache: _TrainCache, rng: np.random.Generator, ignore: int) -> torch.Tensor:
+    """Summed cross-entropy over the valid pixels of ``batch_size`` random crops, divided by their count."""
+    total, count = 0.0, 0
+    for _ in range(cfg.batch_size):
+        image, label, small, logp = cache[int(rng.integers(len(cache.train_set)))]
+        top, left, h, w = box = _crop_box(rng, image.shape[:2], cfg.crop_size)
+        crop = image[top:top + h, left:left + w]
+        target = torch.from_numpy(label[top:top + h, left:left + w].astype(np.int64)).to(logp.device)[None]
+        out = dgf_logits_window(head, cfg, crop, small, logp, image.shape[:2], box)
+        total = total + F.cross_entropy(out, target, ignore_index=ignore, reduction="sum")
+        count += int((target != ignore).sum())
+    return total / max(count, 1)
+
+
+class DeepGuidedFilter(Method):
+    """DGF refinement: learned guide + guided filter on the upsampled coarse log-probabilities."""
+
+    name = "dgf"
+    display_name = "DGF"
+    version = 1
+    uses_coarse = True
+    needs_backbone = True
+    cpu_only = False
+    Config = DGFConfig
+
+    def __init__(self, cfg: DGFConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        path = self.checkpoints(cfg, ctx)["dgf"]
+        if not path.is_file():
+            raise FileNotFoundError(f"DGF guide weights not found at {path}; train them first (DeepGuidedFilter.train)")
+        self.head = GuideHead(ctx.num_classes, cfg.hidden)
+        load_state_dict_strict(self.head, torch.load(path, map_location="cpu", weights_only=True), source=str(path))
+        trained = self.head.trained_with.tolist()
+        if not torch.allclose(self.head.trained_with, _filter_key(cfg)):
+            raise ValueError(
+                f"{path} was trained for radius={trained[0]:g}, eps={trained[1]:g}, fast={bool(trained[2])} but the "
+                f"config asks radius={cfg.radius}, eps={cfg.eps}, fast={cfg.fast}; retrain or change the config"
+            )
+        self.head.to(ctx.device).eval()
+
+    def refine(self, image: np.ndarray, coarse: Coarse | None) -> torch.Tensor:
+        """Refine one image.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            coarse: (C, h, w) probabilities.
+
+        Returns:
+            (H, W) int64 labels on ``ctx.device``.
+        """
+        check_inputs(image, coarse, self.ctx.num_classes)
+        with torch.inference_mode():
+            out = dgf_logits(self.head, self.cfg, image, log_probs(coarse.probs.to(self.device)))
+        return out[0].argmax(0)
+
+    @classmethod
+    def checkpoints(cls, cfg: DGFConfig, ctx: MethodContext) -> dict[str, Path]:
+        """``{"dgf": <checkpoint_dir>/dgf.pt}``: the guide head's state dict."""
+        return {"dgf": Path(ctx.checkpoint_dir) / "dgf.pt"}
+
+    @classmethod
+    def train(cls, cfg: DGFConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
+        """Train the guide head with the backbone frozen and save its state dict to ``paths["dgf"]``.
+
+        Raises:
+            ValueError: no backbone in ``ctx`` or an empty training set.
+        """
+        if ctx.backbone is None or len(train_set) == 0:
+            raise ValueError("DGF training needs ctx.backbone and a non-empty training set")
+        ctx.backbone.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            head = GuideHead(ctx.num_classes, cfg.hidden).to(ctx.device)
+        head.trained_with.copy_(_filter_key(cfg))
+        optimiser = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+        rng = np.random.default_rng(cfg.seed)
+        cache = _TrainCache(ctx, train_set, cfg.cache_images)
+        ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
+        start = time.perf_counter()
+        for step in range(cfg.iterations):
+            loss = _train_step(head, cfg, cache, rng, ignore)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if step % 50 == 0 or step == cfg.iterations - 1:
+                log.info("dgf step %d/%d loss %.4f (%.0f s)", step + 1, cfg.iterations, loss.item(), time.perf_counter() - start)
+        path = Path(paths["dgf"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, path)

@@ -1,0 +1,12 @@
+"""magnet-bench: benchmark harness for refining semantic segmentation of high-resolution images.
+
+Public API: ``create_method``, ``list_methods`` (lazy registry), ``load_config``, ``load_records``,
+and the metric functions in ``bench.metrics``. Importing ``bench`` imports no optional dependency.
+"""
+
+from bench.config import load as load_config
+from bench.records import load as load_records
+from bench.registry import MethodUnavailable, create_method, list_methods
+
+__all__ = ["MethodUnavailable", "create_method", "list_methods", "load_config", "load_records"]
+__version__ = "0.1.0"

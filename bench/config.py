@@ -1,0 +1,257 @@
+"""Benchmark configuration: one frozen dataclass, flat YAML, dotted ``key=value`` overrides.
+
+A dataset file ``configs/datasets/<name>.yaml`` holds the sweep for that dataset. Keys are the
+fields of :class:`BenchConfig`, plus two dotted families:
+
+- ``<method>.<option>: value`` sets an option of that method's ``Config`` dataclass (defaults come
+  from the dataclass, then ``configs/methods/<method>.yaml``, then the dataset file, then the CLI);
+- ``data.<kwarg>: value`` is passed to the dataset constructor (e.g. ``data.size``).
+
+``paper:`` (the only nested mapping) records published values for the tables:
+``paper: {"<method>@<w>x<h>": {miou: 63.23, source: "supplement T1"}}``.
+
+Sizes are written ``WxH`` (``256x128``) or ``[w, h]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def parse_size(value: Any) -> tuple[int, int]:
+    """``"256x128"``, ``[256, 128]`` or ``(256, 128)`` -> ``(256, 128)`` (width, height)."""
+    if isinstance(value, str):
+        parts = value.lower().split("x")
+        if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+            return int(parts[0]), int(parts[1])
+    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"a size must be 'WxH' or [w, h], got {value!r}")
+
+
+def format_size(size: Sequence[int]) -> str:
+    """``(256, 128)`` -> ``"256x128"``."""
+    return f"{size[0]}x{size[1]}"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A benchmark sweep: one dataset, methods x input sizes.
+
+    Attributes:
+        dataset: dataset registry key.
+        data_root: folder of a real dataset (None for synthetic).
+        split: evaluated split; ``train_split`` is used for training.
+        methods: registry keys swept, in table order.
+        input_size: backbone input size (w, h) of every method (the paper's n).
+        coarse_scale: (w, h) the image is resized to before the input size in the coarse pass
+            (DeepGlobe's 2448 -> 612 -> 508); None = straight to the input size.
+        table1_methods: methods swept over ``table1_sizes`` for Table 1.
+        table1_sizes: extra input sizes (w, h) for Table 1.
+        backbone: backbone name for ``bench.backbones.create_backbone``.
+        backbone_checkpoint: weights file; default ``<checkpoint_dir>/backbone.pt``.
+        backbone_options: extra builder kwargs.
+        backbone_train: training options for the backbone (see ``bench.train_backbone``).
+        checkpoint_dir: where learned weights live; default ``results/checkpoints/<dataset>``.
+        out_dir: where records go; default ``results/runs/<dataset>``.
+        tables_dir: where tables go; default ``results/tables/<dataset>``.
+        device: ``cpu`` or ``cuda[:i]``.
+        threads: torch intra-op threads (None: torch's default).
+        limit: evaluate only the first N images.
+        seed: seeds random, numpy and torch.
+        warmup: untimed refine() calls on the first image of each (method, size).
+        absent: absent-class policy for per-class IoU (``nan`` or ``zero``).
+        excluded: classes left out of the mIoU mean (default: the dataset's own).
+        isolate: run each (method, size) in a fresh subprocess (needed for CPU peak memory).
+        train: train missing checkpoints (False: report them as a status).
+        data: dataset constructor kwargs (``data.<key>``).
+        train_data: extra constructor kwargs for the training split (``train_data.<key>``).
+        method_options: per-method option overrides (``<method>.<key>``).
+        paper: published values keyed ``"<method>@<WxH>"``.
+        version: bump when the benchmark's meaning changes.
+    """
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    split: str = "val"
+    train_split: str = "train"
+    methods: tuple[str, ...] = ("downsample", "patching")
+    input_size: tuple[int, int] = (256, 128)
+    coarse_scale: tuple[int, int] | None = None
+    table1_methods: tuple[str, ...] = ("downsample",)
+    table1_sizes: tuple[tuple[int, int], ...] = ()
+    backbone: str = "light"
+    backbone_checkpoint: str | None = None
+    backbone_options: Mapping[str, Any] = field(default_factory=dict)
+    backbone_train: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint_dir: str | None = None
+    out_dir: str | None = None
+    tables_dir: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
+    limit: int | None = None
+    seed: int = 0
+    warmup: int = 1
+    absent: str = "nan"
+    excluded: tuple[int, ...] | None = None
+    isolate: bool = True
+    train: bool = True
+    data: Mapping[str, Any] = field(default_factory=dict)
+    train_data: Mapping[str, Any] = field(default_factory=dict)
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    version: int = 1
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint_dir or f"results/checkpoints/{self.dataset}")
+
+    @property
+    def backbone_path(self) -> Path:
+        return Path(self.backbone_checkpoint) if self.backbone_checkpoint else self.checkpoint_path / "backbone.pt"
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.out_dir or f"results/runs/{self.dataset}")
+
+    @property
+    def tables_path(self) -> Path:
+        return Path(self.tables_dir or f"results/tables/{self.dataset}")
+
+    def units(self) -> list[tuple[str, tuple[int, int]]]:
+        """The (method, input size) pairs of the sweep, in table order, without repeats."""
+        pairs = [(m, tuple(self.input_size)) for m in self.methods]
+        pairs += [(m, tuple(s)) for m in self.table1_methods for s in self.table1_sizes]
+        return list(dict.fromkeys(pairs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(BenchConfig)}
+_SIZE_FIELDS = {"table1_sizes"}
+_ONE_SIZE_FIELDS = {"input_size", "coarse_scale"}
+_TUPLE_FIELDS = {"methods", "table1_methods", "excluded"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key in _ONE_SIZE_FIELDS:
+        return None if value is None else parse_size(value)
+    if key in _SIZE_FIELDS:
+        items = [value] if isinstance(value, str) else list(value)
+        return tuple(parse_size(v) for v in items)
+    if key in _TUPLE_FIELDS and value is not None:
+        return tuple(value) if isinstance(value, (list, tuple)) else tuple(str(value).split(","))
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    """CLI values are YAML scalars or flow sequences: ``3``, ``true``, ``[a, b]``, ``256x128``."""
+    return yaml.safe_load(text) if text != "" else None
+
+
+def merge(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply flat overrides (dotted keys allowed) on top of a flat mapping."""
+    out = dict(raw)
+    out.update(overrides)
+    return out
+
+
+def build(flat: Mapping[str, Any]) -> BenchConfig:
+    """Turn a flat mapping (YAML file plus overrides) into a validated :class:`BenchConfig`.
+
+    Raises:
+        KeyError: an unknown key, with suggestions.
+    """
+    kwargs: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    train_data: dict[str, Any] = {}
+    methods: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key.startswith("data."):
+            data[key[5:]] = value
+        elif key.startswith("train_data."):
+            train_data[key[11:]] = value
+        elif "." in key:
+            method, _, option = key.partition(".")
+            methods.setdefault(method, {})[option] = value
+        elif key in _FIELDS:
+            kwargs[key] = _coerce(key, value)
+        else:
+            close = difflib.get_close_matches(key, list(_FIELDS), n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise KeyError(f"unknown config key {key!r}{hint} (known: {sorted(_FIELDS)}, or data.<kw>, <method>.<option>)")
+    kwargs["data"] = {**dict(kwargs.get("data", {})), **data}
+    kwargs["train_data"] = {**dict(kwargs.get("train_data", {})), **train_data}
+    merged = {m: dict(v) for m, v in dict(kwargs.get("method_options", {})).items()}
+    for method, opts in methods.items():
+        merged.setdefault(method, {}).update(opts)
+    kwargs["method_options"] = merged
+    return BenchConfig(**kwargs)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """``yaml.safe_load`` a mapping; an empty file is ``{}``."""
+    with open(path) as fh:
+        loaded = yaml.safe_load(fh) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return loaded
+
+
+def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None, config_file: str | Path | None = None) -> BenchConfig:
+    """Load ``configs/datasets/<dataset>.yaml`` (or ``config_file``) and apply overrides."""
+    path = Path(config_file) if config_file else CONFIG_DIR / "datasets" / f"{dataset}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))
+        raise FileNotFoundError(f"no config {path}; dataset configs: {known}")
+    return build(merge(read_yaml(path), dict(overrides or {})))
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """``["limit=2", "magnet.n_points=0.5"]`` -> ``{"limit": 2, "magnet.n_points": 0.5}``."""
+    out: dict[str, Any] = {}
+    for arg in args:
+        if "=" not in arg:
+            raise ValueError(f"override {arg!r} is not key=value")
+        key, _, text = arg.partition("=")
+        out[key.strip()] = _parse_value(text)
+    return out
+
+
+def method_config_values(cfg: BenchConfig, method: str) -> dict[str, Any]:
+    """Option values for ``method``: ``configs/methods/<method>.yaml`` then the sweep's overrides."""
+    path = CONFIG_DIR / "methods" / f"{method}.yaml"
+    values = read_yaml(path) if path.is_file() else {}
+    values.pop("version", None)
+    values.update(cfg.method_options.get(method, {}))
+    return values
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """Short sha256 of a JSON-serialisable object (sorted keys)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def file_digest(path: Path, length: int = 12) -> str | None:
+    """Short sha256 of a file's bytes, or None if it does not exist."""
+    if not Path(path).is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]

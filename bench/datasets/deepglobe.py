@@ -1,0 +1,168 @@
+"""DeepGlobe 2018 land cover (2448x2448, 7 colour-coded classes, class 0 "unknown").
+
+Layout (the Development-phase ``land-train.zip`` unzipped under the root)::
+
+    <root>/
+      land-train/<id>_sat.jpg
+      land-train/<id>_mask.png
+
+Splits are GLNet's train/crossvali/test lists, which MagNet ships as ``data/list/deepglobe``
+(454/207/142 ids, all from the 803 labelled images); the ids live in
+``configs/splits/deepglobe_{train,val,test}.txt``. ``split="all"`` takes every pair found.
+
+Label colours (RGB, the official coding; MagNet's table matches it once its BGR read is undone):
+unknown (0,0,0), urban (0,255,255), agriculture (255,255,0), rangeland (255,0,255),
+forest (0,255,0), water (0,0,255), barren (255,255,255).
+
+``colour_match`` decides what happens to pixels whose colour is not one of these seven:
+
+- ``"exact"`` (default, MagNet): they become class 0 "unknown";
+- ``"threshold"``: every channel is binarised at 128 first, as the DeepGlobe challenge's own
+  evaluation does, so near-colours from lossy saving map to their class; red (the one 1-bit
+  combination outside the table) becomes 0;
+- ``"strict"``: they raise :class:`~bench.datasets.base.DataFormatError` listing the colours.
+
+Nothing is ignored (``ignore_index`` None, as in MagNet), and class 0 is left out of the mIoU
+mean while its pixels still count as errors of whatever is predicted there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from bench.datasets.base import (
+    DataFormatError,
+    Pair,
+    PairedDataset,
+    read_id_file,
+    read_list_file,
+    read_raw,
+    require_dir,
+    require_root,
+    split_error,
+)
+from bench.interface import DatasetInfo
+
+CLASS_NAMES = ("unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren")
+PALETTE = ((0, 0, 0), (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255))
+
+INFO = DatasetInfo(
+    name="deepglobe",
+    class_names=CLASS_NAMES,
+    ignore_index=None,
+    palette=PALETTE,
+    excluded_from_mean=(0,),
+    thin_classes=(),
+)
+
+SPLIT_DIR = Path(__file__).resolve().parents[2] / "configs" / "splits"
+COLOUR_MATCHES = ("exact", "threshold", "strict")
+
+_LAYOUT = """\
+  <root>/
+    land-train/<id>_sat.jpg     RGB 2448x2448
+    land-train/<id>_mask.png    RGB colour-coded mask"""
+
+
+def _code(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) int64 24-bit colour code R<<16 | G<<8 | B."""
+    c = rgb.astype(np.int64)
+    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
+
+
+_CODES = _code(np.array(PALETTE, np.uint8))
+# Threshold mode: 3-bit index 4R + 2G + B of the binarised colour -> class (red, 4, is unknown).
+_BIT_TABLE = np.zeros(8, np.uint8)
+for _cls, (_r, _g, _b) in enumerate(PALETTE):
+    _BIT_TABLE[4 * (_r >> 7) + 2 * (_g >> 7) + (_b >> 7)] = _cls
+
+
+def rgb_to_class(rgb: np.ndarray, colour_match: str = "exact", path: Path | str = "<array>") -> np.ndarray:
+    """Map a DeepGlobe RGB mask to class ids.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB mask.
+        colour_match: ``exact``, ``threshold`` or ``strict`` (see the module docstring).
+        path: file name for error messages.
+
+    Returns:
+        (H, W) uint8 class ids in 0..6.
+
+    Raises:
+        DataFormatError: ``strict`` and some colour is not in the table.
+    """
+    if colour_match == "threshold":
+        bits = (rgb >= 128).astype(np.uint8)
+        return _BIT_TABLE[4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]]
+    codes = _code(rgb)
+    order = np.argsort(_CODES)
+    pos = np.searchsorted(_CODES[order], codes).clip(0, len(_CODES) - 1)
+    found = _CODES[order][pos] == codes
+    if colour_match == "strict" and not found.all():
+        bad, counts = np.unique(codes[~found], return_counts=True)
+        shown = ", ".join(f"({c >> 16},{(c >> 8) & 255},{c & 255}) ({n} px)" for c, n in zip(bad[:10], counts[:10]))
+        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+        raise DataFormatError(f"{path}: colour(s) not in the DeepGlobe table: {shown}{more}; allowed RGB: {PALETTE}")
+    return np.where(found, order[pos], 0).astype(np.uint8)
+
+
+class DeepGlobe(PairedDataset):
+    """DeepGlobe land-cover reader.
+
+    Args:
+        root: folder holding ``land-train/``.
+        split: ``train`` (454), ``val`` (207), ``test`` (142) or ``all`` (every pair present).
+        list_file: optional MagNet list file (``image<TAB>label`` relative to root); overrides split.
+        colour_match: ``exact`` (MagNet), ``threshold`` or ``strict``.
+    """
+
+    info: ClassVar[DatasetInfo] = INFO
+    display_name: ClassVar[str] = "DeepGlobe"
+    layout: ClassVar[str] = _LAYOUT
+    nominal_size: ClassVar[tuple[int, int] | None] = (2448, 2448)
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "val", "test", "all")
+
+    def __init__(
+        self,
+        root: str | Path | None,
+        split: str = "val",
+        list_file: str | Path | None = None,
+        colour_match: str = "exact",
+    ) -> None:
+        if colour_match not in COLOUR_MATCHES:
+            raise ValueError(f"DeepGlobe: colour_match must be one of {COLOUR_MATCHES}, got {colour_match!r}")
+        self.colour_match = colour_match
+        base = require_root(self.display_name, root, _LAYOUT)
+        if list_file is not None:
+            pairs = read_list_file(list_file, base, ("_sat",))
+        else:
+            if split not in self.SPLITS:
+                raise split_error(self.display_name, split, self.SPLITS)
+            folder = require_dir(self.display_name, base / "land-train", _LAYOUT)
+            ids = split_ids(split) if split != "all" else _found_ids(folder)
+            pairs = [Pair(i, folder / f"{i}_sat.jpg", folder / f"{i}_mask.png") for i in ids]
+        super().__init__(base, split, pairs)
+
+    def decode_label(self, path: Path) -> np.ndarray:
+        """RGB colour mask -> (H, W) uint8 class ids 0..6."""
+        raw = read_raw(path)
+        if raw.dtype != np.uint8 or raw.ndim != 3 or raw.shape[2] not in (3, 4):
+            raise DataFormatError(f"{path}: expected an 8-bit RGB colour mask, got shape {raw.shape} dtype {raw.dtype}")
+        rgb = raw[..., 2::-1]  # OpenCV gives BGR(A)
+        return rgb_to_class(rgb, self.colour_match, path)
+
+
+def split_ids(split: str) -> list[str]:
+    """The shipped GLNet/MagNet id list of ``split`` (train, val or test)."""
+    return read_id_file(SPLIT_DIR / f"deepglobe_{split}.txt")
+
+
+def _found_ids(folder: Path) -> list[str]:
+    return sorted((p.name[: -len("_sat.jpg")] for p in folder.glob("*_sat.jpg")), key=_numeric_key)
+
+
+def _numeric_key(text: str) -> tuple[int, str]:
+    return (int(text), text) if text.isdigit() else (-1, text)

@@ -1,0 +1,201 @@
+"""Segmentation metrics: pure functions plus one accumulator.
+
+mIoU (``miou_dataset``) is computed from one confusion matrix accumulated over the whole dataset
+(Cityscapes scripts, mmseg, MagNet), never as a mean of per-image IoUs. Two named policies for a
+class absent from both ground truth and prediction: ``absent="nan"`` leaves it out of the mean
+(cityscapesScripts, mmseg) and ``absent="zero"`` scores it 0 (MagNet's code clamps the union at 1).
+``excluded`` classes are counted in the matrix but left out of the mean (DeepGlobe class 0).
+
+mBA follows CascadePSP's ``compute_boundary_acc``: five radii from ``(W + H) / 300``, the OpenCV
+elliptical kernel, the boundary band ``dilate(gt) != erode(gt)`` with OpenCV's neutral image
+border (the border never makes a boundary), ignored pixels taking part in the band as a label of
+their own but excluded from the accuracy. An image whose band is empty (one label only) has no
+mBA; the accumulator skips and counts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+ABSENT_POLICIES = ("nan", "zero")
+
+
+def _check_pair(gt: np.ndarray, pred: np.ndarray) -> None:
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in shape")
+
+
+def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int | None = 255) -> np.ndarray:
+    """Confusion counts of one image.
+
+    Args:
+        gt: (H, W) integer labels in ``0..C-1`` or ``ignore_index``.
+        pred: (H, W) integer predictions in ``0..C-1``.
+        num_classes: C.
+        ignore_index: ground-truth value excluded from the counts, or None.
+
+    Returns:
+        (C, C) int64, rows = ground truth, columns = prediction.
+
+    Raises:
+        ValueError: shapes differ, or a label or prediction lies outside the class set (the
+            message lists the offending values).
+    """
+    _check_pair(gt, pred)
+    gt = np.asarray(gt).ravel().astype(np.int64)
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    if ignore_index is not None:
+        keep = gt != ignore_index
+        gt, pred = gt[keep], pred[keep]
+    for name, arr in (("ground-truth label", gt), ("prediction", pred)):
+        bad = (arr < 0) | (arr >= num_classes)
+        if bad.any():
+            values = np.unique(arr[bad])[:10].tolist()
+            raise ValueError(f"{name} values {values} outside the class set 0..{num_classes - 1} (ignore_index={ignore_index})")
+    counts = np.bincount(gt * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def iou_per_class(cm: np.ndarray, absent: str = "nan") -> np.ndarray:
+    """Per-class IoU = TP / (TP + FP + FN) from a confusion matrix.
+
+    Args:
+        cm: (C, C) counts, rows = ground truth.
+        absent: ``"nan"`` (0/0 -> NaN, the Cityscapes/mmseg convention) or ``"zero"`` (MagNet's
+            union clamped at 1, so an absent class scores 0).
+
+    Returns:
+        (C,) float64 in [0, 1].
+    """
+    if absent not in ABSENT_POLICIES:
+        raise ValueError(f"absent must be one of {ABSENT_POLICIES}, got {absent!r}")
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    if absent == "zero":
+        return tp / np.maximum(union, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.where(union > 0, union, 1.0), np.nan)
+
+
+def mean_iou(iou: np.ndarray, excluded: Sequence[int] = ()) -> float:
+    """NaN-ignoring mean over the classes not in ``excluded``; NaN when nothing is left."""
+    keep = np.ones(len(iou), dtype=bool)
+    keep[list(excluded)] = False
+    vals = np.asarray(iou, dtype=np.float64)[keep]
+    vals = vals[~np.isnan(vals)]
+    return float(vals.mean()) if vals.size else float("nan")
+
+
+def mba_radii(height: int, width: int) -> list[int]:
+    """The five CascadePSP radii: ``1 + int((max_r - 1) / 5 * i)`` with ``max_r = (W + H) / 300``."""
+    max_r = (width + height) / 300
+    return [1 + int((max_r - 1) / 5 * i) for i in range(5)]
+
+
+def ellipse_kernel(radius: int) -> np.ndarray:
+    """OpenCV's (2r+1)x(2r+1) ``MORPH_ELLIPSE`` structuring element, uint8."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _morph_dtype(gt: np.ndarray) -> np.ndarray:
+    if gt.min() >= 0 and gt.max() <= 255:
+        return gt.astype(np.uint8, copy=False)
+    if gt.min() >= 0 and gt.max() <= 65535:
+        return gt.astype(np.uint16, copy=False)
+    raise ValueError("labels for mBA must lie in 0..65535")
+
+
+def boundary_accuracy_radii(gt: np.ndarray, pred: np.ndarray, ignore_index: int | None = None) -> list[float]:
+    """Boundary-band accuracy at each of the five radii (NaN where the band is empty)."""
+    _check_pair(gt, pred)
+    height, width = gt.shape
+    gt_m = _morph_dtype(np.asarray(gt))
+    correct = np.asarray(pred) == np.asarray(gt)
+    valid = np.ones_like(correct) if ignore_index is None else np.asarray(gt) != ignore_index
+    accs = []
+    for radius in mba_radii(height, width):
+        kernel = ellipse_kernel(radius)
+        band = cv2.dilate(gt_m, kernel) != cv2.erode(gt_m, kernel)
+        band &= valid
+        n = int(np.count_nonzero(band))
+        accs.append(float(np.count_nonzero(correct & band)) / n if n else float("nan"))
+    return accs
+
+
+def boundary_accuracy(gt: np.ndarray, pred: np.ndarray, ignore_index: int | None = None) -> float:
+    """One image's mBA in [0, 1]: the mean boundary-band accuracy over the five radii.
+
+    Args:
+        gt: (H, W) integer labels (uint8 or uint16 range).
+        pred: (H, W) integer predictions.
+        ignore_index: ground-truth value excluded from the accuracy (it still forms a boundary
+            with its neighbours, as void does in CascadePSP's multi-class variant), or None.
+
+    Returns:
+        The mBA, or NaN when the image has no boundary band (a single label).
+    """
+    accs = boundary_accuracy_radii(gt, pred, ignore_index)
+    return float("nan") if any(np.isnan(accs)) else float(np.mean(accs))
+
+
+@dataclass
+class SegEvaluator:
+    """Dataset-level accumulator: ``update`` per image, ``compute`` once, ``reset`` to reuse.
+
+    Attributes:
+        num_classes: C.
+        ignore_index: ignored ground-truth value, or None.
+        absent: absent-class policy for the per-class IoU, ``"nan"`` or ``"zero"``.
+        excluded: classes left out of the mIoU mean (still counted).
+    """
+
+    num_classes: int
+    ignore_index: int | None = 255
+    absent: str = "nan"
+    excluded: tuple[int, ...] = ()
+    cm: np.ndarray = field(init=False)
+    mba_values: list[float] = field(init=False)
+    mba_skipped: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.cm = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        self.mba_values = []
+        self.mba_skipped = 0
+
+    def score_image(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-image confusion matrix and mBA, without accumulating."""
+        cm = confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
+        return cm, boundary_accuracy(gt, pred, self.ignore_index)
+
+    def add(self, cm: np.ndarray, mba: float) -> None:
+        """Accumulate a per-image result (e.g. read back from records)."""
+        self.cm += np.asarray(cm, dtype=np.int64)
+        if np.isnan(mba):
+            self.mba_skipped += 1
+        else:
+            self.mba_values.append(float(mba))
+
+    def update(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, float]:
+        """Score one image and accumulate it; returns its confusion matrix and mBA."""
+        cm, mba = self.score_image(gt, pred)
+        self.add(cm, mba)
+        return cm, mba
+
+    def compute(self) -> dict[str, object]:
+        """Dataset metrics: ``miou``, ``iou`` (per class), ``mba``, ``mba_images``, ``mba_skipped``."""
+        iou = iou_per_class(self.cm, self.absent)
+        return {
+            "miou": mean_iou(iou, self.excluded),
+            "iou": iou.tolist(),
+            "mba": float(np.mean(self.mba_values)) if self.mba_values else float("nan"),
+            "mba_images": len(self.mba_values),
+            "mba_skipped": self.mba_skipped,
+        }

@@ -1,0 +1,94 @@
+"""Append-only JSONL records, from which every table is derived.
+
+Record types (field ``type``):
+
+- ``image``: one (method, input size, image): ``unit_key``, ``image_id``, ``status`` ("ok" or
+  an error status), ``cm`` (per-image confusion counts, rows = ground truth, so any aggregate can
+  be recomputed), ``mba`` (NaN when the image has no boundary band), ``mba_radii``,
+  ``time_coarse_ms``, ``time_refine_ms``, ``time_ms`` (what tables show: coarse + refine for
+  methods that use the coarse map), ``time_e2e_ms`` (also the host-side preparation), memory
+  fields of ``bench.measure.MemoryProbe``, provenance.
+- ``unit``: a (method, input size) that could not run: ``status`` in ``unavailable``,
+  ``missing_checkpoint``, ``oom``, ``error``, with ``message``.
+- ``summary``: aggregates of a finished unit (convenience; tables recompute from ``image``).
+
+Records are appended with a flush and fsync per line, so a crash loses at most the image in
+flight; a torn last line is ignored on reading.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: store it as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def append(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a JSON line, flushed and fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_clean(record), sort_keys=True)
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of one file; a torn (partial) line, as a crash can leave, is skipped."""
+    if not path.is_file():
+        return
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def load(folder: Path) -> list[dict[str, Any]]:
+    """Every record of every ``*.jsonl`` file in ``folder`` (per-rank files included)."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        out.extend(read(path))
+    return out
+
+
+def done_images(records: Iterable[dict[str, Any]], unit_key: str) -> set[str]:
+    """Image ids of ``unit_key`` already recorded with status ok."""
+    return {r["image_id"] for r in records
+            if r.get("type") == "image" and r.get("unit_key") == unit_key and r.get("status") == "ok"}
+
+
+def latest_by_image(records: Iterable[dict[str, Any]], unit_key: str) -> dict[str, dict[str, Any]]:
+    """The last ok image record per image id of ``unit_key`` (duplicates never double-count)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("type") == "image" and r.get("unit_key") == unit_key and r.get("status") == "ok":
+            out[r["image_id"]] = r
+    return out
+
+
+def unit_status(records: Iterable[dict[str, Any]], unit_key: str) -> dict[str, Any] | None:
+    """The last ``unit`` status record of ``unit_key``, if any."""
+    last = None
+    for r in records:
+        if r.get("type") == "unit" and r.get("unit_key") == unit_key:
+            last = r
+    return last

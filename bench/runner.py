@@ -1,0 +1,283 @@
+"""The sweep: train what is missing, then run every (method, input size) unit, appending records.
+
+Each unit runs in a fresh subprocess by default (``isolate``), which is what makes the CPU
+peak-memory figure that of the unit alone and keeps one crashing method from ending the sweep.
+A rerun skips images already recorded with status ok under the same ``unit_key`` (a hash of the
+resolved config, method version, input size and the digests of the weights used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench import measure, records
+from bench.coarse import compute_coarse, resize_image
+from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, stable_hash
+from bench.datasets import create_dataset, dataset_info
+from bench.interface import DatasetInfo, MethodContext, config_from_mapping
+from bench.metrics import boundary_accuracy_radii, confusion_matrix
+from bench.registry import MethodUnavailable, resolve
+
+
+class MissingCheckpoint(RuntimeError):
+    """A learned method's weights are absent and training was not requested or not possible."""
+
+
+def records_file(cfg: BenchConfig) -> Path:
+    """This process's record file (one per torchrun rank)."""
+    import os
+
+    rank = os.environ.get("RANK")
+    return cfg.out_path / (f"records-rank{rank}.jsonl" if rank not in (None, "0") or os.environ.get("WORLD_SIZE", "1") != "1" else "records.jsonl")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_torch(cfg: BenchConfig) -> torch.device:
+    """Threads, seeds and the device, as the config says."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+    return device
+
+
+def open_split(cfg: BenchConfig, split: str) -> Any:
+    """The dataset split, with ``train_data.*`` kwargs applied to the training split."""
+    kwargs = dict(cfg.data)
+    if split == cfg.train_split:
+        kwargs.update(cfg.train_data)
+    return create_dataset(cfg.dataset, root=cfg.data_root, split=split, **kwargs)
+
+
+def image_size(dataset: Any) -> tuple[int, int]:
+    """Nominal (w, h) of a dataset's images (the first image's size when it has none)."""
+    size = getattr(dataset, "image_size", None)
+    if size:
+        return tuple(size)
+    first = dataset[0].image
+    return first.shape[1], first.shape[0]
+
+
+def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> torch.nn.Module:
+    """The trained backbone in eval mode on ``device``.
+
+    Raises:
+        MissingCheckpoint: no weights at ``cfg.backbone_path``.
+    """
+    from bench.backbones import create_backbone
+
+    if not cfg.backbone_path.is_file():
+        raise MissingCheckpoint(f"backbone weights not found at {cfg.backbone_path}: run `make train DATASET={cfg.dataset}` "
+                                f"or give backbone_checkpoint=PATH")
+    model = create_backbone(cfg.backbone, info.num_classes, checkpoint=cfg.backbone_path, **dict(cfg.backbone_options))
+    return model.to(device).eval()
+
+
+def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], device: torch.device,
+                 backbone: Any, full_size: tuple[int, int]) -> MethodContext:
+    return MethodContext(num_classes=info.num_classes, input_size=tuple(size), device=device, backbone=backbone,
+                         checkpoint_dir=cfg.checkpoint_path, dataset=info, image_size=tuple(full_size),
+                         options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
+
+
+def method_config(cfg: BenchConfig, cls: type, name: str) -> Any:
+    """The method's frozen Config: dataclass defaults < configs/methods/<name>.yaml < sweep overrides."""
+    return config_from_mapping(cls.Config, method_config_values(cfg, name))
+
+
+def unit_key(cfg: BenchConfig, name: str, cls: type, mcfg: Any, size: tuple[int, int], ctx: MethodContext) -> str:
+    """Hash of everything a unit's results depend on."""
+    weights = {k: file_digest(p) for k, p in cls.checkpoints(mcfg, ctx).items()}
+    if cls.needs_backbone or cls.uses_coarse:
+        weights["backbone"] = file_digest(cfg.backbone_path)
+    return stable_hash({
+        "bench_version": cfg.version, "dataset": cfg.dataset, "data_root": cfg.data_root, "split": cfg.split,
+        "data": dict(cfg.data), "limit": cfg.limit, "method": name, "method_version": cls.version,
+        "method_config": dataclasses.asdict(mcfg), "size": list(size), "coarse_scale": cfg.coarse_scale,
+        "backbone": cfg.backbone, "backbone_options": dict(cfg.backbone_options), "weights": weights,
+        "device": cfg.device,
+    })
+
+
+def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str | None]:
+    """The current key of every unit (None where the method cannot be resolved)."""
+    info = dataset_info(cfg.dataset)
+    device = torch.device("cpu")
+    full = tuple(cfg.data.get("size", (0, 0))) if cfg.data.get("size") else (0, 0)
+    keys: dict[tuple[str, tuple[int, int]], str | None] = {}
+    for name, size in cfg.units():
+        try:
+            cls = resolve(name)
+        except (KeyError, MethodUnavailable):
+            keys[(name, size)] = stable_hash({"unresolved": name, "size": list(size), "dataset": cfg.dataset})
+            continue
+        mcfg = method_config(cfg, cls, name)
+        ctx = make_context(cfg, info, size, device, None, full)
+        keys[(name, size)] = unit_key(cfg, name, cls, mcfg, size, ctx)
+    return keys
+
+
+def _image_record(ukey: str, name: str, cls: type, size: tuple[int, int], sample: Any, pred: np.ndarray,
+                  info: DatasetInfo, times: dict[str, float], mem: dict[str, Any], prov: dict[str, Any]) -> dict[str, Any]:
+    cm = confusion_matrix(sample.label, pred, info.num_classes, info.ignore_index)
+    radii = boundary_accuracy_radii(sample.label, pred, info.ignore_index)
+    mba = float("nan") if any(np.isnan(radii)) else float(np.mean(radii))
+    return {"type": "image", "unit_key": ukey, "method": name, "display_name": cls.display_name,
+            "method_version": cls.version, "size": format_size(size), "image_id": sample.id, "status": "ok",
+            "cm": cm.tolist(), "mba": mba, "mba_radii": radii, **times, **mem, "provenance": prov}
+
+
+def _predict(method: Any, cls: type, sample: Any, backbone: Any, ctx: MethodContext,
+             probe: measure.MemoryProbe) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """One timed coarse + refine; returns (H, W) int64 labels, timings (ms) and memory."""
+    probe.start()
+    coarse, t_coarse = None, 0.0
+    if cls.uses_coarse:
+        coarse, t_coarse = measure.timed(lambda: compute_coarse(backbone, sample.image, ctx.input_size, ctx.device,
+                                                                ctx.options.get("coarse_scale")), ctx.device)
+    pred, t_refine = measure.timed(lambda: method.refine(sample.image, coarse), ctx.device)
+    mem = probe.stop()
+    labels, t_copy = measure.timed(lambda: pred.to("cpu").numpy(), ctx.device)
+    if labels.shape != sample.label.shape:
+        raise RuntimeError(f"{cls.name} returned {labels.shape}, expected the image's {sample.label.shape}")
+    times = {"time_coarse_ms": t_coarse, "time_refine_ms": t_refine, "time_ms": t_coarse + t_refine,
+             "time_e2e_ms": t_coarse + t_refine + t_copy}
+    return labels, times, mem
+
+
+def _unit_failure(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int], status: str, message: str) -> None:
+    records.append(records_file(cfg), {"type": "unit", "unit_key": ukey, "method": name, "size": format_size(size),
+                                       "status": status, "message": message[-4000:]})
+
+
+def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
+    ids = dataset.ids()
+    n = len(ids) if cfg.limit is None else min(cfg.limit, len(ids))
+    done = records.done_images(records.load(cfg.out_path), ukey)
+    return [i for i in range(n) if ids[i] not in done]
+
+
+def _shard(indices: list[int]) -> list[int]:
+    import os
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    return indices[rank::world]
+
+
+def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
+    """Run one (method, input size) in this process; returns a status string."""
+    device = setup_torch(cfg)
+    dataset = open_split(cfg, cfg.split)
+    info, full = dataset.info, image_size(dataset)
+    ukey = stable_hash({"unresolved": name, "size": list(size), "dataset": cfg.dataset})
+    try:
+        cls = resolve(name)
+        mcfg = method_config(cfg, cls, name)
+        ukey = unit_key(cfg, name, cls, mcfg, size, make_context(cfg, info, size, device, None, full))
+        pending = _shard(_pending(cfg, dataset, ukey))
+        if not pending:
+            return "done"
+        probe = measure.MemoryProbe(device)
+        backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
+        ctx = make_context(cfg, info, size, device, backbone, full)
+        missing = [str(p) for p in cls.checkpoints(mcfg, ctx).values() if not Path(p).is_file()]
+        if missing:
+            raise MissingCheckpoint(f"{name} weights not found: {missing}; run `make train DATASET={cfg.dataset}`")
+        method = cls(mcfg, ctx)
+        probe.setup_done()
+    except MethodUnavailable as err:
+        _unit_failure(cfg, ukey, name, size, "unavailable", str(err))
+        return "unavailable"
+    except MissingCheckpoint as err:
+        _unit_failure(cfg, ukey, name, size, "missing_checkpoint", str(err))
+        return "missing_checkpoint"
+    return _sweep_images(cfg, name, cls, size, ukey, dataset, pending, method, backbone, ctx, probe)
+
+
+def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int], ukey: str, dataset: Any,
+                  pending: list[int], method: Any, backbone: Any, ctx: MethodContext, probe: measure.MemoryProbe) -> str:
+    prov = measure.provenance(ctx.device, cfg.seed)
+    prov["warmup"] = cfg.warmup
+    out = records_file(cfg)
+    with torch.inference_mode():
+        for _ in range(cfg.warmup):
+            _predict(method, cls, dataset[pending[0]], backbone, ctx, probe)
+        for index in tqdm(pending, desc=f"{name} @ {format_size(size)}", disable=not sys.stderr.isatty()):
+            sample = dataset[index]
+            try:
+                labels, times, mem = _predict(method, cls, sample, backbone, ctx, probe)
+            except torch.OutOfMemoryError as err:
+                _unit_failure(cfg, ukey, name, size, "oom", f"{sample.id}: {err}")
+                return "oom"
+            records.append(out, _image_record(ukey, name, cls, size, sample, labels, dataset.info, times, mem, prov))
+    return "ok"
+
+
+def train_missing(cfg: BenchConfig) -> dict[str, str]:
+    """Train the backbone and every method checkpoint the sweep needs that is missing.
+
+    Returns:
+        ``{what: status}`` with status ``trained``, ``present``, ``missing`` (training off) or
+        ``unavailable``/``untrainable`` with the reason.
+    """
+    from bench.train_cli import train_all
+
+    return train_all(cfg)
+
+
+def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "bench", "unit", str(config_path), name, format_size(size)]
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    return proc.returncode, proc.stderr
+
+
+def run_sweep(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str]:
+    """Every unit of the sweep; a failing unit is recorded and the sweep goes on."""
+    results: dict[tuple[str, tuple[int, int]], str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        for name, size in cfg.units():
+            if not cfg.isolate:
+                results[(name, size)] = _run_in_process(cfg, name, size)
+                continue
+            code, err = _child(cfg, name, size, config_path)
+            if code != 0:
+                key = unit_keys(cfg).get((name, size)) or ""
+                _unit_failure(cfg, key, name, size, "error", f"exit code {code}\n{err}")
+                print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on", file=sys.stderr)
+            results[(name, size)] = "ok" if code == 0 else "error"
+    return results
+
+
+def _run_in_process(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
+    try:
+        return run_unit(cfg, name, size)
+    except Exception:  # noqa: BLE001 - any failure becomes a recorded status
+        key = unit_keys(cfg).get((name, size)) or ""
+        _unit_failure(cfg, key, name, size, "error", traceback.format_exc())
+        return "error"
+
+
+def config_from_file(path: Path) -> BenchConfig:
+    """A config written by ``run_sweep`` for a child process."""
+    return build(json.loads(Path(path).read_text()))

@@ -1,0 +1,290 @@
+"""Tables derived from records only, rendered as Markdown and LaTeX (booktabs).
+
+- Table 1: input size sweep (mIoU, mBA, time, memory) of the Table-1 methods, plus MagNet rows.
+- Table 2: mBA and per-class IoU per method, an Improvement row (best MagNet variant minus
+  Downsample), the best value of each column in bold.
+- Table 3: mIoU per method (with the paper's value and the difference where the config records
+  one), mBA, time and memory.
+
+All numbers are recomputed from the per-image records (confusion counts, mBA, time, memory), so a
+change of metric policy needs no rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import records
+from bench.config import BenchConfig, format_size
+from bench.interface import DatasetInfo
+from bench.measure import summarize
+from bench.metrics import iou_per_class, mean_iou
+
+STATUS_TEXT = {"unavailable": "unavailable", "missing_checkpoint": "no weights", "oom": "OOM", "error": "error"}
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table: header, rows of strings, bold cells, a caption."""
+
+    name: str
+    caption: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    bold: set[tuple[int, int]] = field(default_factory=set)
+    rule_before: set[int] = field(default_factory=set)
+
+
+@dataclass
+class UnitResult:
+    """Aggregates of one (method, input size) recomputed from its image records."""
+
+    method: str
+    display: str
+    size: str
+    n_images: int
+    status: str
+    miou: float = float("nan")
+    iou: list[float] = field(default_factory=list)
+    mba: float = float("nan")
+    mba_skipped: int = 0
+    time: dict[str, float] = field(default_factory=dict)
+    memory: float = float("nan")
+    mem_method: str = ""
+    device: str = ""
+    threads: int | None = None
+    message: str = ""
+
+
+def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, info: DatasetInfo,
+              absent: str, excluded: Sequence[int], display: str) -> UnitResult:
+    """Recompute one unit's metrics from its records."""
+    images = records.latest_by_image(recs, key)
+    if not images:
+        failure = records.unit_status(recs, key)
+        status = failure["status"] if failure else "not run"
+        return UnitResult(method, display, size, 0, status, message=(failure or {}).get("message", ""))
+    first = next(iter(images.values()))
+    cm = np.sum([np.asarray(r["cm"], dtype=np.int64) for r in images.values()], axis=0)
+    iou = iou_per_class(cm, absent)
+    mbas = [r["mba"] for r in images.values() if r.get("mba") is not None]
+    cuda = first.get("mem_method") == "cuda_allocator"
+    mem_field = "mem_peak_mib" if cuda else "mem_peak_delta_mib"
+    mems = [r[mem_field] for r in images.values() if r.get(mem_field) is not None]
+    prov = first.get("provenance", {})
+    return UnitResult(method, first.get("display_name") or display, size, len(images), "ok",
+                      miou=mean_iou(iou, excluded), iou=iou.tolist(),
+                      mba=float(np.mean(mbas)) if mbas else float("nan"), mba_skipped=len(images) - len(mbas),
+                      time=summarize([r["time_ms"] for r in images.values()]),
+                      memory=float(max(mems)) if mems else float("nan"), mem_method=first.get("mem_method", ""),
+                      device=prov.get("device_name", ""), threads=prov.get("threads"))
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or np.isnan(value) else f"{100 * value:.2f}"
+
+
+def _time(res: UnitResult) -> str:
+    t = res.time
+    return "–" if not t or t["n"] == 0 else f"{t['median']:.0f} ({t['iqr']:.0f})"
+
+
+def _mem(res: UnitResult) -> str:
+    return "–" if np.isnan(res.memory) else f"{res.memory:.0f}"
+
+
+def _status_row(res: UnitResult, width: int) -> list[str]:
+    return [STATUS_TEXT.get(res.status, res.status)] * width
+
+
+def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
+    """Metric variant, timed region and memory definition, for every caption."""
+    ok = [r for r in results if r.status == "ok"]
+    n = max((r.n_images for r in ok), default=0)
+    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excl = f", classes {list(excluded)} excluded from the mean" if excluded else ""
+    skipped = sum(r.mba_skipped for r in ok)
+    mem_methods = sorted({r.mem_method for r in ok if r.mem_method})
+    devices = sorted({r.device for r in ok if r.device})
+    threads = sorted({r.threads for r in ok if r.threads})
+    mem_def = ("peak torch.cuda.max_memory_allocated per image (weights + activations, no CUDA context)"
+               if mem_methods == ["cuda_allocator"] else
+               "peak resident-set growth over the post-setup baseline, per image, in a fresh process per row (max over images)")
+    return (f"{info.name} {cfg.split}, {n} images. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}"
+            f"{excl}, ignore index {info.ignore_index}. mBA: CascadePSP definition (5 radii from (W+H)/300, "
+            f"OpenCV ellipse, ignore pixels excluded), mean over images ({skipped} image(s) without boundary skipped). "
+            f"Time: median (IQR) ms per image of the coarse pass plus refine() (image decode, weight loading and "
+            f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, {threads or '?'} thread(s), fp32. "
+            f"Memory (MiB): {mem_def}.")
+
+
+def _paper(cfg: BenchConfig, method: str, size: str) -> dict[str, Any] | None:
+    return cfg.paper.get(f"{method}@{size}")
+
+
+def _paper_cols(cfg: BenchConfig, res: UnitResult, show: bool) -> list[str]:
+    if not show:
+        return []
+    ref = _paper(cfg, res.method, res.size)
+    if not ref or ref.get("miou") is None:
+        return ["", ""]
+    ours = "–" if np.isnan(res.miou) else f"{100 * res.miou - ref['miou']:+.2f}"
+    return [f"{ref['miou']:.2f}", ours]
+
+
+def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+    sizes = [format_size(cfg.input_size)] + [format_size(s) for s in cfg.table1_sizes]
+    keys = [(m, s) for m in cfg.table1_methods for s in dict.fromkeys(sizes)]
+    keys += [(m, format_size(cfg.input_size)) for m in cfg.methods if m.startswith("magnet")]
+    rows = [results[k] for k in dict.fromkeys(keys) if k in results]
+    show = any(_paper(cfg, r.method, r.size) for r in rows)
+    header = ["Method", "Input size", "mIoU (%)"] + (["Paper", "Δ"] if show else []) + ["mBA (%)", "Time ms", "Memory MiB"]
+    table = Table("table1", f"Table 1: accuracy, time and memory against input size. {notes}", header)
+    for r in rows:
+        body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
+                if r.status == "ok" else _status_row(r, len(header) - 2))
+        table.rows.append([r.display, r.size, *body])
+    return table
+
+
+def _improvement(rows: list[UnitResult]) -> tuple[UnitResult, UnitResult] | None:
+    base = next((r for r in rows if r.method == "downsample" and r.status == "ok"), None)
+    best = next((r for r in rows if r.method == "magnet" and r.status == "ok"), None)
+    return (base, best) if base and best else None
+
+
+def _mark_best(table: Table, first_col: int, n_rows: int) -> None:
+    for col in range(first_col, len(table.header)):
+        vals = []
+        for i in range(n_rows):
+            try:
+                vals.append(float(table.rows[i][col]))
+            except ValueError:
+                vals.append(float("-inf"))
+        if vals and max(vals) > float("-inf"):
+            best = max(vals)
+            table.bold |= {(i, col) for i, v in enumerate(vals) if v == best}
+
+
+def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+    size = format_size(cfg.input_size)
+    rows = [results[(m, size)] for m in cfg.methods if (m, size) in results]
+    header = ["Method", "mBA (%)", "mIoU (%)", *info.class_names]
+    table = Table("table2", f"Table 2: mBA and per-class IoU (%) at input size {size}; best per column in bold; "
+                            f"Improvement = MagNet - Downsample. {notes}", header)
+    for r in rows:
+        table.rows.append([r.display] + ([_pct(r.mba), _pct(r.miou)] + [_pct(v) for v in r.iou]
+                                         if r.status == "ok" else _status_row(r, len(header) - 1)))
+    _mark_best(table, 1, len(table.rows))
+    pair = _improvement(rows)
+    if pair:
+        base, best = pair
+        diffs = [best.mba - base.mba, best.miou - base.miou] + [b - a for a, b in zip(base.iou, best.iou)]
+        table.rule_before.add(len(table.rows))
+        table.rows.append(["Improvement"] + ["–" if np.isnan(d) else f"{100 * d:+.2f}" for d in diffs])
+    return table
+
+
+def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+    size = format_size(cfg.input_size)
+    rows = [results[(m, size)] for m in cfg.methods if (m, size) in results]
+    show = any(_paper(cfg, r.method, r.size) for r in rows)
+    header = ["Method", "mIoU (%)"] + (["Paper", "Δ"] if show else []) + ["mBA (%)", "Time ms", "Memory MiB"]
+    table = Table("table3", f"Table 3: mIoU per method at input size {size}. {notes}", header)
+    for r in rows:
+        body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
+                if r.status == "ok" else _status_row(r, len(header) - 1))
+        table.rows.append([r.display, *body])
+    return table
+
+
+def _md_cell(text: str, bold: bool) -> str:
+    return f"**{text}**" if bold and text else text
+
+
+def to_markdown(table: Table) -> str:
+    """GitHub Markdown: caption paragraph, then the pipe table."""
+    lines = [f"**{table.caption}**", "", "| " + " | ".join(table.header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|"]
+    for i, row in enumerate(table.rows):
+        lines.append("| " + " | ".join(_md_cell(c, (i, j) in table.bold) for j, c in enumerate(row)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    out = text
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("Δ", r"$\Delta$"), ("–", "--"), ("->", r"$\to$")):
+        out = out.replace(a, b)
+    return out
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs ``table`` environment."""
+    cols = "l" + "r" * (len(table.header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(table.caption) + "}",
+             r"\label{tab:" + table.name + "}", r"\resizebox{\linewidth}{!}{%",
+             r"\begin{tabular}{" + cols + "}", r"\toprule", " & ".join(_tex_escape(h) for h in table.header) + r" \\",
+             r"\midrule"]
+    for i, row in enumerate(table.rows):
+        if i in table.rule_before:
+            lines.append(r"\midrule")
+        cells = [_tex_escape(c) for c in row]
+        cells = [r"\textbf{" + c + "}" if (i, j) in table.bold and c else c for j, c in enumerate(cells)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def collect(cfg: BenchConfig, info: DatasetInfo, keys: dict[tuple[str, tuple[int, int]], str | None],
+            recs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], UnitResult]:
+    """UnitResult per (method, "WxH") for the current unit keys."""
+    from bench.registry import list_methods, resolve
+
+    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    known = set(list_methods())
+    out = {}
+    for (method, size), key in keys.items():
+        display = method
+        if method in known:
+            try:
+                display = resolve(method).display_name or method
+            except Exception:  # noqa: BLE001 - an unavailable method keeps its key as display name
+                pass
+        out[(method, format_size(size))] = aggregate(recs, key or "", method, format_size(size), info, cfg.absent,
+                                                     excluded, display)
+    return out
+
+
+def build_tables(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult]) -> list[Table]:
+    notes = caption_notes(cfg, info, list(results.values()))
+    return [table1(cfg, results, notes), table2(cfg, info, results, notes), table3(cfg, results, notes)]
+
+
+def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:
+    """``<name>.md`` and ``<name>.tex`` per table, plus ``tables.md`` with all of them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in tables:
+        for suffix, text in ((".md", to_markdown(t)), (".tex", to_latex(t))):
+            path = folder / f"{t.name}{suffix}"
+            path.write_text(text)
+            paths.append(path)
+    combined = folder / "tables.md"
+    combined.write_text("\n".join(to_markdown(t) for t in tables))
+    return [combined, *paths]
+
+
+def render(cfg: BenchConfig) -> list[Path]:
+    """Read the records of ``cfg`` and write its tables; returns the files written."""
+    from bench.datasets import dataset_info
+    from bench.runner import unit_keys
+
+    info = dataset_info(cfg.dataset)
+    results = collect(cfg, info, unit_keys(cfg), records.load(cfg.out_path))
+    return write_tables(build_tables(cfg, info, results), cfg.tables_path)

@@ -1,0 +1,185 @@
+"""Backbone training: random-scale crops, horizontal flips, poly learning-rate schedule.
+
+Each sample picks a training image, resizes it so its width is ``f * W`` with ``f`` drawn
+log-uniformly from ``[scale_min, scale_max]`` (1/8 to 1 covers every MagNet stage of the synthetic
+default; Cityscapes' released recipe is long side 256 * [0.5, 2.1], i.e. f in [0.0625, 0.2625]),
+takes a random crop of the input size (padding the image with 0 and the label with 255 where the
+scaled image is smaller), and flips it half the time. Loss: cross-entropy ignoring 255, plus
+``aux_weight`` times the auxiliary head's loss for models with ``forward_heads`` (HRNet-OCR, PSPNet:
+[1, 0.4] as released). Runs data-parallel under ``torchrun`` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bench.interface import Dataset, normalize
+
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class BackboneTrainConfig:
+    """Options (``backbone_train:`` mapping in a dataset config).
+
+    Attributes:
+        iterations: optimiser steps.
+        batch_size: crops per step (per process under torchrun).
+        optimizer: ``sgd`` (momentum 0.9, the released recipes) or ``adamw``.
+        lr: initial learning rate, decayed as ``(1 - it / iterations) ** 0.9``.
+        weight_decay: L2 / decoupled weight decay.
+        scale_min: smallest image width as a fraction of the full width.
+        scale_max: largest image width as a fraction of the full width.
+        aux_weight: weight of the auxiliary head's loss when the model has one.
+        class_weights: optional per-class CE weights.
+        seed: sampling and initialisation seed.
+    """
+
+    iterations: int = 1500
+    batch_size: int = 8
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    scale_min: float = 0.125
+    scale_max: float = 1.0
+    aux_weight: float = 0.4
+    class_weights: tuple[float, ...] | None = None
+    seed: int = 0
+
+
+def random_crop(image: np.ndarray, label: np.ndarray, width: int, crop: tuple[int, int],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Resize (image INTER_LINEAR, label INTER_NEAREST) to ``width`` wide, pad, crop (w, h), flip."""
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    if (width, height) != (image.shape[1], image.shape[0]):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
+    cw, ch = crop
+    pad_h, pad_w = max(ch - height, 0), max(cw - width, 0)
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+        label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
+    y = int(rng.integers(0, image.shape[0] - ch + 1))
+    x = int(rng.integers(0, image.shape[1] - cw + 1))
+    image, label = image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        image, label = image[:, ::-1], label[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+
+class CropSampler:
+    """Draws training crops; keeps decoded images in memory when they fit in ``cache_mib``."""
+
+    def __init__(self, dataset: Dataset, crop: tuple[int, int], cfg: BackboneTrainConfig, seed: int,
+                 cache_mib: int = 2048) -> None:
+        self.dataset, self.crop, self.cfg = dataset, crop, cfg
+        self.rng = np.random.default_rng(seed)
+        first = dataset[0]
+        per_image = first.image.nbytes + first.label.nbytes
+        self.cache: dict[int, Any] = {0: first} if per_image * len(dataset) <= cache_mib * (1 << 20) else {}
+        self.cached = bool(self.cache)
+
+    def _sample(self, index: int) -> Any:
+        if not self.cached:
+            return self.dataset[index]
+        if index not in self.cache:
+            self.cache[index] = self.dataset[index]
+        return self.cache[index]
+
+    def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N, h, w, 3) uint8 images and (N, h, w) uint8 labels."""
+        images, labels = [], []
+        lo, hi = math.log(self.cfg.scale_min), math.log(self.cfg.scale_max)
+        for _ in range(size):
+            sample = self._sample(int(self.rng.integers(len(self.dataset))))
+            full_w = sample.image.shape[1]
+            width = max(1, round(full_w * math.exp(self.rng.uniform(lo, hi))))
+            img, lab = random_crop(sample.image, sample.label, width, self.crop, self.rng)
+            images.append(img)
+            labels.append(lab)
+        return np.stack(images), np.stack(labels)
+
+
+def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: BackboneTrainConfig,
+          weight: torch.Tensor | None) -> torch.Tensor:
+    core = model.module if hasattr(model, "module") else model
+    if hasattr(core, "forward_heads"):
+        main, aux = core.forward_heads(x)
+        main = F.interpolate(main, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        aux = F.interpolate(aux, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return (F.cross_entropy(main, y, weight=weight, ignore_index=IGNORE)
+                + cfg.aux_weight * F.cross_entropy(aux, y, weight=weight, ignore_index=IGNORE))
+    return F.cross_entropy(model(x), y, weight=weight, ignore_index=IGNORE)
+
+
+def _optimizer(model: torch.nn.Module, cfg: BackboneTrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"backbone_train.optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, int], out_path: Path,
+                   cfg: BackboneTrainConfig, device: torch.device) -> dict[str, float]:
+    """Train ``model`` in place and save its state dict (rank 0) to ``out_path``.
+
+    Args:
+        model: a Segmenter.
+        dataset: the training split.
+        crop: (w, h) crop size, normally the input size.
+        out_path: plain state-dict file, written atomically.
+        cfg: schedule and augmentation.
+        device: training device.
+
+    Returns:
+        ``{"loss_first": ..., "loss_last": ..., "seconds": ...}`` (losses averaged over 20 steps).
+    """
+    rank, world = _dist()
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    sampler = CropSampler(dataset, crop, cfg, seed=cfg.seed + 1000 * rank)
+    opt = _optimizer(net, cfg)
+    weight = torch.tensor(cfg.class_weights, device=device) if cfg.class_weights else None
+    losses, start = [], time.perf_counter()
+    for it in tqdm(range(cfg.iterations), desc="train backbone", disable=rank != 0, mininterval=5):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * (1 - it / cfg.iterations) ** 0.9
+        images, labels = sampler.batch(cfg.batch_size)
+        x = normalize(images, device)
+        y = torch.from_numpy(labels).long().to(device)
+        loss = _loss(net, x, y, cfg, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    model.eval()
+    if rank == 0:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(out_path)
+    k = min(20, len(losses))
+    return {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
+            "seconds": time.perf_counter() - start}

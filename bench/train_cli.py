@@ -1,0 +1,85 @@
+"""``make train``: every checkpoint a sweep needs, backbone first, then each learned method."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench.config import BenchConfig
+from bench.datasets import dataset_info
+from bench.registry import MethodUnavailable, resolve
+from bench.train_backbone import BackboneTrainConfig, train_backbone
+
+
+def _log(message: str) -> None:
+    print(f"[train] {message}", file=sys.stderr, flush=True)
+
+
+def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
+    from bench.backbones import create_backbone
+    from bench.interface import config_from_mapping
+
+    if cfg.backbone_path.is_file():
+        return "present"
+    if not cfg.train:
+        return "missing"
+    info = dataset_info(cfg.dataset)
+    tcfg = config_from_mapping(BackboneTrainConfig, {"seed": cfg.seed, **dict(cfg.backbone_train)})
+    model = create_backbone(cfg.backbone, info.num_classes, **dict(cfg.backbone_options))
+    _log(f"backbone {cfg.backbone}: {tcfg.iterations} iterations -> {cfg.backbone_path}")
+    stats = train_backbone(model, train_set(), tuple(cfg.input_size), cfg.backbone_path, tcfg, device)
+    _log(f"backbone done in {stats['seconds']:.0f} s, loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}")
+    return "trained"
+
+
+def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set: Any, device: Any,
+                   backbone: Any) -> str:
+    from bench.runner import image_size, make_context, method_config
+
+    try:
+        cls = resolve(name)
+    except MethodUnavailable as err:
+        return f"unavailable: {err}"
+    mcfg = method_config(cfg, cls, name)
+    data = train_set()
+    ctx = make_context(cfg, data.info, size, device, backbone, image_size(data))
+    paths = cls.checkpoints(mcfg, ctx)
+    if not paths:
+        return "none needed"
+    if all(p.is_file() for p in paths.values()):
+        return "present"
+    if not cfg.train:
+        return "missing"
+    _log(f"{name} @ {size[0]}x{size[1]} -> {sorted(str(p) for p in paths.values())}")
+    for p in paths.values():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        cls.train(mcfg, ctx, data, paths)
+    except NotImplementedError as err:
+        return f"untrainable: {err}"
+    return "trained"
+
+
+def train_all(cfg: BenchConfig) -> dict[str, str]:
+    """Train what is missing; returns ``{item: status}``."""
+    from bench.runner import load_backbone, open_split, setup_torch
+
+    device = setup_torch(cfg)
+    cache: dict[str, Any] = {}
+
+    def train_set() -> Any:
+        if "data" not in cache:
+            cache["data"] = open_split(cfg, cfg.train_split)
+        return cache["data"]
+
+    status = {"backbone": _ensure_backbone(cfg, train_set, device)}
+    if status["backbone"] == "missing":
+        return status
+    backbone = load_backbone(cfg, dataset_info(cfg.dataset), device)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    for name, size in cfg.units():
+        status[f"{name}@{size[0]}x{size[1]}"] = _ensure_method(cfg, name, size, train_set, device, backbone)
+    for item, state in status.items():
+        _log(f"{item}: {state}")
+    return status
