@@ -19,12 +19,19 @@ import torch.nn.functional as F
 from bench.interface import Coarse
 
 
+def _window_counts(n: int, r: int, like: torch.Tensor) -> torch.Tensor:
+    """(n,) number of in-image positions in the 1-D window of radius r around each position."""
+    pos = torch.arange(n, device=like.device)
+    return ((pos + r).clamp(max=n - 1) - (pos - r).clamp(min=0) + 1).to(like.dtype)
+
+
 def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
     """Mean over the in-image part of the (2r+1)^2 window around each pixel.
 
-    Two 1-D average pools with ``count_include_pad=False`` give the same result as DGF's
-    cumulative-sum box filter divided by the pixel count (the 2-D count is the product of the
-    1-D counts), without the float32 cancellation of a long cumulative sum.
+    This is DGF's ``BoxFilter(x) / BoxFilter(ones)``: a window sum with zeros outside the image,
+    divided by the number of in-image pixels it covers. The sum is two 1-D depthwise
+    convolutions (no long cumulative sum, so no float32 cancellation), which on the CPU is also
+    the fastest of the forms we timed on 256x256 training crops.
 
     Args:
         x: (N, C, H, W) float tensor.
@@ -39,9 +46,12 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
         raise ValueError(f"box_mean expects (N, C, H, W), got shape {tuple(x.shape)}")
     if r == 0:
         return x
-    k = 2 * r + 1
-    y = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
-    return F.avg_pool2d(y, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+    channels, k = x.shape[1], 2 * r + 1
+    column = x.new_ones(channels, 1, k, 1)
+    row = x.new_ones(channels, 1, 1, k)
+    total = F.conv2d(F.conv2d(x, column, padding=(r, 0), groups=channels), row, padding=(0, r), groups=channels)
+    count = _window_counts(x.shape[-2], r, x)[:, None] * _window_counts(x.shape[-1], r, x)[None, :]
+    return total / count
 
 
 def _check_pair(guide: torch.Tensor, src: torch.Tensor) -> None:
@@ -120,11 +130,11 @@ def fast_guided_filter(
     return a_hr * guide_hr + b_hr
 
 
-def _axis_weights(
-    n_in: int, n_out: int, start: int, length: int, align_corners: bool, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices (i0, i1) and weight of i1 for output positions ``start..start+length-1``."""
-    pos = torch.arange(start, start + length, device=device, dtype=torch.float64)
+def _interp_matrix(
+    n_in: int, n_out: int, start: int, length: int, align_corners: bool, like: torch.Tensor
+) -> torch.Tensor:
+    """(length, n_in) 1-D bilinear weights of output positions ``start..start+length-1``."""
+    pos = torch.arange(start, start + length, device=like.device, dtype=torch.float64)
     if align_corners:
         src = pos * ((n_in - 1) / (n_out - 1)) if n_out > 1 else torch.zeros_like(pos)
     else:
@@ -132,7 +142,12 @@ def _axis_weights(
         src = ((pos + 0.5) * (n_in / n_out) - 0.5).clamp_min(0.0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
-    return i0, i1, (src - i0).float()
+    frac = src - i0
+    weights = torch.zeros(length, n_in, device=like.device, dtype=torch.float64)
+    rows = torch.arange(length, device=like.device)
+    weights.index_put_((rows, i0), 1 - frac, accumulate=True)
+    weights.index_put_((rows, i1), frac, accumulate=True)
+    return weights.to(like.dtype)
 
 
 def resize_bilinear_region(
@@ -140,7 +155,8 @@ def resize_bilinear_region(
 ) -> torch.Tensor:
     """A window of ``F.interpolate(x, size, mode="bilinear")`` without computing the whole map.
 
-    Used in training to take a full-resolution crop of an upsampled coarse map cheaply.
+    Written as two small matrix products (rows, then columns), whose backward pass is also a
+    matrix product: training crops of upsampled maps stay cheap even when gradients flow.
 
     Args:
         x: (N, C, h, w) float tensor.
@@ -154,12 +170,11 @@ def resize_bilinear_region(
     """
     top, left, height, width = box
     big_h, big_w = size
-    if top < 0 or left < 0 or top + height > big_h or left + width > big_w:
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > big_h or left + width > big_w:
         raise ValueError(f"box {box} is not inside the output size {size}")
-    y0, y1, wy = _axis_weights(x.shape[-2], big_h, top, height, align_corners, x.device)
-    x0, x1, wx = _axis_weights(x.shape[-1], big_w, left, width, align_corners, x.device)
-    rows = x[..., y0, :] * (1 - wy)[:, None] + x[..., y1, :] * wy[:, None]
-    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
+    rows = _interp_matrix(x.shape[-2], big_h, top, height, align_corners, x)
+    cols = _interp_matrix(x.shape[-1], big_w, left, width, align_corners, x)
+    return rows @ x @ cols.T
 
 
 def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> None:

@@ -3,55 +3,30 @@
 mmseg 1.4.2 imports ``point_sample`` from ``mmcv.ops`` inside a try/except and refuses to build
 ``PointHead`` when it is missing (our one-command install has no compiled ops). The op is a thin
 wrapper over ``grid_sample`` (``dependencies.md`` Q3: max abs diff 0.0 against the compiled op),
-so we install a pure-torch version into the module before building. The project-wide shim in
-``bench.backbones.point_sample`` is preferred when present.
+so the project's pure-torch shim (``bench.backbones.point_sample``) is installed into the module
+before building; mmcv's own op is kept where it exists.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-
-
-def _grid_point_sample(input: torch.Tensor, points: torch.Tensor, align_corners: bool = False, **kw: Any) -> torch.Tensor:
-    """``mmcv.ops.point_sample`` in pure torch.
-
-    Args:
-        input: (N, C, H, W) feature map.
-        points: (N, P, 2) or (N, Hp, Wp, 2) coordinates (x, y) in [0, 1]^2.
-        align_corners: passed to ``grid_sample``.
-        **kw: ``mode`` / ``padding_mode`` for ``grid_sample``.
-
-    Returns:
-        (N, C, P) or (N, C, Hp, Wp) sampled values.
-    """
-    add_dim = points.dim() == 3
-    if add_dim:
-        points = points.unsqueeze(2)
-    out = F.grid_sample(input, 2.0 * points - 1.0, align_corners=align_corners, **kw)
-    return out.squeeze(3) if add_dim else out
-
-
-def _shared_point_sample() -> Any:
-    try:
-        from bench.backbones.point_sample import point_sample  # the project's shim, when written
-    except ImportError:
-        return _grid_point_sample
-    return point_sample
 
 
 def install_point_sample() -> Any:
     """Give ``mmseg.models.decode_heads.point_head`` a ``point_sample`` if mmcv has none.
 
     Returns:
-        The ``point_sample`` the module now uses (mmcv's compiled op when it exists).
+        The ``point_sample`` the module now uses (mmcv's compiled op when it exists, else the
+        project's pure-torch shim ``bench.backbones.point_sample.point_sample``).
     """
     import mmseg.models.decode_heads.point_head as ph
 
-    if ph.point_sample is None:
-        ph.point_sample = _shared_point_sample()
+    from bench.backbones.point_sample import install_point_sample_shim
+
+    install_point_sample_shim()
     return ph.point_sample
 
 
@@ -90,7 +65,25 @@ def build_point_head(
     install_point_sample()
     from mmseg.models.decode_heads.point_head import PointHead
 
-    head = PointHead(
+    with warnings.catch_warnings():
+        # mmseg warns that avg_non_ignore defaults to False; that default is the PointRend config's.
+        warnings.filterwarnings("ignore", message=".*avg_non_ignore.*")
+        head = _build(PointHead, in_channels, num_classes, fc_channels, num_fcs, coarse_pred_each_layer, ignore_index)
+    torch.nn.init.normal_(head.fc_seg.weight, mean=0.0, std=0.01)
+    torch.nn.init.zeros_(head.fc_seg.bias)
+    return head
+
+
+def _build(
+    cls: type,
+    in_channels: int,
+    num_classes: int,
+    fc_channels: int,
+    num_fcs: int,
+    coarse_pred_each_layer: bool,
+    ignore_index: int,
+) -> torch.nn.Module:
+    return cls(
         num_fcs=num_fcs,
         coarse_pred_each_layer=coarse_pred_each_layer,
         in_channels=[in_channels],
@@ -103,6 +96,3 @@ def build_point_head(
         ignore_index=ignore_index,
         loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
     )
-    torch.nn.init.normal_(head.fc_seg.weight, mean=0.0, std=0.01)
-    torch.nn.init.zeros_(head.fc_seg.bias)
-    return head

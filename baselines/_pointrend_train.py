@@ -33,7 +33,15 @@ def ignore_value(ignore_index: int | None, num_classes: int) -> int:
     return 255 if num_classes <= 255 else -1
 
 
-def make_loader(backbone: Any, train_set: Any, input_size: tuple[int, int], device: torch.device, feature_key: str, cache: bool) -> Callable[[int], Item]:
+def make_loader(
+    backbone: Any,
+    train_set: Any,
+    input_size: tuple[int, int],
+    device: torch.device,
+    feature_key: str,
+    cache: bool,
+    first_scale: tuple[int, int] | None = None,
+) -> Callable[[int], Item]:
     """``index -> (logits, fine, label)`` for the training set, computed once when ``cache``.
 
     Labels are kept in their uint8 / uint16 form (as int32 for uint16) to keep memory small.
@@ -44,7 +52,7 @@ def make_loader(backbone: Any, train_set: Any, input_size: tuple[int, int], devi
         if i in store:
             return store[i]
         sample = train_set[i]
-        logits, fine = coarse_and_fine(backbone, sample.image, input_size, device, feature_key)
+        logits, fine = coarse_and_fine(backbone, sample.image, input_size, device, feature_key, first_scale)
         label = np.asarray(sample.label)
         label_t = torch.from_numpy(label.astype(np.int32) if label.dtype == np.uint16 else label.copy()).to(device)
         item = (logits[0], fine[0], label_t)

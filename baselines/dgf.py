@@ -141,33 +141,44 @@ def dgf_logits(head: GuideHead, cfg: DGFConfig, image: np.ndarray, logp: torch.T
     return guided_filter(head(hr), up, cfg.radius, cfg.eps)
 
 
-def dgf_logits_window(
-    head: GuideHead, cfg: DGFConfig, crop: np.ndarray, lr_image: np.ndarray, logp: torch.Tensor,
-    full_hw: tuple[int, int], box: tuple[int, int, int, int],
-) -> torch.Tensor:
-    """The filtered signal on a window of the full-resolution image (training).
+@dataclass(frozen=True)
+class _Window:
+    """One training crop: full image and label, coarse inputs, and the crop box (top, left, h, w)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    small: np.ndarray
+    logp: torch.Tensor
+    box: tuple[int, int, int, int]
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        top, left, height, width = self.box
+        return array[top:top + height, left:left + width]
+
+
+def dgf_logits_windows(head: GuideHead, cfg: DGFConfig, windows: list[_Window]) -> torch.Tensor:
+    """The filtered signal on windows of full-resolution images that share one crop size (training).
 
     Args:
         head: the guide head.
         cfg: filter options.
-        crop: (h', w', 3) uint8 window of the full image.
-        lr_image: (h, w, 3) uint8 image at the coarse size (used by the fast form).
-        logp: (1, C, h, w) coarse log-probabilities of the whole image.
-        full_hw: (H, W) of the full image.
-        box: (top, left, h', w') of the window.
+        windows: crops with their images' coarse inputs; all boxes have the same (h', w').
 
     Returns:
-        (1, C, h', w') filtered signal; the fast form equals ``dgf_logits`` on the window up to
-        float rounding, the full form differs only within ``radius`` of the window's border.
+        (B, C, h', w') filtered signal. The fast form equals :func:`dgf_logits` on the window up
+        to float rounding; the full form differs only within ``radius`` of the window's border.
     """
-    hr = image_tensor(crop, logp.device)
+    device = windows[0].logp.device
+    guide = head(torch.cat([image_tensor(w.crop(w.image), device) for w in windows]))
     if cfg.fast:
-        a, b = guided_filter_coeffs(head(image_tensor(lr_image, logp.device)), logp, cfg.radius, cfg.eps)
-        a_hr = resize_bilinear_region(a, full_hw, box, align_corners=True)
-        b_hr = resize_bilinear_region(b, full_hw, box, align_corners=True)
-        return a_hr * head(hr) + b_hr
-    up = resize_bilinear_region(logp, full_hw, box, align_corners=True)
-    return guided_filter(head(hr), up, cfg.radius, cfg.eps)
+        a_parts, b_parts = [], []
+        for w in windows:
+            a, b = guided_filter_coeffs(head(image_tensor(w.small, device)), w.logp, cfg.radius, cfg.eps)
+            a_parts.append(resize_bilinear_region(a, w.image.shape[:2], w.box, align_corners=True))
+            b_parts.append(resize_bilinear_region(b, w.image.shape[:2], w.box, align_corners=True))
+        return torch.cat(a_parts) * guide + torch.cat(b_parts)
+    up = torch.cat([resize_bilinear_region(w.logp, w.image.shape[:2], w.box, align_corners=True) for w in windows])
+    return guided_filter(guide, up, cfg.radius, cfg.eps)
 
 
 @torch.no_grad()
@@ -203,16 +214,24 @@ def _crop_box(rng: np.random.Generator, hw: tuple[int, int], crop_wh: tuple[int,
     return top, left, height, width
 
 
-def _train_step(head: GuideHead, cfg: DGFConfig, cache: _TrainCache, rng: np.random.Generator, ignore: int) -> torch.Tensor:
-    """Summed cross-entropy over the valid pixels of ``batch_size`` random crops, divided by their count."""
-    total, count = 0.0, 0
+def _draw_windows(cfg: DGFConfig, cache: _TrainCache, rng: np.random.Generator) -> list[_Window]:
+    windows = []
     for _ in range(cfg.batch_size):
         image, label, small, logp = cache[int(rng.integers(len(cache.train_set)))]
-        top, left, h, w = box = _crop_box(rng, image.shape[:2], cfg.crop_size)
-        crop = image[top:top + h, left:left + w]
-        target = torch.from_numpy(label[top:top + h, left:left + w].astype(np.int64)).to(logp.device)[None]
-        out = dgf_logits_window(head, cfg, crop, small, logp, image.shape[:2], box)
-        total = total + F.cross_entropy(out, target, ignore_index=ignore, reduction="sum")
+        windows.append(_Window(image, label, small, logp, _crop_box(rng, image.shape[:2], cfg.crop_size)))
+    return windows
+
+
+def _batch_loss(head: GuideHead, cfg: DGFConfig, windows: list[_Window], ignore: int) -> torch.Tensor:
+    """Cross-entropy summed over the valid pixels of all windows, divided by their count."""
+    groups: dict[tuple[int, int], list[_Window]] = {}
+    for w in windows:  # crops are batched by size (one group unless images differ in size)
+        groups.setdefault(w.box[2:], []).append(w)
+    total, count = torch.zeros((), device=windows[0].logp.device), 0
+    for group in groups.values():
+        labels = np.stack([w.crop(w.label) for w in group]).astype(np.int64)
+        target = torch.from_numpy(labels).to(total.device)
+        total = total + F.cross_entropy(dgf_logits_windows(head, cfg, group), target, ignore_index=ignore, reduction="sum")
         count += int((target != ignore).sum())
     return total / max(count, 1)
 
@@ -283,7 +302,7 @@ class DeepGuidedFilter(Method):
         ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
         start = time.perf_counter()
         for step in range(cfg.iterations):
-            loss = _train_step(head, cfg, cache, rng, ignore)
+            loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

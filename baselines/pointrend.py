@@ -89,13 +89,19 @@ class PointRendConfig:
     cache_features: bool = True
 
 
+def _first_scale(ctx: MethodContext) -> tuple[int, int] | None:
+    """The dataset's intermediate resize of the coarse pass (``bench.coarse``), if any."""
+    scale = ctx.options.get("coarse_scale")
+    return tuple(scale) if scale else None
+
+
 def _head_for(cfg: PointRendConfig, ctx: MethodContext) -> torch.nn.Module:
     """An untrained point head sized for ``ctx.backbone``'s fine features (one probe pass)."""
     if ctx.backbone is None:
         raise ValueError("pointrend needs the shared backbone (ctx.backbone is None)")
     w, h = ctx.input_size
     probe = np.zeros((h, w, 3), np.uint8)
-    _, fine = coarse_and_fine(ctx.backbone, probe, ctx.input_size, ctx.device, cfg.feature_key)
+    _, fine = coarse_and_fine(ctx.backbone, probe, ctx.input_size, ctx.device, cfg.feature_key, None)
     head = build_point_head(
         in_channels=int(fine.shape[1]),
         num_classes=ctx.num_classes,
@@ -135,7 +141,9 @@ class PointRend(Method):
         """
         cfg: PointRendConfig = self.cfg
         H, W = image.shape[:2]
-        logits, fine = coarse_and_fine(self.ctx.backbone, image, self.ctx.input_size, self.device, cfg.feature_key)
+        logits, fine = coarse_and_fine(
+            self.ctx.backbone, image, self.ctx.input_size, self.device, cfg.feature_key, _first_scale(self.ctx)
+        )
         steps = cfg.subdivision_steps
         if steps is None:
             steps = subdivision_steps(tuple(logits.shape[-2:]), (H, W))
@@ -163,7 +171,9 @@ class PointRend(Method):
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed)
             head = _head_for(cfg, ctx)
-            load = make_loader(ctx.backbone, train_set, ctx.input_size, ctx.device, cfg.feature_key, cfg.cache_features)
+            load = make_loader(
+                ctx.backbone, train_set, ctx.input_size, ctx.device, cfg.feature_key, cfg.cache_features, _first_scale(ctx)
+            )
             train_head(head, load, len(train_set), cfg, head.ignore_index)
         path = Path(paths["pointrend"])
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Built-in maps live in ``baselines/__init__.py`` and ``magnet/__init__.py`` (plain dicts, nothing
 imported). Third-party packages add methods through the entry-point group
-``magnet_bench.methods`` (``name = "package.module:Class"``). A missing optional dependency shows
+``magnet_bench.methods`` (``name = "package.module:Class"``), or without packaging through the
+environment variable ``MAGNET_BENCH_METHODS="name=module:Class;other=module:Class"``. A missing optional dependency shows
 up as :class:`MethodUnavailable` when the method is created, never at ``import bench``.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import os
 from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "magnet_bench.methods"
+ENV_VAR = "MAGNET_BENCH_METHODS"
 
 # Which pip package provides an importable module, for the "install ..." hint.
 _PIP_NAMES = {
@@ -38,7 +41,13 @@ def _builtin() -> dict[str, str]:
 
 
 def _plugins() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for item in filter(None, os.environ.get(ENV_VAR, "").split(";")):
+        name, sep, target = item.partition("=")
+        if not sep or ":" not in target:
+            raise ValueError(f"{ENV_VAR} entries must be name=module:Class, got {item!r}")
+        found[name.strip()] = target.strip()
+    return found
 
 
 def method_paths() -> dict[str, str]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from bench import measure, records
 from bench.coarse import compute_coarse, resize_image
-from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, stable_hash
+from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_info
 from bench.interface import DatasetInfo, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix
@@ -65,6 +65,8 @@ def open_split(cfg: BenchConfig, split: str) -> Any:
     kwargs = dict(cfg.data)
     if split == cfg.train_split:
         kwargs.update(cfg.train_data)
+    if kwargs.get("size") is not None:
+        kwargs["size"] = parse_size(kwargs["size"])
     return create_dataset(cfg.dataset, root=cfg.data_root, split=split, **kwargs)
 
 

@@ -99,7 +99,7 @@ def _mem(res: UnitResult) -> str:
 
 
 def _status_row(res: UnitResult, width: int) -> list[str]:
-    return [STATUS_TEXT.get(res.status, res.status)] * width
+    return [STATUS_TEXT.get(res.status, res.status)] + ["–"] * (width - 1)
 
 
 def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
@@ -119,7 +119,7 @@ def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitRes
             f"{excl}, ignore index {info.ignore_index}. mBA: CascadePSP definition (5 radii from (W+H)/300, "
             f"OpenCV ellipse, ignore pixels excluded), mean over images ({skipped} image(s) without boundary skipped). "
             f"Time: median (IQR) ms per image of the coarse pass plus refine() (image decode, weight loading and "
-            f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, {threads or '?'} thread(s), fp32. "
+            f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, {', '.join(map(str, threads)) or '?'} thread(s), fp32. "
             f"Memory (MiB): {mem_def}.")
 
 

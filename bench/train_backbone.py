@@ -173,7 +173,7 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.eval()
     if rank == 0:
         out_path.parent.mkdir(parents=True, exist_ok=True)

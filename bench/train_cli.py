@@ -38,8 +38,8 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
 
     try:
         cls = resolve(name)
-    except MethodUnavailable as err:
-        return f"unavailable: {err}"
+    except (MethodUnavailable, KeyError) as err:
+        return f"not trained ({type(err).__name__}): {err}"
     mcfg = method_config(cfg, cls, name)
     data = train_set()
     ctx = make_context(cfg, data.info, size, device, backbone, image_size(data))

@@ -89,9 +89,14 @@ class HighResolutionModule(nn.Module):
         super().__init__()
         n = len(channels)
         self.branches = nn.ModuleList(
-            make_res_layer(BasicBlock, c, c, b, shortcut_bn_momentum=HRNET_BN_MOMENTUM) for c, b in zip(channels, blocks)
+            make_res_layer(BasicBlock, c, c, b, shortcut_bn_momentum=HRNET_BN_MOMENTUM)
+            for c, b in zip(channels, blocks)
         )
-        self.fuse_layers = nn.ModuleList(nn.ModuleList(self._fuse(channels, i, j) for j in range(n)) for i in range(n)) if n > 1 else None
+        self.fuse_layers = None
+        if n > 1:
+            self.fuse_layers = nn.ModuleList(
+                nn.ModuleList(self._fuse(channels, i, j) for j in range(n)) for i in range(n)
+            )
         self.relu = nn.ReLU(inplace=True)
 
     @staticmethod
@@ -111,7 +116,10 @@ class HighResolutionModule(nn.Module):
         out = []
         for i, row in enumerate(self.fuse_layers):
             # Sum the terms in branch order j = 0..n-1, as the released code does (float parity).
-            terms = [xs[j] if j == i else layer(xs[j]) if j < i else _upsample(layer(xs[j]), xs[i].shape[-2:]) for j, layer in enumerate(row)]
+            terms = [
+                xs[j] if j == i else layer(xs[j]) if j < i else _upsample(layer(xs[j]), xs[i].shape[-2:])
+                for j, layer in enumerate(row)
+            ]
             y = terms[0]
             for t in terms[1:]:
                 y = y + t
@@ -151,8 +159,12 @@ class ObjectAttentionBlock(nn.Module):
     def __init__(self, in_channels: int, key_channels: int) -> None:
         super().__init__()
         self.key_channels = key_channels
-        self.f_pixel = nn.Sequential(*_conv1x1_bn_relu(in_channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels))
-        self.f_object = nn.Sequential(*_conv1x1_bn_relu(in_channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels))
+        self.f_pixel = nn.Sequential(
+            *_conv1x1_bn_relu(in_channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels)
+        )
+        self.f_object = nn.Sequential(
+            *_conv1x1_bn_relu(in_channels, key_channels), *_conv1x1_bn_relu(key_channels, key_channels)
+        )
         self.f_down = nn.Sequential(*_conv1x1_bn_relu(in_channels, key_channels))
         self.f_up = nn.Sequential(*_conv1x1_bn_relu(key_channels, in_channels))
 
@@ -232,15 +244,21 @@ class HRNetOCR(nn.Module):
         pre: tuple[int, ...] = (64 * Bottleneck.expansion,)
         for k, spec in enumerate(stages, start=1):
             setattr(self, f"transition{k}", _transition(pre, spec.channels))
-            setattr(self, f"stage{k + 1}", nn.Sequential(*(HighResolutionModule(spec.channels, spec.blocks) for _ in range(spec.modules))))
+            modules = (HighResolutionModule(spec.channels, spec.blocks) for _ in range(spec.modules))
+            setattr(self, f"stage{k + 1}", nn.Sequential(*modules))
             pre = spec.channels
         self.num_stages = len(stages)
         last = sum(pre)
-        self.conv3x3_ocr = nn.Sequential(nn.Conv2d(last, ocr_mid_channels, 3, 1, 1), nn.BatchNorm2d(ocr_mid_channels), nn.ReLU(inplace=True))
+        self.conv3x3_ocr = nn.Sequential(
+            nn.Conv2d(last, ocr_mid_channels, 3, 1, 1), nn.BatchNorm2d(ocr_mid_channels), nn.ReLU(inplace=True)
+        )
         self.ocr_distri_head = SpatialOCR(ocr_mid_channels, ocr_key_channels, ocr_mid_channels, ocr_dropout)
         self.cls_head = nn.Conv2d(ocr_mid_channels, num_classes, 1, bias=True)
         self.aux_head = nn.Sequential(
-            nn.Conv2d(last, last, 1), nn.BatchNorm2d(last), nn.ReLU(inplace=True), nn.Conv2d(last, num_classes, 1, bias=True)
+            nn.Conv2d(last, last, 1),
+            nn.BatchNorm2d(last),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(last, num_classes, 1, bias=True),
         )
         self._init_weights()
 

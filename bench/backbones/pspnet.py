@@ -52,7 +52,9 @@ class PSPUpsample(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.PReLU())
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.PReLU()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(_resize(x, (2 * x.shape[-2], 2 * x.shape[-1])))

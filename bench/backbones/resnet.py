@@ -205,7 +205,8 @@ def load_partial_strict(
     if missing or unexpected or shape:
         parts = [f"missing keys ({len(missing)}): {missing}", f"unexpected keys ({len(unexpected)}): {unexpected}"]
         if shape:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in shape))
+            pairs = (f"{k} {tuple(given[k].shape)} vs {tuple(own[k].shape)}" for k in shape)
+            parts.append("shape mismatch: " + ", ".join(pairs))
         raise RuntimeError(f"cannot load {source} into {type(module).__name__}: " + "; ".join(parts))
     merged = {**own, **given}
     module.load_state_dict(merged, strict=True)

@@ -67,16 +67,15 @@ _LAYOUT = """\
     land-train/<id>_mask.png    RGB colour-coded mask"""
 
 
-def _code(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (...) int64 24-bit colour code R<<16 | G<<8 | B."""
-    c = rgb.astype(np.int64)
-    return (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-
-
-_CODES = _code(np.array(PALETTE, np.uint8))
+# Every table colour has channels in {0, 255}. Exact matching therefore reads each channel as a
+# ternary digit (0 -> 0, 255 -> 1, anything else -> 2) and looks the 27 combinations up.
+_TERNARY = np.full(256, 2, np.uint8)
+_TERNARY[0], _TERNARY[255] = 0, 1
+_EXACT_TABLE = np.full(27, 255, np.uint8)  # 255: no class has this colour
 # Threshold mode: 3-bit index 4R + 2G + B of the binarised colour -> class (red, 4, is unknown).
 _BIT_TABLE = np.zeros(8, np.uint8)
 for _cls, (_r, _g, _b) in enumerate(PALETTE):
+    _EXACT_TABLE[9 * (_r // 255) + 3 * (_g // 255) + _b // 255] = _cls
     _BIT_TABLE[4 * (_r >> 7) + 2 * (_g >> 7) + (_b >> 7)] = _cls
 
 
@@ -95,18 +94,18 @@ def rgb_to_class(rgb: np.ndarray, colour_match: str = "exact", path: Path | str 
         DataFormatError: ``strict`` and some colour is not in the table.
     """
     if colour_match == "threshold":
-        bits = (rgb >= 128).astype(np.uint8)
+        bits = rgb >> 7
         return _BIT_TABLE[4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2]]
-    codes = _code(rgb)
-    order = np.argsort(_CODES)
-    pos = np.searchsorted(_CODES[order], codes).clip(0, len(_CODES) - 1)
-    found = _CODES[order][pos] == codes
-    if colour_match == "strict" and not found.all():
-        bad, counts = np.unique(codes[~found], return_counts=True)
-        shown = ", ".join(f"({c >> 16},{(c >> 8) & 255},{c & 255}) ({n} px)" for c, n in zip(bad[:10], counts[:10]))
-        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+    digits = _TERNARY[rgb]
+    classes = _EXACT_TABLE[9 * digits[..., 0] + 3 * digits[..., 1] + digits[..., 2]]
+    unmatched = classes == 255
+    if colour_match == "strict" and unmatched.any():
+        bad, counts = np.unique(rgb[unmatched], axis=0, return_counts=True)
+        shown = ", ".join(f"({r},{g},{b}) ({n} px)" for (r, g, b), n in zip(bad[:10], counts[:10]))
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise DataFormatError(f"{path}: colour(s) not in the DeepGlobe table: {shown}{more}; allowed RGB: {PALETTE}")
-    return np.where(found, order[pos], 0).astype(np.uint8)
+    classes[unmatched] = 0
+    return classes
 
 
 class DeepGlobe(PairedDataset):

@@ -9,8 +9,8 @@ per-texture noise amplitudes, and :func:`finish` adds illumination change, blur 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from bench.interface import DatasetInfo, Sample
 
 Colour = tuple[float, float, float]
+MaybeId = int | None  # a label or texture id; None leaves that layer unchanged
 
 
 def sample_rng(seed: int, split: str, index: int, size: tuple[int, int]) -> np.random.Generator:
@@ -61,34 +62,42 @@ class Canvas:
         self.colour[:] = np.clip(colour, 0, 255)
         self.texture = np.full((height, width), texture, np.uint8)
 
-    def poly(self, pts: np.ndarray | Sequence, label: int | None, colour: Colour, texture: int | None) -> None:
+    def poly(self, pts: np.ndarray | Sequence, label: MaybeId, colour: Colour, texture: MaybeId) -> None:
         """Fill polygon(s) ``pts`` ((N, 2) x, y or a list of them). None leaves that layer unchanged."""
         arr = np.asarray(pts, dtype=np.float64)
         polys = [np.round(p).astype(np.int32) for p in (arr if arr.ndim == 3 else [arr])]
         self._draw(lambda img, v: cv2.fillPoly(img, polys, v), label, colour, texture)
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, label: int | None, colour: Colour, texture: int | None) -> None:
+    def rect(self, x0: float, y0: float, x1: float, y1: float, label: MaybeId, colour: Colour, texture: MaybeId) -> None:
         """Fill the axis-aligned box with corners (x0, y0) and (x1, y1), inclusive of both."""
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
         self._draw(lambda img, v: cv2.rectangle(img, p0, p1, v, -1), label, colour, texture)
 
-    def circle(self, x: float, y: float, r: float, label: int | None, colour: Colour, texture: int | None, thickness: int = -1) -> None:
+    def circle(
+        self, x: float, y: float, r: float, label: MaybeId, colour: Colour, texture: MaybeId, thickness: int = -1
+    ) -> None:
         """Filled disc (thickness -1) or ring of radius ``r``."""
         c, rad = (int(round(x)), int(round(y))), max(1, int(round(r)))
         self._draw(lambda img, v: cv2.circle(img, c, rad, v, thickness), label, colour, texture)
 
-    def ellipse(self, x: float, y: float, ax: float, ay: float, label: int | None, colour: Colour, texture: int | None, angle: float = 0.0) -> None:
-        """Filled axis-(rotated) ellipse with half axes ``ax``, ``ay``."""
+    def ellipse(
+        self, x: float, y: float, ax: float, ay: float, label: MaybeId, colour: Colour, texture: MaybeId, angle: float = 0.0
+    ) -> None:
+        """Filled ellipse with half axes ``ax``, ``ay``, rotated by ``angle`` degrees."""
         c, axes = (int(round(x)), int(round(y))), (max(1, int(round(ax))), max(1, int(round(ay))))
         self._draw(lambda img, v: cv2.ellipse(img, c, axes, angle, 0, 360, v, -1), label, colour, texture)
 
-    def line(self, x0: float, y0: float, x1: float, y1: float, thickness: float, label: int | None, colour: Colour, texture: int | None) -> None:
+    def line(
+        self, x0: float, y0: float, x1: float, y1: float, thickness: float, label: MaybeId, colour: Colour, texture: MaybeId
+    ) -> None:
         """Straight stroke ``thickness`` pixels wide (at least 1)."""
         p0, p1 = (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1)))
         t = max(1, int(round(thickness)))
         self._draw(lambda img, v: cv2.line(img, p0, p1, v, t), label, colour, texture)
 
-    def _draw(self, fn, label: int | None, colour: Colour | None, texture: int | None) -> None:
+    def _draw(
+        self, fn: Callable[[np.ndarray, Any], object], label: MaybeId, colour: Colour | None, texture: MaybeId
+    ) -> None:
         if label is not None:
             fn(self.label, int(label))
         if colour is not None:

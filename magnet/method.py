@@ -1,0 +1,108 @@
+"""MagNet and MagNet-Fast as benchmark methods (``magnet``, ``magnet_fast``).
+
+``refine`` takes the runner's coarse map as MagNet's stage 1 (the backbone on the whole image at
+the input size), runs stages 2..m (``magnet.inference``), upsamples the final map bilinearly to
+the image size and takes the argmax. Which of the two named behaviours ran is ``method.variant``
+(``released`` or ``paper``); ``method.label`` is the display name with `` (paper)`` appended for
+the paper variant. MagNet-Fast shares MagNet's refiner checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.interface import Coarse, Dataset, Method, MethodContext
+from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
+from magnet.inference import StageOptions, Timer, progressive
+from magnet.refinement import load_refiner
+from magnet.train import refiner_filename, train_refiners
+
+
+class MagNet(Method):
+    """Progressive multi-scale refinement (Huynh et al., CVPR 2021), every patch at every stage."""
+
+    name = "magnet"
+    display_name = "MagNet"
+    version = 1
+    uses_coarse = True
+    needs_backbone = True
+    Config = MagNetConfig
+
+    def __init__(self, cfg: MagNetConfig, ctx: MethodContext, refiners: Sequence[torch.nn.Module] | None = None) -> None:
+        """Load the refiners (or take ``refiners``, for tests and profiling) onto ``ctx.device``.
+
+        Raises:
+            ValueError: bad options or no backbone.
+            FileNotFoundError / RuntimeError: a refiner checkpoint is missing or does not match.
+        """
+        super().__init__(cfg, ctx)
+        if ctx.backbone is None:
+            raise ValueError(f"{self.name} needs the segmentation backbone in ctx.backbone")
+        self.plan = resolve_plan(cfg, ctx.input_size, ctx.image_size, (ctx.options or {}).get("coarse_scale"))
+        self.opts = StageOptions(n_points=cfg.n_points, n_patches=cfg.n_patches, blur_kernel=cfg.blur_kernel,
+                                 behaviour=cfg.behaviour, batch_size=cfg.batch_size, mask_inset=cfg.mask_inset)
+        self.backbone = ctx.backbone
+        if refiners is None:
+            paths = self.checkpoints(cfg, ctx)
+            refiners = [load_refiner(paths[f"refiner_{r}"], ctx.num_classes, ctx.device) for r in range(self.plan.n_refiners)]
+        if len(refiners) != self.plan.n_refiners:
+            raise ValueError(f"expected {self.plan.n_refiners} refiners, got {len(refiners)}")
+        self.refiners = [r.to(ctx.device).eval() for r in refiners]
+        self.timer: Timer | None = None  # set by magnet.profile to split refine() time
+
+    @property
+    def variant(self) -> str:
+        """Which named behaviour runs: ``released`` or ``paper``."""
+        return self.cfg.behaviour
+
+    @property
+    def label(self) -> str:
+        """Display name plus the variant when it is not the released one."""
+        return self.display_name if self.variant == "released" else f"{self.display_name} (paper)"
+
+    @classmethod
+    def checkpoints(cls, cfg: MagNetConfig, ctx: MethodContext) -> dict[str, Path]:
+        """``refiner_<r>`` -> ``<checkpoint_dir>/magnet_refiner_<scales served>.pt`` (shared by magnet_fast)."""
+        plan = resolve_plan(cfg, ctx.input_size, ctx.image_size)
+        return {f"refiner_{r}": Path(ctx.checkpoint_dir) / refiner_filename(plan, r) for r in range(plan.n_refiners)}
+
+    @classmethod
+    def train(cls, cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
+        """Train the refiners on the frozen ``ctx.backbone`` (see ``magnet.train``)."""
+        train_refiners(cfg, ctx, train_set, paths)
+
+    def _check(self, image: np.ndarray, coarse: Coarse | None) -> torch.Tensor:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {getattr(image, 'shape', None)} "
+                             f"{getattr(image, 'dtype', type(image))}")
+        if coarse is None:
+            raise ValueError(f"{self.name} needs the coarse map (stage 1)")
+        nw, nh = self.plan.input_size
+        expected = (self.ctx.num_classes, nh, nw)
+        if tuple(coarse.probs.shape) != expected:
+            raise ValueError(f"coarse probabilities must be (C, h, w) = {expected} (the input size), "
+                             f"got {tuple(coarse.probs.shape)}")
+        return coarse.probs.to(self.device, torch.float32)
+
+    @torch.inference_mode()
+    def refine(self, image: np.ndarray, coarse: Coarse | None) -> torch.Tensor:
+        """(H, W) int64 labels on the method's device (see the module docstring)."""
+        y = progressive(image, self._check(image, coarse), self.plan, self.opts, self.backbone, self.refiners,
+                        self.timer)
+        height, width = image.shape[:2]
+        if tuple(y.shape[-2:]) != (height, width):
+            y = F.interpolate(y[None], size=(height, width), mode="bilinear", align_corners=False)[0]
+        return y.argmax(0)
+
+
+class MagNetFast(MagNet):
+    """MagNet-Fast: only ``n_patches`` patches per stage, 90 % of their points."""
+
+    name = "magnet_fast"
+    display_name = "MagNet-Fast"
+    Config = MagNetFastConfig

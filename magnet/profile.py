@@ -1,0 +1,124 @@
+"""Where MagNet's refine() time goes, per inference batch size: ``python -m magnet.profile``.
+
+One random image (default 2048x1024) and random weights (default HRNet-W18-Small-v2 + OCR, 19
+classes, input 256x128, the Cityscapes geometry). Each batch size runs in a fresh subprocess so
+that the peak resident memory (``ru_maxrss``) is that run's alone. Reported per run: the coarse
+pass (outside refine, as the runner times it), refine() in total, the time inside backbone
+forwards and refiner forwards, the rest, the number of patch forwards, peak RSS, and a digest of
+the labels (identical digests = identical predictions).
+
+Example::
+
+    python -m magnet.profile --batch-sizes 1,2,4,8 --threads 2
+    python -m magnet.profile --fast --backbone light --image 1024x512 --input 128x64 --n-points 8192
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import parse_size
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", default="hrnet18_small_v2_ocr")
+    p.add_argument("--classes", type=int, default=19)
+    p.add_argument("--image", default="2048x1024", help="image size WxH")
+    p.add_argument("--input", default="256x128", help="backbone input size WxH (= crop size)")
+    p.add_argument("--n-points", type=float, default=32768)
+    p.add_argument("--fast", action="store_true", help="MagNet-Fast (4 patches per stage, 0.9 of their points)")
+    p.add_argument("--behaviour", default="released")
+    p.add_argument("--batch-sizes", default="1,2,4,8")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def _child(args: argparse.Namespace) -> dict:
+    """One measured refine() in this process; returns the numbers as a dict."""
+    from bench.backbones import create_backbone
+    from bench.coarse import compute_coarse
+    from bench.interface import DatasetInfo, MethodContext
+    from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
+    from magnet.geometry import patch_boxes
+    from magnet.inference import Timer
+    from magnet.method import MagNet, MagNetFast
+    from magnet.refinement import RefinementModule
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    (iw, ih), size = parse_size(args.image), parse_size(args.input)
+    image = np.random.default_rng(0).integers(0, 256, (ih, iw, 3), dtype=np.uint8)
+    backbone = create_backbone(args.backbone, args.classes).eval()
+    cls, cfg_cls = (MagNetFast, MagNetFastConfig) if args.fast else (MagNet, MagNetConfig)
+    cfg = cfg_cls(batch_size=args.child, behaviour=args.behaviour, **({} if args.fast else {"n_points": args.n_points}))
+    info = DatasetInfo("random", tuple(f"c{i}" for i in range(args.classes)), None, ((0, 0, 0),) * args.classes)
+    ctx = MethodContext(args.classes, size, torch.device("cpu"), backbone, Path("."), info, (iw, ih))
+    plan = resolve_plan(cfg, size, (iw, ih))
+    method = cls(cfg, ctx, refiners=[RefinementModule(args.classes).eval() for _ in range(plan.n_refiners)])
+    method.timer = Timer(ctx.device)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        coarse = compute_coarse(backbone, image, size, ctx.device)
+        t_coarse = time.perf_counter() - start
+        start = time.perf_counter()
+        labels = method.refine(image, coarse)
+        t_refine = time.perf_counter() - start
+    sec = method.timer.seconds
+    grids = [len(patch_boxes(s, plan.crop)) for s in plan.scales[1:]]
+    patches = sum(g if cfg.n_patches < 0 else min(g, cfg.n_patches) for g in grids)
+    return {
+        "batch_size": args.child, "patch_forwards": patches, "coarse_s": t_coarse, "refine_s": t_refine,
+        "backbone_s": sec["backbone"], "refiner_s": sec["refiner"], "other_s": t_refine - sec["backbone"] - sec["refiner"],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "labels_sha1": hashlib.sha1(labels.numpy().tobytes()).hexdigest()[:12],
+    }
+
+
+def _run(args: argparse.Namespace, batch: int) -> dict:
+    cmd = [sys.executable, "-m", "magnet.profile", "--child", str(batch)] + [
+        a for a in sys.argv[1:] if not a.startswith("--json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"profile child (batch {batch}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _table(rows: list[dict]) -> str:
+    base = rows[0]["backbone_s"]
+    lines = ["| batch | coarse s | refine s | backbone s | refiner s | other s | other % | backbone speed-up | "
+             "peak RSS MB | labels |", "|---" * 10 + "|"]
+    for r in rows:
+        lines.append(f"| {r['batch_size']} | {r['coarse_s']:.2f} | {r['refine_s']:.2f} | {r['backbone_s']:.2f} | "
+                     f"{r['refiner_s']:.2f} | {r['other_s']:.2f} | {100 * r['other_s'] / r['refine_s']:.1f} | "
+                     f"{base / r['backbone_s']:.2f}x | {r['peak_rss_mb']:.0f} | {r['labels_sha1']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args)))
+        return
+    rows = [_run(args, int(b)) for b in args.batch_sizes.split(",")]
+    print(f"MagNet{'-Fast' if args.fast else ''} {args.behaviour}, {args.backbone}, image {args.image}, input "
+          f"{args.input}, {args.threads} threads, torch {torch.__version__}")
+    print(_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""The progressive loop and the MagNet methods on the light backbone with random weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from bench.coarse import compute_coarse
+from bench.config import parse_size
+from bench.interface import Coarse, MethodContext, normalize
+from magnet.config import DATASET_PRESETS, MagNetConfig, MagNetFastConfig, resolve_plan
+from magnet.geometry import patch_boxes
+from magnet.inference import StageOptions, progressive
+from magnet.method import MagNet, MagNetFast
+from magnet.refinement import RefinementModule
+
+SCALES = ((32, 16), (64, 32), (128, 64), (256, 128))  # the Cityscapes structure at 1/8 per side
+
+
+class SpyRefiner(torch.nn.Module):
+    """Returns log(fine), so the refined patch is the backbone's softmax; records batch sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        self.batches.append(fine.shape[0])
+        return fine.clamp_min(1e-30).log()
+
+
+def random_refiner(c: int, seed: int) -> RefinementModule:
+    torch.manual_seed(seed)
+    module = RefinementModule(c)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return module.eval()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is as fast, and immune to a busy shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctx(tiny_ctx) -> MethodContext:
+    return replace(tiny_ctx, image_size=(256, 128))
+
+
+@pytest.fixture
+def image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 255, (8, 16, 3))
+    noise = rng.normal(0, 25, (128, 256, 3))
+    return np.clip(np.kron(blocks, np.ones((16, 16, 1))) + noise, 0, 255).astype(np.uint8)
+
+
+def _cfg(cls: type, **kw) -> MagNetConfig:
+    return cls.Config(**{"n_points": 96, "mask_inset": 2, **kw})
+
+
+def test_batched_equals_one_at_a_time(ctx, image):
+    refiners = [random_refiner(4, s) for s in range(3)]
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    for cls, extra in ((MagNet, {}), (MagNetFast, {"n_patches": 3}), (MagNetFast, {"n_patches": 3, "behaviour": "paper"})):
+        outs = []
+        for batch in (1, 5):  # 5 leaves partial batches at every stage
+            method = cls(_cfg(cls, batch_size=batch, **extra), ctx, refiners=refiners)
+            with torch.inference_mode():
+                y = progressive(image, coarse.probs, method.plan, method.opts, ctx.backbone, method.refiners)
+            outs.append((y, method.refine(image, coarse)))
+        (y1, labels1), (y5, labels5) = outs
+        torch.testing.assert_close(y5, y1, atol=1e-6, rtol=0)
+        assert torch.equal(labels5, labels1)
+        assert torch.equal(labels1, torch.nn.functional.interpolate(y1[None], size=(128, 256), mode="bilinear",
+                                                                    align_corners=False)[0].argmax(0))
+
+
+def test_all_points_with_a_pass_through_refiner_is_patch_inference(ctx, image):
+    """n_points = 1.0 replaces every pixel at every stage: the result is the last stage's tiles."""
+    spy = SpyRefiner()
+    method = MagNet(_cfg(MagNet, n_points=1.0, n_refiners=1, batch_size=4), ctx, refiners=[spy])
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    out = method.refine(image, coarse)
+    assert spy.batches == [4] + [4] * 4 + [4] * 16  # 4, 16, 64 patches in batches of 4, one refiner
+    with torch.no_grad():
+        for x1, y1, x2, y2 in patch_boxes((256, 128), (32, 16)).tolist()[::7]:
+            direct = ctx.backbone(normalize(image[y1:y2, x1:x2])).argmax(1)[0]
+            assert torch.equal(out[y1:y2, x1:x2], direct)
+
+
+def test_stage_one_is_the_given_coarse_map(ctx, image):
+    method = MagNet(_cfg(MagNet, n_patches=0), ctx, refiners=[SpyRefiner()] * 3)
+    probs = torch.softmax(torch.randn(4, 16, 32), 0)
+    up = torch.nn.functional.interpolate(probs[None], size=(128, 256), mode="bilinear", align_corners=False)[0]
+    assert torch.equal(method.refine(image, Coarse(probs)), up.argmax(0))
+
+
+def test_each_stage_uses_its_refiner_and_fast_processes_n_patches(ctx, image):
+    spies = [SpyRefiner() for _ in range(3)]
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    MagNet(_cfg(MagNet, batch_size=64), ctx, refiners=spies).refine(image, coarse)
+    assert [s.batches for s in spies] == [[4], [16], [64]]
+    spies = [SpyRefiner() for _ in range(3)]
+    MagNetFast(_cfg(MagNetFast, batch_size=64, n_patches=3), ctx, refiners=spies).refine(image, coarse)
+    assert [s.batches for s in spies] == [[3], [3], [3]]
+    two = [SpyRefiner() for _ in range(2)]
+    MagNet(_cfg(MagNet, batch_size=64, n_refiners=2), ctx, refiners=two).refine(image, coarse)
+    assert [s.batches for s in two] == [[4], [16, 64]]  # stage i uses min(n, i - 1) - 1
+
+
+def test_fast_paper_points_stay_inside_processed_patches(ctx, image):
+    """Paper Fast with one patch per stage and all its points: only that patch's inner pixels change."""
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    refiners = [random_refiner(4, s) for s in range(3)]
+    plan_cfg = _cfg(MagNetFast, n_patches=1, n_points=1.0, behaviour="paper")
+    method = MagNetFast(plan_cfg, ctx, refiners=refiners)
+    one_stage = replace(method.plan, scales=method.plan.scales[:2], refiner_of_stage=(0,))
+    with torch.inference_mode():
+        y = progressive(image, coarse.probs, one_stage, method.opts, ctx.backbone, method.refiners)
+        up = torch.nn.functional.interpolate(coarse.probs[None], size=(32, 64), mode="bilinear", align_corners=False)[0]
+    changed = (y != up).any(0)
+    assert changed.any()
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert int(ys.max() - ys.min()) < 16 - 2 * 2 and int(xs.max() - xs.min()) < 32 - 2 * 2  # inside one inset patch
+
+
+def test_variant_and_label(ctx):
+    refiners = [SpyRefiner()] * 3
+    assert MagNetFast(_cfg(MagNetFast), ctx, refiners=refiners).label == "MagNet-Fast"
+    paper = MagNetFast(_cfg(MagNetFast, behaviour="paper"), ctx, refiners=refiners)
+    assert paper.variant == "paper" and paper.label == "MagNet-Fast (paper)"
+    assert (MagNet.name, MagNet.display_name, MagNetFast.name) == ("magnet", "MagNet", "magnet_fast")
+
+
+def test_bad_inputs_are_clear_errors(ctx, image):
+    method = MagNet(_cfg(MagNet), ctx, refiners=[SpyRefiner()] * 3)
+    with pytest.raises(ValueError, match=r"\(C, h, w\) = \(4, 16, 32\)"):
+        method.refine(image, Coarse(torch.zeros(4, 32, 64)))
+    with pytest.raises(ValueError, match="uint8"):
+        method.refine(image.astype(np.float32), Coarse(torch.zeros(4, 16, 32)))
+    with pytest.raises(ValueError, match="behaviour"):
+        MagNet(_cfg(MagNet, behaviour="fixed"), ctx, refiners=[SpyRefiner()] * 3)
+    with pytest.raises(ValueError, match="n_refiners"):
+        MagNet(_cfg(MagNet, n_refiners=4), ctx, refiners=[SpyRefiner()] * 4)
+    with pytest.raises(ValueError, match=r"scales\[0\]"):
+        MagNet(_cfg(MagNet, scales=((64, 32), (256, 128))), ctx, refiners=[SpyRefiner()])
+
+
+def test_checkpoints_shared_by_magnet_and_magnet_fast(ctx):
+    full = MagNet.checkpoints(MagNetConfig(), ctx)
+    assert full == MagNetFast.checkpoints(MagNetFastConfig(), ctx)
+    assert [p.name for p in full.values()] == [f"magnet_refiner_{w}x{h}.pt" for w, h in SCALES[1:]]
+    with pytest.raises(FileNotFoundError):
+        MagNet(MagNetConfig(), ctx)
+
+
+@pytest.mark.parametrize("dataset, patches, refiners", [
+    ("cityscapes", [1, 4, 16, 64], (0, 1, 2)), ("deepglobe", [1, 4, 16], (0, 0)), ("gleason", [1, 4, 16, 64], (0, 0, 0)),
+    ("inria", [1, 4, 16, 64], (0, 0, 0)), ("synthetic", [1, 4, 16, 64], (0, 1, 2)),
+])
+def test_dataset_presets(dataset, patches, refiners):
+    preset = DATASET_PRESETS[dataset]
+    cfg = MagNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in preset["magnet"].items()})
+    crop = parse_size(cfg.crop_size)
+    plan = resolve_plan(cfg, (508, 508) if dataset == "deepglobe" else crop, (1, 1), coarse_scale=crop)
+    assert [len(patch_boxes(s, plan.crop)) for s in plan.scales] == patches
+    assert plan.refiner_of_stage == refiners
