@@ -21,7 +21,10 @@ from bench.interface import normalize
 
 
 def backbone_input(
-    image: np.ndarray, input_size: tuple[int, int], device: torch.device | str, first_scale: tuple[int, int] | None = None
+    image: np.ndarray,
+    input_size: tuple[int, int],
+    device: torch.device | str,
+    first_scale: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The Downsample stage's backbone input.
 

@@ -153,5 +153,9 @@ def train_head(
         opt.step()
         losses.append(float(loss.detach()))
         if it % 50 == 0 or it == cfg.iterations - 1:
-            log.info("pointrend it %d/%d loss %.4f point acc %.1f%% (%.0fs, ignore=%d)", it + 1, cfg.iterations, losses[-1], acc, time.perf_counter() - start, ignore)
+            elapsed = time.perf_counter() - start
+            log.info(
+                "pointrend it %d/%d loss %.4f point acc %.1f%% (%.0fs, ignore=%d)",
+                it + 1, cfg.iterations, losses[-1], acc, elapsed, ignore,
+            )
     return losses

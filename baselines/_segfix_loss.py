@@ -82,5 +82,9 @@ def segfix_loss(
         predicted = torch.softmax(b, dim=1)[:, 1] > threshold
         dir_target = torch.where(predicted, direction_gt, torch.full_like(direction_gt, -1))
     dir_loss = weighted_ce(d, dir_target, frequency_weights(dir_target, d.shape[1]))
-    parts = {"boundary": float(mask_loss.detach()), "direction": float(dir_loss.detach()), "supervised": int((dir_target >= 0).sum())}
+    parts = {
+        "boundary": float(mask_loss.detach()),
+        "direction": float(dir_loss.detach()),
+        "supervised": int((dir_target >= 0).sum()),
+    }
     return mask_loss + dir_loss, parts

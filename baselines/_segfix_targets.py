@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 DEPTH_CLIP = 250
 # (dy, dx) unit offset of each of the 8 direction bins (spec §6.3 table).
@@ -74,10 +72,26 @@ def class_distance(mask: np.ndarray) -> np.ndarray:
     return np.sqrt(np.rint(d * d))
 
 
+def _class_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """Bounding box of ``mask`` grown by 1 px where that stays inside the image.
+
+    Exact for both steps below: the 1-px ring is all other labels, so no distance to a pixel
+    outside the box is shorter than to the ring; the gradient kernel reaching 2 px out of the box
+    only meets distances that are 0 anyway (outside the class), like the zero padding.
+    """
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    H, W = mask.shape
+    return slice(max(0, rows[0] - 1), min(H, rows[-1] + 2)), slice(max(0, cols[0] - 1), min(W, cols[-1] + 2))
+
+
 def depth_and_direction(
     label: np.ndarray, ignore_index: int | None, min_pixels: int = 100, ksize: int = 5
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed distance map and distance-gradient field (the reference's ``depth`` and ``dir``).
+
+    The gradient is ``cv2.filter2D`` (a correlation, like PyTorch's conv2d) with zero borders,
+    on float32 distances as in the reference; each class is processed inside its bounding box
+    (exact, see :func:`_class_box`).
 
     Args:
         label: (H, W) integer class ids.
@@ -91,19 +105,23 @@ def depth_and_direction(
     label = np.asarray(label)
     if label.ndim != 2:
         raise ValueError(f"expected an (H, W) label map, got shape {label.shape}")
-    kernel = torch.from_numpy(gradient_kernel(ksize)).unsqueeze(1)  # (2, 1, k, k)
+    kernel = gradient_kernel(ksize)
     depth = np.zeros(label.shape, np.float64)
-    direction = torch.zeros((2, *label.shape), dtype=torch.float32)
+    direction = np.zeros((2, *label.shape), np.float32)
     classes, counts = np.unique(label, return_counts=True)
     for c, n in zip(classes, counts):
         if (ignore_index is not None and c == ignore_index) or n < min_pixels:
             continue
         mask = label == c
-        dist = class_distance(mask)
-        depth += dist
-        grad = F.conv2d(torch.from_numpy(dist).float()[None, None], kernel, padding=ksize // 2)[0]
-        direction += grad * torch.from_numpy(mask)
-    return depth, direction.numpy()
+        box = _class_box(mask)
+        inner = mask[box]
+        dist = class_distance(inner)
+        depth[box] += dist
+        dist32 = dist.astype(np.float32)
+        for axis in (0, 1):
+            grad = cv2.filter2D(dist32, cv2.CV_32F, kernel[axis], borderType=cv2.BORDER_CONSTANT)
+            direction[axis][box] += np.where(inner, grad, np.float32(0))
+    return depth, direction
 
 
 def quantize(depth: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -103,7 +103,9 @@ def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
     return base * (1.0 - it / max(1, total)) ** power
 
 
-def train_net(net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, cfg: Any, device: torch.device) -> list[float]:
+def train_net(
+    net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, cfg: Any, device: torch.device
+) -> list[float]:
     """Train ``net`` in place for ``cfg.iterations`` iterations; returns the loss per iteration.
 
     Raises:
@@ -111,7 +113,9 @@ def train_net(net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, c
     """
     rng = np.random.default_rng(cfg.seed)
     if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+        )
     elif cfg.optimizer == "adam":
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
@@ -132,6 +136,7 @@ def train_net(net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, c
         if it % 50 == 0 or it == cfg.iterations - 1:
             log.info(
                 "segfix it %d/%d loss %.4f (boundary %.4f, direction %.4f on %d px) %.0fs",
-                it + 1, cfg.iterations, losses[-1], parts["boundary"], parts["direction"], parts["supervised"], time.perf_counter() - start,
+                it + 1, cfg.iterations, losses[-1], parts["boundary"], parts["direction"], parts["supervised"],
+                time.perf_counter() - start,
             )
     return losses

@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,8 @@ from baselines._gf_ops import (
     resize_bilinear_region,
 )
 from bench.backbones import load_state_dict_strict
-from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
+from bench.coarse import compute_coarse, resize_image
+from bench.interface import Coarse, Dataset, Method, MethodContext
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class DGFConfig:
         batch_size: crops per step.
         crop_size: (w, h) of a training crop in full-resolution pixels (clipped to the image).
         lr: Adam learning rate.
+        head_init: "default" (PyTorch's init) or "zero_last" (last conv zero: the guide starts
+            constant, so the filter starts as a box blur of the upsampled coarse map).
         seed: seed of the head's initialisation and of the crop sampling.
         cache_images: training images (with their coarse maps) kept in memory.
     """
@@ -75,6 +77,7 @@ class DGFConfig:
     batch_size: int = 4
     crop_size: tuple[int, int] = (256, 256)
     lr: float = 1e-3
+    head_init: str = "default"
     seed: int = 0
     cache_images: int = 64
 
@@ -83,6 +86,8 @@ class DGFConfig:
             raise ValueError(f"need radius >= 1 and eps > 0, got radius={self.radius}, eps={self.eps}")
         if self.iterations < 0 or self.batch_size < 1 or min(self.crop_size) < 1:
             raise ValueError("iterations must be >= 0, batch_size >= 1 and crop_size positive")
+        if self.head_init not in ("default", "zero_last"):
+            raise ValueError(f"head_init must be 'default' or 'zero_last', got {self.head_init!r}")
 
 
 class GuideHead(nn.Module):
@@ -116,12 +121,15 @@ def log_probs(probs: torch.Tensor) -> torch.Tensor:
     return probs.float().clamp_min(_PROB_FLOOR).log()[None]
 
 
-def resize_like_coarse(image: np.ndarray, coarse_hw: tuple[int, int]) -> np.ndarray:
-    """The backbone's input: the image resized to the coarse map's (h, w) with cv2 INTER_LINEAR."""
-    return cv2.resize(image, (coarse_hw[1], coarse_hw[0]), interpolation=cv2.INTER_LINEAR)
+def backbone_view(image: np.ndarray, coarse_hw: tuple[int, int], first_scale: tuple[int, int] | None) -> np.ndarray:
+    """The image as the backbone saw it: resized (through ``first_scale`` if set) to the coarse (h, w)."""
+    small = resize_image(image, tuple(first_scale)) if first_scale else image
+    return resize_image(small, (coarse_hw[1], coarse_hw[0]))
 
 
-def dgf_logits(head: GuideHead, cfg: DGFConfig, image: np.ndarray, logp: torch.Tensor) -> torch.Tensor:
+def dgf_logits(
+    head: GuideHead, cfg: DGFConfig, image: np.ndarray, logp: torch.Tensor, first_scale: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Filtered log-probabilities of a whole image.
 
     Args:
@@ -129,13 +137,14 @@ def dgf_logits(head: GuideHead, cfg: DGFConfig, image: np.ndarray, logp: torch.T
         cfg: filter options.
         image: (H, W, 3) uint8 RGB.
         logp: (1, C, h, w) coarse log-probabilities.
+        first_scale: the coarse pass's intermediate resize (w, h), if any (fast form only).
 
     Returns:
         (1, C, H, W) float32 filtered signal (argmax gives the labels).
     """
     hr = image_tensor(image, logp.device)
     if cfg.fast:
-        lr = image_tensor(resize_like_coarse(image, logp.shape[-2:]), logp.device)
+        lr = image_tensor(backbone_view(image, logp.shape[-2:], first_scale), logp.device)
         return fast_guided_filter(head(lr), logp, head(hr), cfg.radius, cfg.eps)
     up = F.interpolate(logp, size=image.shape[:2], mode="bilinear", align_corners=True)
     return guided_filter(head(hr), up, cfg.radius, cfg.eps)
@@ -166,7 +175,8 @@ def dgf_logits_windows(head: GuideHead, cfg: DGFConfig, windows: list[_Window]) 
 
     Returns:
         (B, C, h', w') filtered signal. The fast form equals :func:`dgf_logits` on the window up
-        to float rounding; the full form differs only within ``radius`` of the window's border.
+        to float rounding; the full form differs only within ``2 * radius`` of the window's border
+        (the box is truncated at the crop's edge).
     """
     device = windows[0].logp.device
     guide = head(torch.cat([image_tensor(w.crop(w.image), device) for w in windows]))
@@ -181,12 +191,9 @@ def dgf_logits_windows(head: GuideHead, cfg: DGFConfig, windows: list[_Window]) 
     return guided_filter(guide, up, cfg.radius, cfg.eps)
 
 
-@torch.no_grad()
-def coarse_of(ctx: MethodContext, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-    """The runner's coarse pass: (resized uint8 image, (C, h, w) probabilities on ``ctx.device``)."""
-    small = cv2.resize(image, tuple(ctx.input_size), interpolation=cv2.INTER_LINEAR)
-    logits = ctx.backbone(normalize(small, ctx.device))
-    return small, torch.softmax(logits.float(), dim=1)[0]
+def _first_scale(ctx: MethodContext) -> tuple[int, int] | None:
+    value = ctx.options.get("coarse_scale")
+    return None if value is None else (int(value[0]), int(value[1]))
 
 
 class _TrainCache:
@@ -199,9 +206,10 @@ class _TrainCache:
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
         if index in self.items:
             return self.items[index]
-        sample = self.train_set[index]
-        small, probs = coarse_of(self.ctx, sample.image)
-        item = (sample.image, sample.label, small, log_probs(probs))
+        sample, first_scale = self.train_set[index], _first_scale(self.ctx)
+        coarse = compute_coarse(self.ctx.backbone, sample.image, self.ctx.input_size, self.ctx.device, first_scale)
+        small = backbone_view(sample.image, coarse.probs.shape[-2:], first_scale)
+        item = (sample.image, sample.label, small, log_probs(coarse.probs.clone()))  # clone: leave inference mode
         if len(self.items) < self.size:
             self.items[index] = item
         return item
@@ -274,7 +282,8 @@ class DeepGuidedFilter(Method):
         """
         check_inputs(image, coarse, self.ctx.num_classes)
         with torch.inference_mode():
-            out = dgf_logits(self.head, self.cfg, image, log_probs(coarse.probs.to(self.device)))
+            logp = log_probs(coarse.probs.to(self.device))
+            out = dgf_logits(self.head, self.cfg, image, logp, _first_scale(self.ctx))
         return out[0].argmax(0)
 
     @classmethod
@@ -295,6 +304,8 @@ class DeepGuidedFilter(Method):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             head = GuideHead(ctx.num_classes, cfg.hidden).to(ctx.device)
+        if cfg.head_init == "zero_last":
+            nn.init.zeros_(head.conv2.weight)
         head.trained_with.copy_(_filter_key(cfg))
         optimiser = torch.optim.Adam(head.parameters(), lr=cfg.lr)
         rng = np.random.default_rng(cfg.seed)

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class PointRendConfig:
         reference_size: (w, h) the subdivision point count refers to, (2048, 1024).
         subdivision_steps: fixed number of x2 steps, or None for ``ceil(log2(full / coarse))``.
         iterations: training iterations (synthetic default; mmseg Cityscapes: 80000).
-        batch_size: images per iteration (mmseg: 8 = 4 GPUs x 2).
+        batch_size: images per iteration (synthetic default 4; mmseg: 8 = 4 GPUs x 2).
         optimizer: ``sgd`` (mmseg: lr 0.01, momentum 0.9, wd 5e-4, poly) or ``adam``.
         lr: base learning rate (poly decay, power 0.9, min 1e-4).
         momentum: SGD momentum.
@@ -80,7 +80,7 @@ class PointRendConfig:
     reference_size: tuple[int, int] = (2048, 1024)
     subdivision_steps: int | None = None
     iterations: int = 400
-    batch_size: int = 8
+    batch_size: int = 4
     optimizer: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -172,7 +172,8 @@ class PointRend(Method):
             torch.manual_seed(cfg.seed)
             head = _head_for(cfg, ctx)
             load = make_loader(
-                ctx.backbone, train_set, ctx.input_size, ctx.device, cfg.feature_key, cfg.cache_features, _first_scale(ctx)
+                ctx.backbone, train_set, ctx.input_size, ctx.device,
+                cfg.feature_key, cfg.cache_features, _first_scale(ctx),
             )
             train_head(head, load, len(train_set), cfg, head.ignore_index)
         path = Path(paths["pointrend"])

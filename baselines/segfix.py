@@ -60,8 +60,8 @@ class SegFixConfig:
         cache_targets: keep all training targets in memory (small data sets).
     """
 
-    width: int = 32
-    head_channels: int = 64
+    width: int = 24
+    head_channels: int = 48
     max_distance: int = 5
     min_distance: int = 0
     min_class_pixels: int = 100

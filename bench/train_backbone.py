@@ -42,7 +42,10 @@ class BackboneTrainConfig:
         scale_min: smallest image width as a fraction of the full width.
         scale_max: largest image width as a fraction of the full width.
         aux_weight: weight of the auxiliary head's loss when the model has one.
-        class_weights: optional per-class CE weights.
+        class_weights: per-class CE weights, ``"auto"`` (ENet's ``1 / ln(1.02 + p_c)`` from the
+            training labels' class frequencies p_c), or None.
+        thin_crop_prob: probability that a crop is centred on a pixel of one of the dataset's
+            thin classes (class-aware sampling, so rare thin objects are seen often enough).
         seed: sampling and initialisation seed.
     """
 
@@ -54,13 +57,17 @@ class BackboneTrainConfig:
     scale_min: float = 0.125
     scale_max: float = 1.0
     aux_weight: float = 0.4
-    class_weights: tuple[float, ...] | None = None
+    class_weights: tuple[float, ...] | str | None = None
+    thin_crop_prob: float = 0.0
     seed: int = 0
 
 
 def random_crop(image: np.ndarray, label: np.ndarray, width: int, crop: tuple[int, int],
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Resize (image INTER_LINEAR, label INTER_NEAREST) to ``width`` wide, pad, crop (w, h), flip."""
+                rng: np.random.Generator, centre_on: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Resize (image INTER_LINEAR, label INTER_NEAREST) to ``width`` wide, pad, crop (w, h), flip.
+
+    With ``centre_on`` classes present, the crop is centred (then clipped) on one of their pixels.
+    """
     height = max(1, round(image.shape[0] * width / image.shape[1]))
     if (width, height) != (image.shape[1], image.shape[0]):
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -72,6 +79,12 @@ def random_crop(image: np.ndarray, label: np.ndarray, width: int, crop: tuple[in
         label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
     y = int(rng.integers(0, image.shape[0] - ch + 1))
     x = int(rng.integers(0, image.shape[1] - cw + 1))
+    if centre_on:
+        ys, xs = np.nonzero(np.isin(label, centre_on))
+        if ys.size:
+            k = int(rng.integers(ys.size))
+            y = int(np.clip(ys[k] - ch // 2, 0, image.shape[0] - ch))
+            x = int(np.clip(xs[k] - cw // 2, 0, image.shape[1] - cw))
     image, label = image[y:y + ch, x:x + cw], label[y:y + ch, x:x + cw]
     if rng.random() < 0.5:
         image, label = image[:, ::-1], label[:, ::-1]
@@ -105,7 +118,8 @@ class CropSampler:
             sample = self._sample(int(self.rng.integers(len(self.dataset))))
             full_w = sample.image.shape[1]
             width = max(1, round(full_w * math.exp(self.rng.uniform(lo, hi))))
-            img, lab = random_crop(sample.image, sample.label, width, self.crop, self.rng)
+            thin = self.dataset.info.thin_classes if self.rng.random() < self.cfg.thin_crop_prob else ()
+            img, lab = random_crop(sample.image, sample.label, width, self.crop, self.rng, thin)
             images.append(img)
             labels.append(lab)
         return np.stack(images), np.stack(labels)
@@ -121,6 +135,16 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Backbon
         return (F.cross_entropy(main, y, weight=weight, ignore_index=IGNORE)
                 + cfg.aux_weight * F.cross_entropy(aux, y, weight=weight, ignore_index=IGNORE))
     return F.cross_entropy(model(x), y, weight=weight, ignore_index=IGNORE)
+
+
+def class_frequency_weights(dataset: Dataset, num_classes: int, limit: int = 64) -> list[float]:
+    """ENet weights ``1 / ln(1.02 + p_c)`` from the class frequencies of up to ``limit`` labels."""
+    counts = np.zeros(num_classes, np.int64)
+    for i in range(min(limit, len(dataset))):
+        label = dataset[i].label.ravel()
+        counts += np.bincount(label[label < num_classes], minlength=num_classes)[:num_classes]
+    freq = counts / max(counts.sum(), 1)
+    return (1.0 / np.log(1.02 + freq)).tolist()
 
 
 def _optimizer(model: torch.nn.Module, cfg: BackboneTrainConfig) -> torch.optim.Optimizer:
@@ -161,7 +185,10 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = CropSampler(dataset, crop, cfg, seed=cfg.seed + 1000 * rank)
     opt = _optimizer(net, cfg)
-    weight = torch.tensor(cfg.class_weights, device=device) if cfg.class_weights else None
+    weights = cfg.class_weights
+    if weights == "auto":
+        weights = class_frequency_weights(dataset, model.num_classes)
+    weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
     losses, start = [], time.perf_counter()
     for it in tqdm(range(cfg.iterations), desc="train backbone", disable=rank != 0, mininterval=5):
         for group in opt.param_groups:

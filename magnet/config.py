@@ -51,6 +51,9 @@ class MagNetConfig:
             over 256x128 when smaller (so 100000 for Cityscapes and DeepGlobe).
         train_input_order: ``matching`` feeds (fine, coarse) as inference does; ``released``
             feeds (coarse, fine) as the released train.py does (mismatched with its test code).
+        bn_recalibration: after training, batches over which the BN running statistics are
+            recomputed as a plain average (0 = released recipe; for short schedules, where BN
+            momentum 0.01 leaves them near their initial values).
         cache_mb: memory allowed for caching resized training images (and coarse probabilities).
     """
 
@@ -74,6 +77,7 @@ class MagNetConfig:
     ohem_thresh: float = 0.7
     ohem_min_kept: int = 0
     train_input_order: str = "matching"
+    bn_recalibration: int = 0
     cache_mb: int = 2048
 
 
@@ -145,7 +149,7 @@ def _size(value: Any, what: str) -> Size:
         raise ValueError(f"magnet.{what}: {err}") from None
 
 
-def resolve_plan(cfg: MagNetConfig, input_size: Size, image_size: Size, coarse_scale: Size | None = None) -> Plan:
+def resolve_plan(cfg: MagNetConfig, input_size: Size, image_size: Size) -> Plan:
     """Check the options and work out scales, crop size and the refiner of each stage.
 
     Raises:
@@ -173,12 +177,18 @@ def resolve_plan(cfg: MagNetConfig, input_size: Size, image_size: Size, coarse_s
     n_ref = cfg.n_refiners or stages
     if not 1 <= n_ref <= stages:
         raise ValueError(f"magnet.n_refiners must be 0 (one per stage) or 1..{stages}, got {cfg.n_refiners}")
-    coarse_scale = _size(coarse_scale, "coarse_scale") if coarse_scale is not None else None
-    if coarse_scale is not None and coarse_scale != scales[0] and scales[0] != input_size:
-        warnings.warn(f"the coarse pass resizes through {tuple(coarse_scale)}, MagNet's stage 1 through {scales[0]}",
-                      stacklevel=2)
-    if scales[0] != input_size and coarse_scale is None:
-        warnings.warn(f"MagNet stage 1 resizes the image to {scales[0]} then {input_size}; set coarse_scale: "
-                      f"{scales[0][0]}x{scales[0][1]} for parity (the coarse pass resizes in one step)", stacklevel=2)
     refiner_of_stage = tuple(min(n_ref, i - 1) - 1 for i in range(2, len(scales) + 1))
     return Plan(scales=scales, crop=crop, input_size=input_size, refiner_of_stage=refiner_of_stage, n_refiners=n_ref)
+
+
+def check_coarse_scale(plan: Plan, coarse_scale: Any) -> None:
+    """Warn when the runner's coarse pass is not MagNet's stage 1 (image -> S_1 -> n, magnet.md §1.2).
+
+    The two differ only when S_1 differs from the input size (DeepGlobe: 2448 -> 612 -> 508), where
+    the dataset config must set ``coarse_scale`` to S_1.
+    """
+    first, n = plan.scales[0], plan.input_size
+    scale = _size(coarse_scale, "coarse_scale") if coarse_scale is not None else None
+    if first != n and scale != first:
+        warnings.warn(f"MagNet stage 1 resizes the image to {first} then {n}, but the coarse pass resizes "
+                      f"through {scale or 'nothing'}: set coarse_scale: {first[0]}x{first[1]} for parity", stacklevel=3)

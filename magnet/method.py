@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.interface import Coarse, Dataset, Method, MethodContext
-from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
+from magnet.config import MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.inference import StageOptions, Timer, progressive
 from magnet.refinement import load_refiner
 from magnet.train import refiner_filename, train_refiners
@@ -43,7 +43,8 @@ class MagNet(Method):
         super().__init__(cfg, ctx)
         if ctx.backbone is None:
             raise ValueError(f"{self.name} needs the segmentation backbone in ctx.backbone")
-        self.plan = resolve_plan(cfg, ctx.input_size, ctx.image_size, (ctx.options or {}).get("coarse_scale"))
+        self.plan = resolve_plan(cfg, ctx.input_size, ctx.image_size)
+        check_coarse_scale(self.plan, (ctx.options or {}).get("coarse_scale"))
         self.opts = StageOptions(n_points=cfg.n_points, n_patches=cfg.n_patches, blur_kernel=cfg.blur_kernel,
                                  behaviour=cfg.behaviour, batch_size=cfg.batch_size, mask_inset=cfg.mask_inset)
         self.backbone = ctx.backbone

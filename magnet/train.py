@@ -189,7 +189,32 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
         sched.step()
         history.append(float(np.mean(losses)))
         log.info("magnet refiner %s epoch %d/%d loss %.4f", scales, epoch + 1, cfg.epochs, history[-1])
+    if cfg.bn_recalibration > 0:
+        recalibrate_bn(refiner, source, scales, cfg, rng)
     return refiner.eval(), history
+
+
+@torch.no_grad()
+def recalibrate_bn(refiner: RefinementModule, source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig,
+                   rng: np.random.RandomState) -> None:
+    """Replace the BN running statistics by their plain average over ``cfg.bn_recalibration`` fresh batches.
+
+    Not in the released recipe (``bn_recalibration: 0``). With BN momentum 0.01 the running
+    statistics need thousands of steps to settle; on short schedules they are still near their
+    initial values and the eval-mode refiner is far from the trained one.
+    """
+    norms = [m for m in refiner.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    refiner.train()
+    stream: list[int] = []
+    for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.bn_recalibration, stream):
+        fine, crop, _ = sample_batch(source, batch, scales, rng)
+        refiner(*((fine, crop) if cfg.train_input_order == "matching" else (crop, fine)))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
 
 
 def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> dict[str, Any]:

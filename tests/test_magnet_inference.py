@@ -11,7 +11,7 @@ import torch
 from bench.coarse import compute_coarse
 from bench.config import parse_size
 from bench.interface import Coarse, MethodContext, normalize
-from magnet.config import DATASET_PRESETS, MagNetConfig, MagNetFastConfig, resolve_plan
+from magnet.config import DATASET_PRESETS, MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.geometry import patch_boxes
 from magnet.inference import StageOptions, progressive
 from magnet.method import MagNet, MagNetFast
@@ -173,6 +173,23 @@ def test_dataset_presets(dataset, patches, refiners):
     preset = DATASET_PRESETS[dataset]
     cfg = MagNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in preset["magnet"].items()})
     crop = parse_size(cfg.crop_size)
-    plan = resolve_plan(cfg, (508, 508) if dataset == "deepglobe" else crop, (1, 1), coarse_scale=crop)
+    plan = resolve_plan(cfg, (508, 508) if dataset == "deepglobe" else crop, (1, 1))
+    check_coarse_scale(plan, crop)  # no warning when the coarse pass goes through S_1
     assert [len(patch_boxes(s, plan.crop)) for s in plan.scales] == patches
     assert plan.refiner_of_stage == refiners
+
+
+def test_coarse_scale_warning_for_two_step_datasets():
+    cfg = MagNetConfig(scales=("612x612", "1224x1224", "2448x2448"), crop_size="612x612")
+    plan = resolve_plan(cfg, (508, 508), (2448, 2448))
+    with pytest.warns(UserWarning, match="coarse_scale: 612x612"):
+        check_coarse_scale(plan, None)
+
+
+def test_method_yaml_files_match_the_dataclass_defaults():
+    from bench.config import CONFIG_DIR, read_yaml
+
+    for name, config in (("magnet", MagNetConfig), ("magnet_fast", MagNetFastConfig)):
+        values = read_yaml(CONFIG_DIR / "methods" / f"{name}.yaml")
+        assert values.pop("version") == 1
+        assert config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}) == config()

@@ -19,6 +19,7 @@ from bench.interface import normalize  # noqa: E402
 
 DEEPLAB = "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py"
 OCRNET = "ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py"
+CGNET = "cgnet/cgnet_fcn_4xb4-60k_cityscapes-680x680.py"  # 0.5 M parameters, its own mean, std 1
 C = 7
 
 
@@ -41,6 +42,12 @@ def deeplab() -> MMSegBackbone:
 def ocrnet() -> MMSegBackbone:
     torch.manual_seed(0)
     return create_backbone(f"mmseg:{OCRNET}", C).eval()
+
+
+@pytest.fixture(scope="module")
+def cgnet() -> MMSegBackbone:
+    torch.manual_seed(0)
+    return create_backbone(f"mmseg:{CGNET}", C).eval()
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +102,16 @@ def test_no_double_normalisation(deeplab: MMSegBackbone, image: np.ndarray) -> N
     torch.testing.assert_close(ours / scale, raw / scale, atol=1e-5, rtol=0)
 
 
-def test_other_preprocessor_is_mapped_exactly(image: np.ndarray) -> None:
+def test_other_preprocessors_are_mapped_exactly(cgnet: MMSegBackbone, image: np.ndarray) -> None:
+    assert not cgnet.input_map.identity  # CGNet: mean (72.4, 82.9, 73.2), std 1, RGB
+    seen = _backbone_input(cgnet, normalize(image))
+    torch.testing.assert_close(seen, _mmseg_preprocess(cgnet, image), atol=1e-3, rtol=0)
     options = {"model.data_preprocessor.bgr_to_rgb": False, "model.data_preprocessor.mean": [100.0, 110.0, 120.0],
                "model.data_preprocessor.std": [50.0, 60.0, 70.0]}
-    model = create_backbone(f"mmseg:{OCRNET}", C, cfg_options=options, init_weights=False).eval()
-    assert not model.input_map.identity
-    seen = _backbone_input(model, normalize(image[:32, :64]))
-    torch.testing.assert_close(seen, _mmseg_preprocess(model, image[:32, :64]), atol=1e-4, rtol=0)
+    bgr_model = create_backbone(f"mmseg:{CGNET}", C, cfg_options=options, init_weights=False).eval()
+    assert bgr_model.input_map.perm == [2, 1, 0]
+    seen = _backbone_input(bgr_model, normalize(image))
+    torch.testing.assert_close(seen, _mmseg_preprocess(bgr_model, image), atol=1e-4, rtol=0)
 
 
 def test_cascade_model_matches_encode_decode(ocrnet: MMSegBackbone) -> None:
@@ -116,34 +126,34 @@ def test_cascade_model_matches_encode_decode(ocrnet: MMSegBackbone) -> None:
     assert ocrnet.align_corners is False
 
 
-def test_checkpoint_round_trip_with_numpy_meta(ocrnet: MMSegBackbone, tmp_path: Path) -> None:
+def test_checkpoint_round_trip_with_numpy_meta(cgnet: MMSegBackbone, tmp_path: Path) -> None:
     path = tmp_path / "zoo.pth"
     meta = {"dataset_meta": {"classes": tuple("abcdefg")}, "best_miou": np.float64(0.5), "hist": np.arange(3)}
-    torch.save({"state_dict": ocrnet.model.state_dict(), "meta": meta}, path)
+    torch.save({"state_dict": cgnet.model.state_dict(), "meta": meta}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)  # why the adapter needs its numpy allow-list
-    loaded = create_backbone(f"mmseg:{OCRNET}", C, checkpoint=path).eval()
+    loaded = create_backbone(f"mmseg:{CGNET}", C, checkpoint=path).eval()
     x = torch.randn(1, 3, 32, 64)
     with torch.no_grad():
-        assert torch.equal(loaded(x), ocrnet(x))
+        assert torch.equal(loaded(x), cgnet(x))
     own = tmp_path / "own.pth"
     torch.save(loaded.state_dict(), own)  # our own state dict: keys under "model."
-    again = create_backbone(f"mmseg:{OCRNET}", C, checkpoint=own).eval()
+    again = create_backbone(f"mmseg:{CGNET}", C, checkpoint=own).eval()
     with torch.no_grad():
-        assert torch.equal(again(x), ocrnet(x))
+        assert torch.equal(again(x), cgnet(x))
 
 
-def test_checkpoint_key_problems_are_reported(ocrnet: MMSegBackbone, tmp_path: Path) -> None:
-    state = dict(ocrnet.model.state_dict())
-    del state["decode_head.1.conv_seg.weight"]
+def test_checkpoint_key_problems_are_reported(cgnet: MMSegBackbone, tmp_path: Path) -> None:
+    state = dict(cgnet.model.state_dict())
+    del state["decode_head.conv_seg.weight"]
     state["decode_head.9.extra"] = torch.zeros(1)
     path = tmp_path / "broken.pth"
     torch.save({"state_dict": state}, path)
-    with pytest.raises(RuntimeError, match=r"missing keys \(1\): \['decode_head.1.conv_seg.weight'\].*decode_head.9.extra"):
-        create_backbone(f"mmseg:{OCRNET}", C, checkpoint=path)
+    with pytest.raises(RuntimeError, match=r"missing keys \(1\): \['decode_head.conv_seg.weight'\].*decode_head.9.extra"):
+        create_backbone(f"mmseg:{CGNET}", C, checkpoint=path)
     with pytest.warns(UserWarning, match="partial load"):
-        model = MMSegBackbone(OCRNET, C, checkpoint=path, strict=False)
-    assert model.load_report["missing"] == ["decode_head.1.conv_seg.weight"]
+        model = MMSegBackbone(CGNET, C, checkpoint=path, strict=False)
+    assert model.load_report["missing"] == ["decode_head.conv_seg.weight"]
     assert model.load_report["unexpected"] == ["decode_head.9.extra"]
     torch.save({"state_dict": state, "meta": {"x": fractions.Fraction(1, 3)}}, path)
     with pytest.raises(pickle.UnpicklingError, match="fractions.Fraction"):

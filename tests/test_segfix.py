@@ -70,6 +70,34 @@ def test_class_distance_equals_scipy_and_ignores_the_border():
     assert (class_distance(np.ones((4, 4), bool)) == 250).all()
 
 
+def _reference_depth_direction(label: np.ndarray, ignore_index: int, min_pixels: int = 100):
+    """The reference generator restated: scipy EDT and torch conv2d on the whole image per class."""
+    kernel = torch.from_numpy(gradient_kernel(5)).unsqueeze(1)
+    depth = np.zeros(label.shape)
+    direction = torch.zeros((2, *label.shape))
+    for c in np.unique(label):
+        mask = label == c
+        if c == ignore_index or mask.sum() < min_pixels:
+            continue
+        d = distance_transform_edt(mask)
+        depth += d
+        grad = F.conv2d(torch.from_numpy(d).float()[None, None], kernel, padding=2)[0]
+        grad[:, ~torch.from_numpy(mask)] = 0
+        direction += grad
+    return depth, direction.numpy()
+
+
+def test_depth_and_direction_match_a_whole_image_reference():
+    rng = np.random.default_rng(1)
+    label = np.kron(rng.integers(0, 4, (5, 7)), np.ones((13, 11), np.int64)).astype(np.uint8)
+    label[20:24, 30:33] = 9  # 12 px: skipped
+    label[40:, :6] = 255
+    depth, direction = depth_and_direction(label, 255)
+    ref_depth, ref_direction = _reference_depth_direction(label, 255)
+    np.testing.assert_array_equal(depth, ref_depth)
+    np.testing.assert_allclose(direction, ref_direction, atol=1e-4)
+
+
 def _vertical_edge(h: int = 40, w: int = 40) -> np.ndarray:
     label = np.zeros((h, w), np.uint8)
     label[:, w // 2 :] = 1

@@ -70,6 +70,10 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if hasattr(model, "load_checkpoint"):
+        # adapters with their own key layout (mmseg models sit under ``model.``) load themselves
+        model.load_checkpoint(path)
+        return
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

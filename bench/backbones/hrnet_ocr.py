@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.backbones import clean_state_dict
 from bench.backbones.resnet import (
     BasicBlock,
     Bottleneck,
@@ -328,12 +329,13 @@ def load_hrnet_imagenet(model: HRNetOCR, path: str | Path) -> None:
     Every body key (stem, ``layer1``, transitions, stages) must be present with the right shape;
     the classifier's extra modules (``incre_modules``, ``downsamp_modules``, ``final_layer``,
     ``classifier``) are ignored and the OCR head keeps its initialisation. A ``last_layer`` in
-    the file is read as ``aux_head`` (the released trainer's renaming).
+    the file is read as ``aux_head`` (the released trainer's renaming); ``model.``/``module.``
+    prefixes are stripped.
 
     Raises:
         RuntimeError: body keys missing or mis-shaped (listed).
     """
-    state = {k.replace("last_layer", "aux_head"): v for k, v in read_state_dict(path).items()}
+    state = {k.replace("last_layer", "aux_head"): v for k, v in clean_state_dict(read_state_dict(path)).items()}
     own = model.state_dict()
     body_state = {k: v for k, v in state.items() if k in own and not k.startswith(HEAD_PREFIXES)}
     extra = {k for k in state if k not in own}
