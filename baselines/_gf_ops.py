@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.coarse import upsample_probs as coarse_upsample
 from bench.interface import Coarse
 
 
@@ -63,7 +64,9 @@ def _check_pair(guide: torch.Tensor, src: torch.Tensor) -> None:
         raise ValueError(f"guide must have 1 or {src.shape[1]} channels (one per src channel), got {guide.shape[1]}")
 
 
-def guided_filter_coeffs(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def guided_filter_coeffs(
+    guide: torch.Tensor, src: torch.Tensor, r: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-window linear coefficients ``a, b`` (before their own box averaging).
 
     ``a = cov(I, p) / (var(I) + eps)``, ``b = mean(p) - a * mean(I)`` over each window.
@@ -193,6 +196,5 @@ def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> 
 
 
 def upsample_probs(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) probabilities -> (C, H, W) float32 numpy, bilinear, align_corners=False (MagNet)."""
-    up = F.interpolate(probs.detach().float().cpu()[None], size=size, mode="bilinear", align_corners=False)
-    return up[0].numpy()
+    """(C, h, w) probabilities -> (C, H, W) float32 numpy on the CPU, bilinear, align_corners=False (MagNet)."""
+    return coarse_upsample(probs.detach().float().cpu(), tuple(size)).numpy()

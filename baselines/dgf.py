@@ -73,10 +73,10 @@ class DGFConfig:
     eps: float = 1e-2
     fast: bool = False
     hidden: int = 64
-    iterations: int = 300
+    iterations: int = 150
     batch_size: int = 4
     crop_size: tuple[int, int] = (256, 256)
-    lr: float = 1e-3
+    lr: float = 1e-2
     head_init: str = "default"
     seed: int = 0
     cache_images: int = 64
@@ -239,9 +239,21 @@ def _batch_loss(head: GuideHead, cfg: DGFConfig, windows: list[_Window], ignore:
     for group in groups.values():
         labels = np.stack([w.crop(w.label) for w in group]).astype(np.int64)
         target = torch.from_numpy(labels).to(total.device)
-        total = total + F.cross_entropy(dgf_logits_windows(head, cfg, group), target, ignore_index=ignore, reduction="sum")
+        logits = dgf_logits_windows(head, cfg, group)
+        total = total + F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
         count += int((target != ignore).sum())
     return total / max(count, 1)
+
+
+def _new_head(cfg: DGFConfig, ctx: MethodContext) -> GuideHead:
+    """A freshly initialised head on ``ctx.device``, seeded without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        head = GuideHead(ctx.num_classes, cfg.hidden)
+    if cfg.head_init == "zero_last":
+        nn.init.zeros_(head.conv2.weight)
+    head.trained_with.copy_(_filter_key(cfg))
+    return head.to(ctx.device)
 
 
 class DeepGuidedFilter(Method):
@@ -301,12 +313,7 @@ class DeepGuidedFilter(Method):
         if ctx.backbone is None or len(train_set) == 0:
             raise ValueError("DGF training needs ctx.backbone and a non-empty training set")
         ctx.backbone.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            head = GuideHead(ctx.num_classes, cfg.hidden).to(ctx.device)
-        if cfg.head_init == "zero_last":
-            nn.init.zeros_(head.conv2.weight)
-        head.trained_with.copy_(_filter_key(cfg))
+        head = _new_head(cfg, ctx)
         optimiser = torch.optim.Adam(head.parameters(), lr=cfg.lr)
         rng = np.random.default_rng(cfg.seed)
         cache = _TrainCache(ctx, train_set, cfg.cache_images)
@@ -318,7 +325,8 @@ class DeepGuidedFilter(Method):
             loss.backward()
             optimiser.step()
             if step % 50 == 0 or step == cfg.iterations - 1:
-                log.info("dgf step %d/%d loss %.4f (%.0f s)", step + 1, cfg.iterations, loss.item(), time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                log.info("dgf step %d/%d loss %.4f (%.0f s)", step + 1, cfg.iterations, loss.item(), elapsed)
         path = Path(paths["dgf"])
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, path)

@@ -64,6 +64,10 @@ class BenchConfig:
         backbone_options: extra builder kwargs.
         backbone_train: training options for the backbone (see ``bench.train_backbone``).
         checkpoint_dir: where learned weights live; default ``results/checkpoints/<dataset>``.
+        method_checkpoint_dir: folder of the methods' weights. Default: a sub-folder of
+            ``checkpoint_dir`` named after the input size and the backbone weights' digest, so
+            weights trained on another backbone or size are never reused; set it to use given
+            (e.g. released) weights.
         out_dir: where records go; default ``results/runs/<dataset>``.
         tables_dir: where tables go; default ``results/tables/<dataset>``.
         device: ``cpu`` or ``cuda[:i]``.
@@ -96,6 +100,7 @@ class BenchConfig:
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
     backbone_train: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None
+    method_checkpoint_dir: str | None = None
     out_dir: str | None = None
     tables_dir: str | None = None
     device: str = "cpu"
@@ -120,6 +125,12 @@ class BenchConfig:
     @property
     def backbone_path(self) -> Path:
         return Path(self.backbone_checkpoint) if self.backbone_checkpoint else self.checkpoint_path / "backbone.pt"
+
+    def method_checkpoint_path(self, size: tuple[int, int], backbone_digest: str | None) -> Path:
+        """Where the methods' weights for ``size`` on the current backbone live."""
+        if self.method_checkpoint_dir:
+            return Path(self.method_checkpoint_dir)
+        return self.checkpoint_path / f"methods-{format_size(size)}-{backbone_digest or 'nobackbone'}"
 
     @property
     def out_path(self) -> Path:

@@ -96,8 +96,9 @@ def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> 
 
 def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], device: torch.device,
                  backbone: Any, full_size: tuple[int, int]) -> MethodContext:
+    method_dir = cfg.method_checkpoint_path(size, file_digest(cfg.backbone_path, length=8))
     return MethodContext(num_classes=info.num_classes, input_size=tuple(size), device=device, backbone=backbone,
-                         checkpoint_dir=cfg.checkpoint_path, dataset=info, image_size=tuple(full_size),
+                         checkpoint_dir=method_dir, dataset=info, image_size=tuple(full_size),
                          options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
 
 

@@ -105,5 +105,6 @@ def test_yaml_config_is_the_supplement_setting_and_cpu_only(tiny_ctx):
     assert values.pop("version") == DenseCRF.version
     cfg = config_from_mapping(DenseCRF.Config, values)
     assert cfg == DenseCRF.Config()
-    assert (cfg.n_iters, cfg.bilateral_sxy, cfg.bilateral_srgb, cfg.bilateral_compat, cfg.gaussian) == (50, 256, 13, 1, False)
+    supplement = (50, 256, 13, 1, False)
+    assert (cfg.n_iters, cfg.bilateral_sxy, cfg.bilateral_srgb, cfg.bilateral_compat, cfg.gaussian) == supplement
     assert DenseCRF.cpu_only and DenseCRF.uses_coarse and DenseCRF.checkpoints(cfg, tiny_ctx) == {}

@@ -5,10 +5,13 @@ The references are independent numpy float64 loops over explicit windows (small 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from baselines._gf_ops import (
     box_mean,
@@ -199,10 +202,20 @@ def test_gray_gf_contract_and_errors(tiny_ctx, tiny_dataset):
     out = method.refine(sample.image, coarse)
     assert out.shape == (64, 128) and out.dtype == torch.int64
     assert torch.equal(out, method.refine(sample.image, coarse))
-    assert GuidedFilterGray.display_name == "GF (gray guide)" and GuidedFilterGray.checkpoints(method.cfg, tiny_ctx) == {}
+    assert GuidedFilterGray.display_name == "GF (gray guide)"
+    assert GuidedFilterGray.checkpoints(method.cfg, tiny_ctx) == {}
     with pytest.raises(ValueError, match="uint8"):
         method.refine(sample.image.astype(np.float32), coarse)
     with pytest.raises(ValueError, match="coarse"):
         method.refine(sample.image, None)
     with pytest.raises(ValueError, match="radius"):
         config_from_mapping(GuidedFilterGray.Config, {"radius": 0})
+
+
+def test_yaml_config_loads():
+    from baselines.guided_filter import GuidedFilterGray
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "methods" / "guided_filter.yaml"
+    values = yaml.safe_load(path.read_text())
+    assert values.pop("version") == GuidedFilterGray.version
+    assert config_from_mapping(GuidedFilterGray.Config, values) == GuidedFilterGray.Config(radius=8, eps=1e-2)
