@@ -88,8 +88,10 @@ def _child(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace, batch: int) -> dict:
-    cmd = [sys.executable, "-m", "magnet.profile", "--child", str(batch)] + [
-        a for a in sys.argv[1:] if not a.startswith("--json")]
+    cmd = [sys.executable, "-m", "magnet.profile", "--child", str(batch), "--backbone", args.backbone,
+           "--classes", str(args.classes), "--image", args.image, "--input", args.input,
+           "--n-points", str(args.n_points), "--behaviour", args.behaviour, "--threads", str(args.threads)]
+    cmd += ["--fast"] if args.fast else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"profile child (batch {batch}) failed:\n{proc.stderr[-3000:]}")
@@ -98,11 +100,12 @@ def _run(args: argparse.Namespace, batch: int) -> dict:
 
 def _table(rows: list[dict]) -> str:
     base = rows[0]["backbone_s"]
-    lines = ["| batch | coarse s | refine s | backbone s | refiner s | other s | other % | backbone speed-up | "
-             "peak RSS MB | labels |", "|---" * 10 + "|"]
+    lines = ["| batch | patches | coarse s | refine s | backbone s | refiner s | other s | outside backbone % | "
+             "backbone speed-up | peak RSS MB | labels |", "|---" * 11 + "|"]
     for r in rows:
-        lines.append(f"| {r['batch_size']} | {r['coarse_s']:.2f} | {r['refine_s']:.2f} | {r['backbone_s']:.2f} | "
-                     f"{r['refiner_s']:.2f} | {r['other_s']:.2f} | {100 * r['other_s'] / r['refine_s']:.1f} | "
+        outside = 100 * (r["refine_s"] - r["backbone_s"]) / r["refine_s"]
+        lines.append(f"| {r['batch_size']} | {r['patch_forwards']} | {r['coarse_s']:.2f} | {r['refine_s']:.2f} | "
+                     f"{r['backbone_s']:.2f} | {r['refiner_s']:.2f} | {r['other_s']:.2f} | {outside:.1f} | "
                      f"{base / r['backbone_s']:.2f}x | {r['peak_rss_mb']:.0f} | {r['labels_sha1']} |")
     return "\n".join(lines)
 

@@ -11,6 +11,10 @@ import torch
 from bench.backbones import create_backbone
 from bench.interface import DatasetInfo, MethodContext, Sample
 
+# One intra-op thread: tiny tensors gain nothing from two, and two threads stall badly whenever
+# another process shares the cores (CI runners, parallel jobs).
+torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TINY_INFO = DatasetInfo(

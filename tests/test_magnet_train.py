@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import magnet.pairs as mp
 import magnet.train as mt
 from bench.interface import normalize
 from magnet.config import MagNetConfig, resolve_plan
@@ -82,13 +83,13 @@ def test_epoch_batches():
 def _source(tiny_ctx, tiny_dataset, budget_mb=64):
     cfg = MagNetConfig(**TINY)
     plan = resolve_plan(cfg, tiny_ctx.input_size, tiny_ctx.image_size)
-    return mt.PairSource(tiny_dataset, plan, tiny_ctx.backbone, tiny_ctx.device, budget_mb)
+    return mp.PairSource(tiny_dataset, plan, tiny_ctx.backbone, tiny_ctx.device, budget_mb)
 
 
 def test_pairs_follow_the_spec(tiny_ctx, tiny_dataset):
     """Fine patch, coarse crop and label of one pair, recomputed by hand from the same draws."""
     source = _source(tiny_ctx, tiny_dataset)
-    fine, crop, target = mt.sample_batch(source, [2, 0], ((64, 32), (128, 64)), np.random.RandomState(5))
+    fine, crop, target = mp.sample_batch(source, [2, 0], ((64, 32), (128, 64)), np.random.RandomState(5))
     draws = np.random.RandomState(5)
     backbone = tiny_ctx.backbone
     for row, index in enumerate([2, 0]):
@@ -107,8 +108,8 @@ def test_pairs_follow_the_spec(tiny_ctx, tiny_dataset):
 
 
 def test_caches_do_not_change_pairs(tiny_ctx, tiny_dataset):
-    a = mt.sample_batch(_source(tiny_ctx, tiny_dataset, 64), [0, 1, 3], ((64, 32),), np.random.RandomState(1))
-    b = mt.sample_batch(_source(tiny_ctx, tiny_dataset, 0), [0, 1, 3], ((64, 32),), np.random.RandomState(1))
+    a = mp.sample_batch(_source(tiny_ctx, tiny_dataset, 64), [0, 1, 3], ((64, 32),), np.random.RandomState(1))
+    b = mp.sample_batch(_source(tiny_ctx, tiny_dataset, 0), [0, 1, 3], ((64, 32),), np.random.RandomState(1))
     for x, y in zip(a, b):
         assert torch.equal(x, y)
 
@@ -134,7 +135,7 @@ def test_training_input_order(monkeypatch, tiny_ctx, tiny_dataset, order):
 
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(monkeypatch, tiny_ctx, tiny_dataset):
-    batch = mt.sample_batch(_source(tiny_ctx, tiny_dataset), [0, 1, 2, 3], ((64, 32),), np.random.RandomState(0))
+    batch = mp.sample_batch(_source(tiny_ctx, tiny_dataset), [0, 1, 2, 3], ((64, 32),), np.random.RandomState(0))
     monkeypatch.setattr(mt, "sample_batch", lambda *a, **k: batch)
     cfg = MagNetConfig(**TINY, epochs=6, iterations_per_epoch=1, lr=0.05, ohem_min_kept=10_000)
     _, history = mt.train_one(_source(tiny_ctx, tiny_dataset), ((64, 32),), cfg, 4, 255, 0)
@@ -155,3 +156,16 @@ def test_train_writes_strict_state_dicts_shared_with_fast(tiny_ctx, tiny_dataset
 
     out = MagNet(cfg, tiny_ctx).refine(sample.image, compute_coarse(tiny_ctx.backbone, sample.image, (32, 16), "cpu"))
     assert out.shape == sample.label.shape
+
+
+def test_bn_recalibration_averages_batch_statistics(monkeypatch, tiny_ctx, tiny_dataset):
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(2, 4, 16, 32, generator=gen), torch.rand(2, 4, 16, 32, generator=gen), None) for _ in range(3)]
+    calls = iter(batches)
+    monkeypatch.setattr(mt, "sample_batch", lambda *a, **k: next(calls))
+    refiner = RefinementModule(4)
+    cfg = MagNetConfig(**TINY, bn_recalibration=3, train_batch_size=2)
+    mt.recalibrate_bn(refiner, _source(tiny_ctx, tiny_dataset), ((64, 32),), cfg, np.random.RandomState(0))
+    means = torch.stack([torch.cat([f, c], 1).mean(dim=(0, 2, 3)) for f, c, _ in batches])
+    torch.testing.assert_close(refiner.bn0.running_mean, means.mean(0))
+    assert int(refiner.bn0.num_batches_tracked) == 3 and refiner.bn0.momentum == 0.01
