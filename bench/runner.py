@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bench import measure, records
 from bench.coarse import compute_coarse, resize_image
 from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, parse_size, stable_hash
-from bench.datasets import create_dataset, dataset_info
+from bench.datasets import create_dataset, dataset_class, dataset_info
 from bench.interface import DatasetInfo, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix
 from bench.registry import MethodUnavailable, resolve
@@ -100,6 +100,17 @@ def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], dev
     return MethodContext(num_classes=info.num_classes, input_size=tuple(size), device=device, backbone=backbone,
                          checkpoint_dir=method_dir, dataset=info, image_size=tuple(full_size),
                          options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
+
+
+def context_for(cfg: BenchConfig, cls: type, size: tuple[int, int] | None = None) -> MethodContext:
+    """A ready context for one method: the config's device and input size, the trained backbone."""
+    device = torch.device(cfg.device)
+    info = dataset_info(cfg.dataset)
+    klass = dataset_class(cfg.dataset)
+    nominal = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
+    full = parse_size(cfg.data["size"]) if cfg.data.get("size") else tuple(nominal)
+    backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
+    return make_context(cfg, info, tuple(size or cfg.input_size), device, backbone, full)
 
 
 def method_config(cfg: BenchConfig, cls: type, name: str) -> Any:

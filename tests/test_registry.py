@@ -57,3 +57,24 @@ def test_plugin_cannot_shadow_builtin(monkeypatch):
 def test_create_method_rejects_unknown_option():
     with pytest.raises(KeyError, match="unknown option"):
         bench.create_method("patching", ctx=object(), not_an_option=1)
+
+
+def test_create_method_from_dataset_config(tmp_path):
+    """Notebook use: create_method builds the context from a dataset config and its trained backbone."""
+    import numpy as np
+
+    from bench.backbones import create_backbone
+    from bench.coarse import compute_coarse
+
+    ckpt = tmp_path / "bb.pt"
+    import torch
+
+    torch.save(create_backbone("light", 19, width=8).state_dict(), ckpt)
+    over = {"backbone_checkpoint": str(ckpt), "backbone_options": {"width": 8}, "input_size": "32x16"}
+    method = bench.create_method("patching", overrides=over, batch_size=2)
+    assert method.cfg.batch_size == 2 and method.ctx.input_size == (32, 16)
+    image = np.zeros((64, 128, 3), np.uint8)
+    assert method.refine(image, None).shape == (64, 128)
+    down = bench.create_method("downsample", overrides=over)
+    coarse = compute_coarse(down.ctx.backbone, image, (32, 16), down.device)
+    assert down.refine(image, coarse).shape == (64, 128)
