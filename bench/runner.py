@@ -150,12 +150,15 @@ def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str | None]
     return keys
 
 
-def _image_record(ukey: str, name: str, cls: type, size: tuple[int, int], sample: Any, pred: np.ndarray,
+def _image_record(ukey: str, name: str, method: Any, size: tuple[int, int], sample: Any, pred: np.ndarray,
                   info: DatasetInfo, times: dict[str, float], mem: dict[str, Any], prov: dict[str, Any]) -> dict[str, Any]:
+    cls = type(method)
     cm = confusion_matrix(sample.label, pred, info.num_classes, info.ignore_index)
     radii = boundary_accuracy_radii(sample.label, pred, info.ignore_index)
     mba = float("nan") if any(np.isnan(radii)) else float(np.mean(radii))
-    return {"type": "image", "unit_key": ukey, "method": name, "display_name": cls.display_name,
+    # a method may name its variant (MagNet's "released"/"paper" behaviour) in ``label``
+    display = getattr(method, "label", None) or cls.display_name
+    return {"type": "image", "unit_key": ukey, "method": name, "display_name": display,
             "method_version": cls.version, "size": format_size(size), "image_id": sample.id, "status": "ok",
             "cm": cm.tolist(), "mba": mba, "mba_radii": radii, **times, **mem, "provenance": prov}
 
@@ -242,7 +245,7 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int],
             except torch.OutOfMemoryError as err:
                 _unit_failure(cfg, ukey, name, size, "oom", f"{sample.id}: {err}")
                 return "oom"
-            records.append(out, _image_record(ukey, name, cls, size, sample, labels, dataset.info, times, mem, prov))
+            records.append(out, _image_record(ukey, name, method, size, sample, labels, dataset.info, times, mem, prov))
     return "ok"
 
 

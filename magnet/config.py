@@ -38,6 +38,8 @@ class MagNetConfig:
         batch_size: patches per backbone and refiner forward at inference (results do not
             depend on it).
         mask_inset: pixels each box is shrunk by for the Fast coverage mask (released: 10).
+        fuse_refiner: at inference, fold the refiners' BN into their convs and run them
+            channels_last (about 1.5x faster on CPU; rounding-level differences only).
         epochs: refiner training epochs (one random pair per training image per epoch).
         iterations_per_epoch: 0 = one pass over the training set (ceil(N / train_batch_size)).
         train_batch_size: pairs per training step.
@@ -66,6 +68,7 @@ class MagNetConfig:
     behaviour: str = "released"
     batch_size: int = 4
     mask_inset: int = 10
+    fuse_refiner: bool = True
     epochs: int = 50
     iterations_per_epoch: int = 0
     train_batch_size: int = 8
@@ -111,9 +114,10 @@ DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "n_points": 0.75, "blur_kernel": 11, "n_refiners": 1},
         "magnet_fast": {"n_patches": 4, "n_points": 0.9},
     },
-    "synthetic": {  # Cityscapes scaled by 1/2 per side, points by 1/4
+    "synthetic": {  # Cityscapes scaled by 1/2 per side, points by 1/4; a short training schedule
         "magnet": {"scales": ["128x64", "256x128", "512x256", "1024x512"], "crop_size": "128x64",
-                   "n_points": 8192, "blur_kernel": 5, "n_refiners": 3, "mask_inset": 5},
+                   "n_points": 8192, "blur_kernel": 5, "n_refiners": 3, "mask_inset": 5,
+                   "epochs": 6, "lr": 0.02, "milestones": [5], "bn_recalibration": 6},
         "magnet_fast": {"n_patches": 4, "n_points": 0.9},
     },
 }

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from bench.interface import Coarse, Dataset, Method, MethodContext
 from magnet.config import MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.inference import StageOptions, Timer, progressive
-from magnet.refinement import load_refiner
+from magnet.refinement import FusedRefiner, RefinementModule, load_refiner
+from magnet.scoring import argmax_channels
 from magnet.train import refiner_filename, train_refiners
 
 
@@ -53,8 +54,14 @@ class MagNet(Method):
             refiners = [load_refiner(paths[f"refiner_{r}"], ctx.num_classes, ctx.device) for r in range(self.plan.n_refiners)]
         if len(refiners) != self.plan.n_refiners:
             raise ValueError(f"expected {self.plan.n_refiners} refiners, got {len(refiners)}")
-        self.refiners = [r.to(ctx.device).eval() for r in refiners]
+        self.refiners = [self._prepare(r) for r in refiners]
         self.timer: Timer | None = None  # set by magnet.profile to split refine() time
+
+    def _prepare(self, refiner: torch.nn.Module) -> torch.nn.Module:
+        refiner = refiner.to(self.device).eval()
+        if self.cfg.fuse_refiner and isinstance(refiner, RefinementModule):
+            return FusedRefiner(refiner).to(self.device).eval()
+        return refiner
 
     @property
     def variant(self) -> str:
@@ -98,7 +105,7 @@ class MagNet(Method):
         height, width = image.shape[:2]
         if tuple(y.shape[-2:]) != (height, width):
             y = F.interpolate(y[None], size=(height, width), mode="bilinear", align_corners=False)[0]
-        return y.argmax(0)
+        return argmax_channels(y)
 
 
 class MagNetFast(MagNet):

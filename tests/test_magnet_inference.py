@@ -84,6 +84,10 @@ def test_batched_equals_one_at_a_time(ctx, image):
         assert torch.equal(labels5, labels1)
         assert torch.equal(labels1, torch.nn.functional.interpolate(y1[None], size=(128, 256), mode="bilinear",
                                                                     align_corners=False)[0].argmax(0))
+        plain = cls(_cfg(cls, batch_size=1, fuse_refiner=False, **extra), ctx, refiners=refiners)
+        with torch.inference_mode():
+            y_plain = progressive(image, coarse.probs, plain.plan, plain.opts, ctx.backbone, plain.refiners)
+        torch.testing.assert_close(y_plain, y1, atol=1e-5, rtol=0)  # folded BN: rounding-level only
 
 
 def test_all_points_with_a_pass_through_refiner_is_patch_inference(ctx, image):

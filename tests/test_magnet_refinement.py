@@ -92,3 +92,25 @@ def test_bad_input_shapes():
         module(torch.rand(1, 3, 4, 4), torch.rand(1, 4, 4, 4))
     with pytest.raises(ValueError, match="num_classes >= 2"):
         RefinementModule(1)
+
+
+def test_fused_refiner_matches_the_plain_module():
+    from magnet.refinement import FusedRefiner
+
+    torch.manual_seed(0)
+    module = RefinementModule(5)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    module.eval()
+    fused = FusedRefiner(module)
+    fine, coarse = torch.softmax(torch.randn(3, 5, 16, 24), 1), torch.softmax(torch.randn(3, 5, 16, 24), 1)
+    with torch.no_grad():
+        plain, fast = module(fine, coarse), fused(fine, coarse)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.net.residual.modules())
+    assert module.bn1.running_var.abs().sum() > 0 and isinstance(module.bn1, torch.nn.BatchNorm2d)  # original intact

@@ -9,12 +9,22 @@ from scipy.ndimage import median_filter
 
 from magnet.inference import StageOptions, choose_patches
 from magnet.geometry import patch_boxes
-from magnet.scoring import error_score, margin, median_blur, patch_order, select_points, stage_points
+from magnet.scoring import argmax_channels, error_score, margin, median_blur, patch_order, select_points, stage_points
 
 
 def test_margin_is_top1_minus_top2():
     probs = torch.tensor([[0.5, 0.1], [0.3, 0.45], [0.2, 0.45]]).view(3, 1, 2)
     assert margin(probs).flatten().tolist() == pytest.approx([0.2, 0.0])
+    x = torch.rand(7, 9, 11, generator=torch.Generator().manual_seed(0))
+    x[4, :3] = x[2, :3]  # ties
+    top = x.topk(2, dim=0).values
+    assert torch.equal(margin(x), top[0] - top[1])
+    assert torch.equal(margin(x[:2]), (x[0] - x[1]).abs())
+
+
+def test_argmax_channels_is_argmax_with_first_index_on_ties():
+    x = torch.randint(0, 4, (6, 10, 12), generator=torch.Generator().manual_seed(1)).float()  # many ties
+    assert torch.equal(argmax_channels(x), x.argmax(0))
 
 
 @pytest.mark.parametrize("k", [1, 3, 5, 11])
