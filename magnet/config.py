@@ -35,8 +35,11 @@ class MagNetConfig:
         behaviour: ``released`` (the released code's Fast quirks: least uncertain patches first,
             inverted mask) or ``paper`` (most uncertain patches first, points inside the
             processed patches). Identical for full MagNet.
-        batch_size: patches per backbone and refiner forward at inference (results do not
-            depend on it).
+        batch_size: patches per backbone forward at inference (results do not depend on it
+            beyond float rounding). 2 is the fastest within the released code's memory on 2 CPU
+            cores (magnet/profile.py).
+        refiner_batch_size: patches per refiner forward, within a backbone batch; 0 = the whole
+            backbone batch (for GPUs). 1 is fastest on CPU.
         mask_inset: pixels each box is shrunk by for the Fast coverage mask (released: 10).
         fuse_refiner: at inference, fold the refiners' BN into their convs and run them
             channels_last (about 1.5x faster on CPU; rounding-level differences only).
@@ -66,7 +69,8 @@ class MagNetConfig:
     blur_kernel: int = 5
     n_refiners: int = 0
     behaviour: str = "released"
-    batch_size: int = 4
+    batch_size: int = 2
+    refiner_batch_size: int = 1
     mask_inset: int = 10
     fuse_refiner: bool = True
     epochs: int = 50
@@ -92,7 +96,8 @@ class MagNetFastConfig(MagNetConfig):
     n_patches: int = 4
 
 
-# magnet.<field> values per dataset (magnet_fast adds its own n_patches / n_points).
+# <method>.<field> values per dataset. magnet_fast uses the magnet entries too (same geometry and
+# training fields, hence the same refiner checkpoints) plus its own n_patches / n_points.
 DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "cityscapes": {
         "magnet": {"scales": ["256x128", "512x256", "1024x512", "2048x1024"], "crop_size": "256x128",
@@ -162,8 +167,8 @@ def resolve_plan(cfg: MagNetConfig, input_size: Size, image_size: Size) -> Plan:
     check_behaviour(cfg.behaviour)
     if cfg.train_input_order not in TRAIN_ORDERS:
         raise ValueError(f"magnet.train_input_order must be one of {TRAIN_ORDERS}, got {cfg.train_input_order!r}")
-    if cfg.batch_size < 1 or cfg.train_batch_size < 1:
-        raise ValueError("magnet.batch_size and magnet.train_batch_size must be >= 1")
+    if cfg.batch_size < 1 or cfg.train_batch_size < 1 or cfg.refiner_batch_size < 0:
+        raise ValueError("magnet.batch_size and magnet.train_batch_size must be >= 1, magnet.refiner_batch_size >= 0")
     input_size = _size(input_size, "input_size")
     crop = _size(cfg.crop_size, "crop_size") if cfg.crop_size else input_size
     scales = tuple(_size(s, "scales") for s in cfg.scales) or derive_scales(crop, _size(image_size, "image_size"))

@@ -66,6 +66,7 @@ class StageOptions:
     behaviour: str
     batch_size: int
     mask_inset: int
+    refiner_batch_size: int = 1
 
 
 def resize(image: np.ndarray, size: Size) -> np.ndarray:
@@ -81,13 +82,18 @@ def stage_patches(scaled: np.ndarray, boxes: torch.Tensor, input_size: Size) -> 
 
 
 def _refine_batch(backbone: torch.nn.Module, refiner: torch.nn.Module, patches: np.ndarray, y_crop: torch.Tensor,
-                  device: torch.device, timer: Timer | None) -> torch.Tensor:
-    """Softmax of the refiner on (backbone softmax, previous-map crop); (b, C, nh, nw)."""
+                  refiner_batch: int, device: torch.device, timer: Timer | None) -> torch.Tensor:
+    """Softmax of the refiner on (backbone softmax, previous-map crop); (b, C, nh, nw).
+
+    The backbone sees the whole batch; the refiner sees chunks of ``refiner_batch`` patches
+    (on CPU it is fastest one patch at a time: larger batches fall out of cache).
+    """
     x = normalize(patches, device)
     with _maybe(timer, "backbone"):
         fine = F.softmax(backbone(x).float(), dim=1)
     with _maybe(timer, "refiner"):
-        return F.softmax(refiner(fine, y_crop), dim=1)
+        step = refiner_batch or fine.shape[0]
+        return torch.cat([F.softmax(refiner(f, c), dim=1) for f, c in zip(fine.split(step), y_crop.split(step))])
 
 
 def choose_patches(uncertainty: torch.Tensor, boxes: torch.Tensor, opts: StageOptions,
@@ -142,7 +148,7 @@ def refine_stage(image: np.ndarray, y: torch.Tensor, scale: Size, plan: Plan, op
     for part in chosen.split(opts.batch_size):
         patches = stage_patches(scaled, part, plan.input_size)
         y_crop = roi_align(y, part, (nh, nw))
-        paster.add(_refine_batch(backbone, refiner, patches, y_crop, device, timer), part)
+        paster.add(_refine_batch(backbone, refiner, patches, y_crop, opts.refiner_batch_size, device, timer), part)
     refined, mask = paster.finish()
     fast_mask = mask if opts.n_patches > 0 else None
     score = error_score(margin(refined), uncertainty, fast_mask, opts.behaviour, (nh, nw), opts.blur_kernel)

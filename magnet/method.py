@@ -34,7 +34,8 @@ class MagNet(Method):
     needs_backbone = True
     Config = MagNetConfig
 
-    def __init__(self, cfg: MagNetConfig, ctx: MethodContext, refiners: Sequence[torch.nn.Module] | None = None) -> None:
+    def __init__(self, cfg: MagNetConfig, ctx: MethodContext,
+                 refiners: Sequence[torch.nn.Module] | None = None) -> None:
         """Load the refiners (or take ``refiners``, for tests and profiling) onto ``ctx.device``.
 
         Raises:
@@ -47,11 +48,13 @@ class MagNet(Method):
         self.plan = resolve_plan(cfg, ctx.input_size, ctx.image_size)
         check_coarse_scale(self.plan, (ctx.options or {}).get("coarse_scale"))
         self.opts = StageOptions(n_points=cfg.n_points, n_patches=cfg.n_patches, blur_kernel=cfg.blur_kernel,
-                                 behaviour=cfg.behaviour, batch_size=cfg.batch_size, mask_inset=cfg.mask_inset)
+                                 behaviour=cfg.behaviour, batch_size=cfg.batch_size, mask_inset=cfg.mask_inset,
+                                 refiner_batch_size=cfg.refiner_batch_size)
         self.backbone = ctx.backbone
         if refiners is None:
             paths = self.checkpoints(cfg, ctx)
-            refiners = [load_refiner(paths[f"refiner_{r}"], ctx.num_classes, ctx.device) for r in range(self.plan.n_refiners)]
+            refiners = [load_refiner(paths[f"refiner_{r}"], ctx.num_classes, ctx.device)
+                        for r in range(self.plan.n_refiners)]
         if len(refiners) != self.plan.n_refiners:
             raise ValueError(f"expected {self.plan.n_refiners} refiners, got {len(refiners)}")
         self.refiners = [self._prepare(r) for r in refiners]

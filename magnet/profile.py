@@ -84,7 +84,8 @@ def _child(args: argparse.Namespace) -> dict:
     patches = sum(g if cfg.n_patches < 0 else min(g, cfg.n_patches) for g in grids)
     return {
         "batch_size": args.child, "patch_forwards": patches, "coarse_s": t_coarse, "refine_s": t_refine,
-        "backbone_s": sec["backbone"], "refiner_s": sec["refiner"], "other_s": t_refine - sec["backbone"] - sec["refiner"],
+        "backbone_s": sec["backbone"], "refiner_s": sec["refiner"],
+        "other_s": t_refine - sec["backbone"] - sec["refiner"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "labels_sha1": hashlib.sha1(labels.numpy().tobytes()).hexdigest()[:12],
     }

@@ -53,7 +53,8 @@ def _axis_samples(start: torch.Tensor, bin_size: torch.Tensor, n_bins: int, grid
 
 
 def _align_group(flat: torch.Tensor, width: int, height: int, y1: torch.Tensor, x1: torch.Tensor,
-                 bin_h: torch.Tensor, bin_w: torch.Tensor, out_hw: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+                 bin_h: torch.Tensor, bin_w: torch.Tensor, out_hw: tuple[int, int],
+                 grid: tuple[int, int]) -> torch.Tensor:
     """RoIAlign of boxes that share the sample grid ``(g_h, g_w)``; returns (K, C, oh, ow)."""
     (oh, ow), (gh, gw) = out_hw, grid
     channels = flat.shape[0]

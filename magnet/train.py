@@ -46,7 +46,8 @@ def refiner_filename(plan: Plan, index: int) -> str:
     return "magnet_refiner_" + "_".join(f"{w}x{h}" for w, h in plan.stages_of_refiner(index)) + ".pt"
 
 
-def _epoch_batches(rng: np.random.RandomState, n: int, batch: int, iterations: int, stream: list[int]) -> list[list[int]]:
+def _epoch_batches(rng: np.random.RandomState, n: int, batch: int, iterations: int,
+                   stream: list[int]) -> list[list[int]]:
     """One epoch of index batches: a shuffled pass (last batch partial) when ``iterations`` is 0,
     else ``iterations`` full batches from a stream of shuffled passes carried across epochs."""
     if iterations == 0:
@@ -114,7 +115,8 @@ def recalibrate_bn(refiner: RefinementModule, source: PairSource, scales: tuple[
         m.momentum = momentum
 
 
-def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> dict[str, Any]:
+def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
+                   paths: Mapping[str, Path]) -> dict[str, Any]:
     """Train every refiner of the plan and save plain state dicts to ``paths[f"refiner_{r}"]``.
 
     Returns:

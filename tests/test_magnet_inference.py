@@ -13,7 +13,7 @@ from bench.config import parse_size
 from bench.interface import Coarse, MethodContext, normalize
 from magnet.config import DATASET_PRESETS, MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.geometry import patch_boxes
-from magnet.inference import StageOptions, progressive
+from magnet.inference import progressive
 from magnet.method import MagNet, MagNetFast
 from magnet.refinement import RefinementModule
 
@@ -66,7 +66,7 @@ def image() -> np.ndarray:
 
 
 def _cfg(cls: type, **kw) -> MagNetConfig:
-    return cls.Config(**{"n_points": 96, "mask_inset": 2, **kw})
+    return cls.Config(**{"n_points": 96, "mask_inset": 2, "refiner_batch_size": 0, **kw})
 
 
 def test_batched_equals_one_at_a_time(ctx, image):
@@ -74,8 +74,8 @@ def test_batched_equals_one_at_a_time(ctx, image):
     coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
     for cls, extra in ((MagNet, {}), (MagNetFast, {"n_patches": 3}), (MagNetFast, {"n_patches": 3, "behaviour": "paper"})):
         outs = []
-        for batch in (1, 5):  # 5 leaves partial batches at every stage
-            method = cls(_cfg(cls, batch_size=batch, **extra), ctx, refiners=refiners)
+        for batch, refiner_batch in ((1, 1), (5, 0)):  # 5 leaves partial batches at every stage
+            method = cls(_cfg(cls, batch_size=batch, refiner_batch_size=refiner_batch, **extra), ctx, refiners=refiners)
             with torch.inference_mode():
                 y = progressive(image, coarse.probs, method.plan, method.opts, ctx.backbone, method.refiners)
             outs.append((y, method.refine(image, coarse)))
@@ -197,3 +197,10 @@ def test_method_yaml_files_match_the_dataclass_defaults():
         values = read_yaml(CONFIG_DIR / "methods" / f"{name}.yaml")
         assert values.pop("version") == 1
         assert config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}) == config()
+
+
+def test_refiner_runs_in_chunks_of_refiner_batch_size(ctx, image):
+    spy = SpyRefiner()
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    MagNet(_cfg(MagNet, batch_size=5, refiner_batch_size=2, n_refiners=1), ctx, refiners=[spy]).refine(image, coarse)
+    assert spy.batches[:5] == [2, 2, 2, 2, 1] and sum(spy.batches) == 4 + 16 + 64
