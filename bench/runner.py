@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -35,12 +36,15 @@ class MissingCheckpoint(RuntimeError):
     """A learned method's weights are absent and training was not requested or not possible."""
 
 
-def records_file(cfg: BenchConfig) -> Path:
-    """This process's record file (one per torchrun rank)."""
-    import os
+def rank_and_world() -> tuple[int, int]:
+    """This process's torchrun rank and the world size (0 and 1 outside torchrun)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
-    rank = os.environ.get("RANK")
-    return cfg.out_path / (f"records-rank{rank}.jsonl" if rank not in (None, "0") or os.environ.get("WORLD_SIZE", "1") != "1" else "records.jsonl")
+
+def records_file(cfg: BenchConfig) -> Path:
+    """This process's record file: ``records.jsonl``, or one per rank under torchrun."""
+    rank, world = rank_and_world()
+    return cfg.out_path / (f"records-rank{rank}.jsonl" if world > 1 or rank != 0 else "records.jsonl")
 
 
 def seed_everything(seed: int) -> None:
@@ -194,9 +198,7 @@ def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
 
 
 def _shard(indices: list[int]) -> list[int]:
-    import os
-
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    rank, world = rank_and_world()
     return indices[rank::world]
 
 
