@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,train,table,drift,list,unit} ...``.
+"""Command line: ``python -m bench {run,train,table,score,show,drift,list,smoke,unit} ...``.
 
 Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=cuda``,
 ``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``.
@@ -17,19 +17,40 @@ def _cfg(args: argparse.Namespace):  # noqa: ANN202
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench import distributed
     from bench.runner import run_sweep, train_missing
     from bench.tables import render
 
     cfg = _cfg(args)
+    distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
     status = train_missing(cfg)
-    if status.get("backbone") == "missing":
+    if status.get("backbone") == "missing" and distributed.is_main():
         print(f"[bench] backbone weights missing at {cfg.backbone_path}; units needing them are recorded as such",
               file=sys.stderr)
-    results = run_sweep(cfg)
+    results = distributed.gather_results(run_sweep(cfg))  # waits for every rank
+    if results is None:  # not rank 0: rank 0 renders the tables from every rank's records
+        return 0
     paths = render(cfg)
     failed = {k: v for k, v in results.items() if v not in ("ok", "done")}
     print(f"[bench] {len(results) - len(failed)}/{len(results)} units ok; records in {cfg.out_path}")
     print(f"[bench] tables: {paths[0]} (and .md/.tex per table in {cfg.tables_path})")
+    return _figures(cfg)
+
+
+def _figures(cfg) -> int:  # noqa: ANN001
+    """Plots and panels after the tables; a failure is reported (traceback) and exits 1."""
+    import traceback
+
+    from bench.figures import render_figures
+
+    try:
+        figures = render_figures(cfg)
+    except Exception:  # noqa: BLE001 - records and tables are written; say clearly that figures are not
+        print(f"[bench] FIGURES FAILED (records and tables are fine):\n{traceback.format_exc()}", file=sys.stderr)
+        return 1
+    for note in figures.notes:
+        print(f"[bench] figures: {note}", file=sys.stderr)
+    print(f"[bench] figures: {len(figures.files)} PNG(s) in {cfg.tables_path}/plots and {cfg.tables_path}/panels")
     return 0
 
 
@@ -37,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.runner import train_missing
 
     status = train_missing(_cfg(args))
-    return 1 if any(s == "missing" or s.startswith("untrainable") for s in status.values()) else 0
+    return 1 if any(s == "missing" or s.startswith(("untrainable", "stale")) for s in status.values()) else 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -45,6 +66,52 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     paths = render(_cfg(args))
     print(paths[0].read_text())
+    return 0
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    """``"a,b"`` -> ``["a", "b"]``; None or empty -> None."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    return items or None
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.score import run_score
+
+    overrides = parse_overrides(args.overrides)
+    if args.absent:
+        overrides["absent"] = args.absent
+    cfg = load(args.dataset, overrides, args.config)
+    try:
+        text, results = run_score(cfg, _csv_list(args.methods), _csv_list(args.images), args.format)
+    except ValueError as err:
+        print(f"[bench] score: {err}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if not any(r.status == "ok" for r in results):
+        print(f"[bench] score: no image records for these units in {cfg.out_path}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from bench.config import parse_size
+    from bench.panels import MissingPredictions, parse_crop, render_panels
+    from bench.plots import render_plots
+
+    cfg = _cfg(args)
+    try:
+        panels = render_panels(cfg, _csv_list(args.images), _csv_list(args.methods),
+                               parse_size(args.size) if args.size else None,
+                               parse_crop(args.crop) if args.crop else None, n_crops=args.crops)
+    except (MissingPredictions, KeyError, ValueError) as err:
+        print(f"[bench] show: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
+        return 2
+    files, notes = render_plots(cfg)
+    for note in notes:
+        print(f"[bench] show: {note}", file=sys.stderr)
+    for path in panels.files + files:
+        print(path)
     return 0
 
 
@@ -71,7 +138,13 @@ def cmd_unit(args: argparse.Namespace) -> int:
     from bench.runner import config_from_file, run_unit
 
     status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size))
-    return 0 if status in ("ok", "done", "unavailable", "missing_checkpoint", "oom") else 1
+    return 0 if status in ("ok", "done", "unavailable", "missing_checkpoint", "stale_checkpoint", "oom") else 1
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from bench.smoke import run
+
+    return run(args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +158,26 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*")
         s.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
         s.set_defaults(fn=fn)
+    sc = sub.add_parser("score", help="recompute mIoU, per-class IoU and mBA from the records, nothing rerun")
+    sc.add_argument("dataset", nargs="?", default="synthetic")
+    sc.add_argument("overrides", nargs="*")
+    sc.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+    sc.add_argument("--methods", default=None, help="comma-separated method keys (default: all of the config's)")
+    sc.add_argument("--images", default=None, help="comma-separated image ids (default: all recorded)")
+    sc.add_argument("--absent", choices=("nan", "zero"), default=None, help="absent-class policy (default: the config's)")
+    sc.add_argument("--format", choices=("md", "csv", "json"), default="md",
+                    help="md: percentages; csv, json: fractions in [0, 1]")
+    sc.set_defaults(fn=cmd_score)
+    sh = sub.add_parser("show", help="panels from saved label maps, and the plots; into <tables_dir>/{panels,plots}")
+    sh.add_argument("dataset", nargs="?", default="synthetic")
+    sh.add_argument("overrides", nargs="*")
+    sh.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+    sh.add_argument("--images", default=None, help="comma-separated image ids (default: the first save_predictions)")
+    sh.add_argument("--methods", default=None, help="comma-separated method keys, in column order (default: the config's)")
+    sh.add_argument("--size", default=None, help="input size WxH of the units shown (default: input_size)")
+    sh.add_argument("--crop", default=None, help="x,y,w,h in full-resolution pixels (default: chosen where methods disagree)")
+    sh.add_argument("--crops", type=int, default=2, help="number of automatically chosen crops per image")
+    sh.set_defaults(fn=cmd_show)
     d = sub.add_parser("drift", help="rerun the small benchmark and compare with results/baselines")
     d.add_argument("dataset", nargs="?", default="synthetic")
     d.add_argument("--update", action="store_true", help="store the current values as expected")
@@ -92,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="registered methods")
     ls.add_argument("pattern", nargs="?", default="*")
     ls.set_defaults(fn=cmd_list)
+    from bench.smoke import add_arguments as smoke_arguments
+
+    sm = sub.add_parser("smoke", help="every method once on the real samples of ../shared/data, at native size")
+    smoke_arguments(sm)
+    sm.set_defaults(fn=cmd_smoke)
     u = sub.add_parser("unit", help="(internal) one method x size in this process")
     u.add_argument("config_json")
     u.add_argument("method")

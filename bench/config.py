@@ -74,11 +74,16 @@ class BenchConfig:
         threads: torch intra-op threads (None: torch's default).
         limit: evaluate only the first N images.
         seed: seeds random, numpy and torch.
+        bootstrap: paired-bootstrap resamples over images behind the tables' significance marks
+            (``bench.significance``), drawn with ``seed``; 0 disables the test and the marks.
         warmup: untimed refine() calls on the first image of each (method, size).
         absent: absent-class policy for per-class IoU (``nan`` or ``zero``).
         excluded: classes left out of the mIoU mean (default: the dataset's own).
         isolate: run each (method, size) in a fresh subprocess (needed for CPU peak memory).
         train: train missing checkpoints (False: report them as a status).
+        save_predictions: how many of the split's first images each unit saves as label-map PNGs
+            under ``<out_dir>/predictions/`` for the qualitative panels (``bench show``); 0 saves
+            none. Not part of the unit key: it changes no result.
         data: dataset constructor kwargs (``data.<key>``).
         train_data: extra constructor kwargs for the training split (``train_data.<key>``).
         method_options: per-method option overrides (``<method>.<key>``).
@@ -107,11 +112,13 @@ class BenchConfig:
     threads: int | None = None
     limit: int | None = None
     seed: int = 0
+    bootstrap: int = 1000
     warmup: int = 1
     absent: str = "nan"
     excluded: tuple[int, ...] | None = None
     isolate: bool = True
     train: bool = True
+    save_predictions: int = 2
     data: Mapping[str, Any] = field(default_factory=dict)
     train_data: Mapping[str, Any] = field(default_factory=dict)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -242,11 +249,25 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def method_config_values(cfg: BenchConfig, method: str) -> dict[str, Any]:
-    """Option values for ``method``: ``configs/methods/<method>.yaml`` then the sweep's overrides."""
+def method_config_values(cfg: BenchConfig, method: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Option values for ``method``, lowest precedence first.
+
+    A method file may name a parent with ``inherits: <method>`` (``magnet_fast`` inherits
+    ``magnet``): the parent's resolved values (its file, then the sweep's ``<parent>.*``
+    overrides) come first, so variants share geometry and training options, then
+    ``configs/methods/<method>.yaml``, then the sweep's ``<method>.*`` overrides.
+
+    Raises:
+        ValueError: an ``inherits`` cycle.
+    """
+    if method in _chain:
+        raise ValueError(f"configs/methods: 'inherits' cycle {' -> '.join((*_chain, method))}")
     path = CONFIG_DIR / "methods" / f"{method}.yaml"
-    values = read_yaml(path) if path.is_file() else {}
-    values.pop("version", None)
+    own = read_yaml(path) if path.is_file() else {}
+    own.pop("version", None)
+    parent = own.pop("inherits", None)
+    values = method_config_values(cfg, str(parent), (*_chain, method)) if parent else {}
+    values.update(own)
     values.update(cfg.method_options.get(method, {}))
     return values
 

@@ -199,6 +199,8 @@ class Method(ABC):
         needs_backbone: whether the shared backbone must be built.
         cpu_only: True where the method cannot run on CUDA (DenseCRF); tables flag it.
         Config: frozen dataclass of the method's options.
+        train_fields: the ``Config`` fields that shape training; trained weights record them
+            (``bench.checkpoint_meta``) and are refused when the config changes them.
     """
 
     name: ClassVar[str] = ""
@@ -208,6 +210,7 @@ class Method(ABC):
     needs_backbone: ClassVar[bool] = True
     cpu_only: ClassVar[bool] = False
     Config: ClassVar[type] = NoConfig
+    train_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: Any, ctx: MethodContext) -> None:
         self.cfg = cfg

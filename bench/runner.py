@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench import measure, records
+from bench import checkpoint_meta, distributed, measure, records
 from bench.coarse import compute_coarse, resize_image
 from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_class, dataset_info
 from bench.interface import DatasetInfo, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix
+from bench.predictions import save_unit_predictions
 from bench.registry import MethodUnavailable, resolve
 
 
@@ -54,7 +55,8 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_torch(cfg: BenchConfig) -> torch.device:
-    """Threads, seeds and the device, as the config says."""
+    """Threads, seeds and the device, as the config says (under torchrun, ``cuda`` is cuda:LOCAL_RANK)."""
+    distributed.bind_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -140,7 +142,7 @@ def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str | None]
     """The current key of every unit (None where the method cannot be resolved)."""
     info = dataset_info(cfg.dataset)
     device = torch.device("cpu")
-    full = tuple(cfg.data.get("size", (0, 0))) if cfg.data.get("size") else (0, 0)
+    full = parse_size(cfg.data["size"]) if cfg.data.get("size") else (0, 0)  # "WxH" or [w, h]
     keys: dict[tuple[str, tuple[int, int]], str | None] = {}
     for name, size in cfg.units():
         try:
@@ -191,10 +193,15 @@ def _unit_failure(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int],
 
 
 def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
+    """This rank's image indices that no rank has recorded yet.
+
+    The shard is taken before the recorded images are removed, so it never depends on how far the
+    other ranks have got.
+    """
     ids = dataset.ids()
     n = len(ids) if cfg.limit is None else min(cfg.limit, len(ids))
     done = records.done_images(records.load(cfg.out_path), ukey)
-    return [i for i in range(n) if ids[i] not in done]
+    return [i for i in _shard(list(range(n))) if ids[i] not in done]
 
 
 def _shard(indices: list[int]) -> list[int]:
@@ -212,15 +219,17 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
         cls = resolve(name)
         mcfg = method_config(cfg, cls, name)
         ukey = unit_key(cfg, name, cls, mcfg, size, make_context(cfg, info, size, device, None, full))
-        pending = _shard(_pending(cfg, dataset, ukey))
+        pending = _pending(cfg, dataset, ukey)
         if not pending:
             return "done"
         probe = measure.MemoryProbe(device)
         backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
         ctx = make_context(cfg, info, size, device, backbone, full)
-        missing = [str(p) for p in cls.checkpoints(mcfg, ctx).values() if not Path(p).is_file()]
+        paths = cls.checkpoints(mcfg, ctx)
+        missing = [str(p) for p in paths.values() if not Path(p).is_file()]
         if missing:
             raise MissingCheckpoint(f"{name} weights not found: {missing}; run `make train DATASET={cfg.dataset}`")
+        checkpoint_meta.check(paths, checkpoint_meta.training_options(cls, mcfg, file_digest(cfg.backbone_path)), name)
         method = cls(mcfg, ctx)
         probe.setup_done()
     except MethodUnavailable as err:
@@ -229,6 +238,9 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
     except MissingCheckpoint as err:
         _unit_failure(cfg, ukey, name, size, "missing_checkpoint", str(err))
         return "missing_checkpoint"
+    except checkpoint_meta.StaleCheckpoint as err:
+        _unit_failure(cfg, ukey, name, size, "stale_checkpoint", str(err))
+        return "stale_checkpoint"
     return _sweep_images(cfg, name, cls, size, ukey, dataset, pending, method, backbone, ctx, probe)
 
 
@@ -248,11 +260,15 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int],
                 _unit_failure(cfg, ukey, name, size, "oom", f"{sample.id}: {err}")
                 return "oom"
             records.append(out, _image_record(ukey, name, method, size, sample, labels, dataset.info, times, mem, prov))
+            # label maps for the pictures (bench.panels); after the record, outside every measurement
+            save_unit_predictions(cfg, name, size, ukey, index, sample, labels, method, backbone, ctx)
     return "ok"
 
 
 def train_missing(cfg: BenchConfig) -> dict[str, str]:
     """Train the backbone and every method checkpoint the sweep needs that is missing.
+
+    Under torchrun the ranks share the work (``bench.distributed.train_all``).
 
     Returns:
         ``{what: status}`` with status ``trained``, ``present``, ``missing`` (training off) or
@@ -260,7 +276,7 @@ def train_missing(cfg: BenchConfig) -> dict[str, str]:
     """
     from bench.train_cli import train_all
 
-    return train_all(cfg)
+    return distributed.train_all(cfg) if rank_and_world()[1] > 1 else train_all(cfg)
 
 
 def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path) -> tuple[int, str]:

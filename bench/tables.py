@@ -6,13 +6,19 @@
 - Table 3: mIoU per method (with the paper's value and the difference where the config records
   one), mBA, time and memory.
 
+Significance (``bootstrap`` resamples, 0 disables): a paired bootstrap over images
+(``bench.significance``) tests the Improvement row of Table 2 and, in every table, the best row by
+mIoU against the runner-up, the best row of another method at the same input size. A difference
+whose 95 % percentile interval excludes zero gets a ``†`` (on the Improvement cell, or on the best
+row's mIoU / mBA cell); the caption states B, the seed, what was resampled and each interval.
+
 All numbers are recomputed from the per-image records (confusion counts, mBA, time, memory), so a
 change of metric policy needs no rerun.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +30,10 @@ from bench.config import BenchConfig, format_size
 from bench.interface import DatasetInfo
 from bench.measure import summarize
 from bench.metrics import iou_per_class, mean_iou
+from bench.significance import BootstrapResult, DiffInterval, paired_bootstrap
 
-STATUS_TEXT = {"unavailable": "unavailable", "missing_checkpoint": "no weights", "oom": "OOM", "error": "error"}
+STATUS_TEXT = {"unavailable": "unavailable", "missing_checkpoint": "no weights", "stale_checkpoint": "stale weights", "oom": "OOM", "error": "error"}
+DAGGER = "†"
 
 
 @dataclass
@@ -59,6 +67,8 @@ class UnitResult:
     device: str = ""
     threads: int | None = None
     message: str = ""
+    # the unit's image records by image id, kept for the paired bootstrap (not shown, not compared)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, info: DatasetInfo,
@@ -82,7 +92,7 @@ def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, 
                       mba=float(np.mean(mbas)) if mbas else float("nan"), mba_skipped=len(images) - len(mbas),
                       time=summarize([r["time_ms"] for r in images.values()]),
                       memory=float(max(mems)) if mems else float("nan"), mem_method=first.get("mem_method", ""),
-                      device=prov.get("device_name", ""), threads=prov.get("threads"))
+                      device=prov.get("device_name", ""), threads=prov.get("threads"), images=images)
 
 
 def _pct(value: float) -> str:
@@ -137,7 +147,8 @@ def _paper_cols(cfg: BenchConfig, res: UnitResult, show: bool) -> list[str]:
     return [f"{ref['miou']:.2f}", ours]
 
 
-def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str,
+           compare: Compare | None = None) -> Table:
     sizes = [format_size(cfg.input_size)] + [format_size(s) for s in cfg.table1_sizes]
     keys = [(m, s) for m in cfg.table1_methods for s in dict.fromkeys(sizes)]
     keys += [(m, format_size(cfg.input_size)) for m in cfg.methods if m.startswith("magnet")]
@@ -149,6 +160,7 @@ def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 2))
         table.rows.append([r.display, r.size, *body])
+    _add_significance(table, cfg, rows, compare)
     return table
 
 
@@ -171,7 +183,100 @@ def _mark_best(table: Table, first_col: int, n_rows: int) -> None:
             table.bold |= {(i, col) for i, v in enumerate(vals) if v == best}
 
 
-def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+Compare = Callable[[UnitResult, UnitResult], BootstrapResult | None]
+BEST_VS_RUNNER_UP = ("Best vs runner-up (the best row by mIoU against the best row of another method at the same "
+                     "input size)")
+
+
+def comparer(cfg: BenchConfig, info: DatasetInfo) -> Compare | None:
+    """The paired bootstrap of two units with the tables' metric policy, or None when ``cfg.bootstrap`` is 0.
+
+    The returned function gives A - B for ``compare(a, b)``, or None when a unit did not run or
+    the two share no image.
+    """
+    if cfg.bootstrap < 0:
+        raise ValueError(f"bootstrap must be >= 0 resamples (0 disables), got {cfg.bootstrap}")
+    if cfg.bootstrap == 0:
+        return None
+    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+
+    def compare(a: UnitResult, b: UnitResult) -> BootstrapResult | None:
+        if a.status != "ok" or b.status != "ok" or not set(a.images) & set(b.images):
+            return None
+        return paired_bootstrap(a.images, b.images, absent=cfg.absent, excluded=excluded,
+                                n_resamples=cfg.bootstrap, seed=cfg.seed)
+
+    return compare
+
+
+def significance_note(cfg: BenchConfig) -> str:
+    """What the significance marks mean: B, seed, what is resampled, the interval."""
+    return (f"Significance: paired bootstrap over images ({cfg.bootstrap} resamples with replacement of the images "
+            f"both compared rows share, numpy seed {cfg.seed}; each resample recomputes the mIoU from the summed "
+            f"per-image confusion matrices and the mBA as the mean over the drawn images); {DAGGER} marks a "
+            f"difference whose 95% percentile interval excludes zero.")
+
+
+def _fmt_interval(d: DiffInterval) -> str:
+    """``+3.03 [+1.10, +5.00]†``: the difference and its interval in points, with the mark."""
+    if np.isnan(d.diff):
+        return "–"
+    ci = "no interval" if np.isnan(d.low) else f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
+    return f"{100 * d.diff:+.2f} {ci}{DAGGER if d.excludes_zero else ''}"
+
+
+def _comparison_text(a: UnitResult, b: UnitResult, res: BootstrapResult) -> str:
+    return (f"{a.display} - {b.display} at {a.size} on {res.n_images} paired image(s): "
+            f"mIoU {_fmt_interval(res.miou)}, mBA {_fmt_interval(res.mba)}")
+
+
+def _mark_significant(table: Table, row: int, res: BootstrapResult) -> None:
+    """Append the mark to ``row``'s mIoU and mBA cells whose difference is significant."""
+    for diff, header in ((res.miou, "mIoU (%)"), (res.mba, "mBA (%)")):
+        if diff.excludes_zero:
+            table.rows[row][table.header.index(header)] += DAGGER
+
+
+def best_vs_runner_up(rows: Sequence[UnitResult]) -> tuple[UnitResult, UnitResult | None] | None:
+    """The best ok row by mIoU (the first one on a tie) and the best ok row of another method at the
+    same input size (None when there is none); None when no row has an mIoU."""
+    ok = [r for r in rows if r.status == "ok" and not np.isnan(r.miou)]
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r.miou)
+    others = [r for r in ok if r.method != best.method and r.size == best.size]
+    return best, (max(others, key=lambda r: r.miou) if others else None)
+
+
+def _best_vs_runner_up(table: Table, rows: Sequence[UnitResult], compare: Compare) -> str:
+    """Test the best row against the runner-up, mark the best row's cells, return the caption sentence.
+
+    ``rows[i]`` must be the result shown in ``table.rows[i]``.
+    """
+    pair = best_vs_runner_up(rows)
+    if pair is None:
+        return f"{BEST_VS_RUNNER_UP}: no row to compare."
+    best, runner = pair
+    if runner is None:
+        return f"{BEST_VS_RUNNER_UP}: none, {best.display} at {best.size} is the only method at that size."
+    res = compare(best, runner)
+    if res is None:
+        return f"{BEST_VS_RUNNER_UP}: {best.display} - {runner.display}: no image in common, not tested."
+    _mark_significant(table, next(i for i, r in enumerate(rows) if r is best), res)
+    return f"{BEST_VS_RUNNER_UP}: {_comparison_text(best, runner, res)}; {DAGGER} on the best row's cell."
+
+
+def _add_significance(table: Table, cfg: BenchConfig, rows: Sequence[UnitResult], compare: Compare | None,
+                      extra: str = "") -> None:
+    """Best-vs-runner-up test and marks, and the caption sentences (nothing when disabled)."""
+    if compare is None:
+        return
+    sentences = [significance_note(cfg), extra, _best_vs_runner_up(table, rows, compare)]
+    table.caption += " " + " ".join(s for s in sentences if s)
+
+
+def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult], notes: str,
+           compare: Compare | None = None) -> Table:
     size = format_size(cfg.input_size)
     rows = [results[(m, size)] for m in cfg.methods if (m, size) in results]
     header = ["Method", "mBA (%)", "mIoU (%)", *info.class_names]
@@ -182,15 +287,23 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
                                          if r.status == "ok" else _status_row(r, len(header) - 1)))
     _mark_best(table, 1, len(table.rows))
     pair = _improvement(rows)
+    improvement = ""
     if pair:
         base, best = pair
         diffs = [best.mba - base.mba, best.miou - base.miou] + [b - a for a, b in zip(base.iou, best.iou)]
         table.rule_before.add(len(table.rows))
         table.rows.append(["Improvement"] + ["–" if np.isnan(d) else f"{100 * d:+.2f}" for d in diffs])
+        res = compare(best, base) if compare else None
+        if res is not None:
+            _mark_significant(table, len(table.rows) - 1, res)
+            improvement = f"Improvement: {_comparison_text(best, base, res)}; {DAGGER} on the Improvement cell."
+    # the best-vs-runner-up marks go on after _mark_best, which needs plain numbers to find the bold cells
+    _add_significance(table, cfg, rows, compare, improvement)
     return table
 
 
-def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str) -> Table:
+def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str,
+           compare: Compare | None = None) -> Table:
     size = format_size(cfg.input_size)
     rows = [results[(m, size)] for m in cfg.methods if (m, size) in results]
     show = any(_paper(cfg, r.method, r.size) for r in rows)
@@ -200,6 +313,7 @@ def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 1))
         table.rows.append([r.display, *body])
+    _add_significance(table, cfg, rows, compare)
     return table
 
 
@@ -219,7 +333,7 @@ def to_markdown(table: Table) -> str:
 def _tex_escape(text: str) -> str:
     out = text
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("Δ", r"$\Delta$"), ("–", "--"), ("->", r"$\to$")):
+                 ("Δ", r"$\Delta$"), ("–", "--"), ("->", r"$\to$"), (DAGGER, r"\textsuperscript{\dag}")):
         out = out.replace(a, b)
     return out
 
@@ -263,7 +377,9 @@ def collect(cfg: BenchConfig, info: DatasetInfo, keys: dict[tuple[str, tuple[int
 
 def build_tables(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult]) -> list[Table]:
     notes = caption_notes(cfg, info, list(results.values()))
-    return [table1(cfg, results, notes), table2(cfg, info, results, notes), table3(cfg, results, notes)]
+    compare = comparer(cfg, info)
+    return [table1(cfg, results, notes, compare), table2(cfg, info, results, notes, compare),
+            table3(cfg, results, notes, compare)]
 
 
 def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from bench.config import BenchConfig
+from bench import checkpoint_meta
+from bench.config import BenchConfig, file_digest
 from bench.datasets import dataset_info
 from bench.registry import MethodUnavailable, resolve
 from bench.train_backbone import BackboneTrainConfig, train_backbone
@@ -46,7 +47,12 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     paths = cls.checkpoints(mcfg, ctx)
     if not paths:
         return "none needed"
+    options = checkpoint_meta.training_options(cls, mcfg, file_digest(cfg.backbone_path))
     if all(p.is_file() for p in paths.values()):
+        try:
+            checkpoint_meta.check(paths, options, name)
+        except checkpoint_meta.StaleCheckpoint as err:
+            return f"stale: {err}"
         return "present"
     if not cfg.train:
         return "missing"
@@ -57,6 +63,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
         cls.train(mcfg, ctx, data, paths)
     except NotImplementedError as err:
         return f"untrainable: {err}"
+    checkpoint_meta.write(paths, options)
     return "trained"
 
 

@@ -3,6 +3,7 @@
 METHODS = {
     "magnet": "magnet.method:MagNet",
     "magnet_fast": "magnet.method:MagNetFast",
+    "magnet_fast_paper": "magnet.method:MagNetFastPaper",
 }
 
 

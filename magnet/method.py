@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.interface import Coarse, Dataset, Method, MethodContext
-from magnet.config import MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
+from magnet.config import MagNetConfig, MagNetFastConfig, MagNetFastPaperConfig, check_coarse_scale, resolve_plan
 from magnet.inference import StageOptions, Timer, progressive
 from magnet.refinement import FusedRefiner, RefinementModule, load_refiner
 from magnet.scoring import argmax_channels
@@ -33,6 +33,10 @@ class MagNet(Method):
     uses_coarse = True
     needs_backbone = True
     Config = MagNetConfig
+    # every option that shapes the refiners (inference-only ones such as n_points do not)
+    train_fields = ("scales", "crop_size", "n_refiners", "epochs", "iterations_per_epoch", "train_batch_size", "lr",
+                    "momentum", "weight_decay", "milestones", "gamma", "ohem_thresh", "ohem_min_kept",
+                    "train_input_order", "bn_recalibration")
 
     def __init__(self, cfg: MagNetConfig, ctx: MethodContext,
                  refiners: Sequence[torch.nn.Module] | None = None) -> None:
@@ -117,3 +121,11 @@ class MagNetFast(MagNet):
     name = "magnet_fast"
     display_name = "MagNet-Fast"
     Config = MagNetFastConfig
+
+
+class MagNetFastPaper(MagNetFast):
+    """MagNet-Fast with ``behaviour: paper`` by default: the row that shows the paper's Fast mode
+    next to the released one in a sweep (same refiners as ``magnet``)."""
+
+    name = "magnet_fast_paper"
+    Config = MagNetFastPaperConfig

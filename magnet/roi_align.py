@@ -11,12 +11,16 @@ at pixel centres, zero outside ``[-1, H]``, clamped at the border; the bin is th
 samples. The arithmetic follows the reference kernel's float32 operation order.
 
 Vectorised over boxes and bins; the only Python loops are over groups of boxes with the same
-sample counts and over the ``g_h * g_w`` sample positions inside a bin.
+sample counts and over the ``g_h * g_w`` sample positions inside a bin. MagNet's own crops (integer
+boxes exactly the output size, one sample per bin) take a gather-free path with the same float
+operations, hence bit-identical results.
 """
+
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 _GATHER_BUDGET = 1 << 22  # elements per gathered corner tensor; bounds memory on large stage maps
 
@@ -80,6 +84,40 @@ def _align_group(flat: torch.Tensor, width: int, height: int, y1: torch.Tensor, 
     return acc.permute(1, 0, 2, 3)
 
 
+def _unit_bins(boxes: torch.Tensor, out_hw: tuple[int, int]) -> bool:
+    """True when every box has integer corners and exactly ``out_hw`` pixels (one sample per bin)."""
+    oh, ow = out_hw
+    whole = bool((boxes == boxes.round()).all())
+    return whole and bool(((boxes[:, 2] - boxes[:, 0]) == ow).all() and ((boxes[:, 3] - boxes[:, 1]) == oh).all())
+
+
+def _align_unit_bins(features: torch.Tensor, boxes: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """RoIAlign (not aligned) of integer boxes of exactly ``out_hw`` pixels inside the map; (K, C, oh, ow).
+
+    Each bin has one sample at the pixel corner ``(x1 + j + 0.5, y1 + i + 0.5)``: the bilinear mix of
+    a 2x2 neighbourhood, read here as four shifted slices. The weights come from ``_axis_samples``
+    and the terms are added in the general path's order, so the values are bit-identical. At the
+    last row/column of the map the reference clamps and gives the second neighbour weight 0; that
+    term (an exact +0) is skipped instead of read past the edge.
+    """
+    (oh, ow), (channels, height, width) = out_hw, features.shape
+    one = torch.ones(1, dtype=torch.float32, device=features.device)
+    out = features.new_empty(boxes.shape[0], channels, oh, ow)
+    for k, (x1, y1, _, _) in enumerate(boxes.long().tolist()):
+        _, _, wyl, wyh, _ = _axis_samples(torch.tensor([float(y1)], device=features.device), one, oh, 1, 0, height)
+        _, _, wxl, wxh, _ = _axis_samples(torch.tensor([float(x1)], device=features.device), one, ow, 1, 0, width)
+        wyl, wyh, wxl, wxh = wyl[0, :, None], wyh[0, :, None], wxl[0, None, :], wxh[0, None, :]
+        nr, nc = min(oh, height - 1 - y1), min(ow, width - 1 - x1)  # rows/cols with a second neighbour
+        rows, cols = slice(y1, y1 + oh), slice(x1, x1 + ow)
+        rows1, cols1 = slice(y1 + 1, y1 + 1 + nr), slice(x1 + 1, x1 + 1 + nc)
+        acc = out[k]
+        torch.mul(wyl * wxl, features[:, rows, cols], out=acc)
+        acc[:, :, :nc] += (wyl * wxh)[:, :nc] * features[:, rows, cols1]
+        acc[:, :nr, :] += (wyh * wxl)[:nr] * features[:, rows1, cols]
+        acc[:, :nr, :nc] += (wyh * wxh)[:nr, :nc] * features[:, rows1, cols1]
+    return out
+
+
 def roi_align(features: torch.Tensor, boxes: torch.Tensor, output_size: tuple[int, int],
               sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
     """Crop-and-resize boxes of one feature map (torchvision ``roi_align`` with spatial_scale 1).
@@ -103,6 +141,9 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, output_size: tuple[in
     if boxes.shape[0] == 0:
         return features.new_zeros(0, channels, oh, ow)
     b = boxes.to(device=features.device, dtype=torch.float32)
+    inside = bool((b[:, :2] >= 0).all() and (b[:, 2] <= width).all() and (b[:, 3] <= height).all())
+    if not aligned and sampling_ratio <= 1 and inside and _unit_bins(b, (oh, ow)):
+        return _align_unit_bins(features, b, (oh, ow))
     offset = 0.5 if aligned else 0.0
     x1, y1 = b[:, 0] - offset, b[:, 1] - offset
     roi_w, roi_h = (b[:, 2] - offset) - x1, (b[:, 3] - offset) - y1

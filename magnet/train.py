@@ -8,6 +8,10 @@ patch's box, and is trained with OHEM cross-entropy against the label crop (near
 
 Exact caches (same maths, less work): the coarse softmax of every image and the resized images
 and labels per scale are computed once, within ``cfg.cache_mb``.
+
+Under torchrun (``bench.distributed``) the refiner trains data-parallel: it is wrapped in
+DistributedDataParallel, every rank draws the same batch order and takes its share of each batch
+(``batch[rank::world]``, its own random pairs), and rank 0 saves. In one process nothing changes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.distributed import data_parallel
 from bench.interface import Dataset, MethodContext
 from magnet.config import MagNetConfig, Plan, resolve_plan
 from magnet.geometry import Size
@@ -62,13 +67,42 @@ def _epoch_batches(rng: np.random.RandomState, n: int, batch: int, iterations: i
     return out
 
 
+def _rank_share(batch: list[int], rank: int, world: int) -> tuple[list[int], float]:
+    """This rank's pairs of a global batch and the weight of its mean loss.
+
+    DDP averages the gradients over ranks, so weighting each rank's mean loss by
+    ``world * len(share) / len(batch)`` makes the update the mean over the global batch. A rank
+    left without pairs (a short last batch) takes one with weight 0: it must still join the
+    gradient all-reduce.
+    """
+    if world == 1:
+        return batch, 1.0
+    share = batch[rank::world]
+    return (share, world * len(share) / len(batch)) if share else (batch[:1], 0.0)
+
+
+def _wrap_ddp(refiner: RefinementModule, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``refiner`` on ``device`` (its CUDA index, or the CPU)."""
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    return torch.nn.parallel.DistributedDataParallel(refiner, device_ids=ids)
+
+
 def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, num_classes: int, ignore_index: int,
               seed: int) -> tuple[RefinementModule, list[float]]:
-    """Train one refiner on pairs drawn from ``scales``; returns it and the mean loss per epoch."""
+    """Train one refiner on pairs drawn from ``scales``; returns it and the mean loss per epoch.
+
+    Data-parallel under torchrun (see the module docstring); the returned losses are then rank 0's.
+    """
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed)
+    rank, world = data_parallel()
+    # the batch order (rng) must be the same on every rank; the pairs each rank draws must not
+    pair_rng = rng if world == 1 else np.random.RandomState([seed, rank])
     device = source.device
     refiner = RefinementModule(num_classes).to(device).train()
+    net = refiner if world == 1 else _wrap_ddp(refiner, device)
     opt = torch.optim.SGD(refiner.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(cfg), gamma=cfg.gamma)
     min_kept = scaled_min_kept(cfg.ohem_min_kept, source.plan.input_size)
@@ -77,9 +111,12 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     for epoch in range(cfg.epochs):
         losses = []
         for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream):
-            fine, crop, target = sample_batch(source, batch, scales, rng)
+            share, weight = _rank_share(batch, rank, world)
+            fine, crop, target = sample_batch(source, share, scales, pair_rng)
             first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
-            loss = ohem_cross_entropy(refiner(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
+            loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
+            if world > 1:
+                loss = loss * weight
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -138,7 +175,8 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
         start = time.perf_counter()
         scales = plan.stages_of_refiner(r)
         refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r)
-        Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in refiner.state_dict().items()}, paths[key])
+        if data_parallel()[0] == 0:  # under DDP every rank holds the same weights; one writes them
+            Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({k: v.detach().cpu() for k, v in refiner.state_dict().items()}, paths[key])
         summary[key] = {"scales": [list(s) for s in scales], "loss": history, "seconds": time.perf_counter() - start}
     return summary

@@ -171,7 +171,7 @@ def test_checkpoints_shared_by_magnet_and_magnet_fast(ctx):
 
 @pytest.mark.parametrize("dataset, patches, refiners", [
     ("cityscapes", [1, 4, 16, 64], (0, 1, 2)), ("deepglobe", [1, 4, 16], (0, 0)), ("gleason", [1, 4, 16, 64], (0, 0, 0)),
-    ("inria", [1, 4, 16, 64], (0, 0, 0)), ("synthetic", [1, 4, 16, 64], (0, 1, 2)),
+    ("inria", [1, 4, 16, 64], (0, 0, 0)), ("synthetic", [1, 4, 16, 64], (0, 0, 0)),
 ])
 def test_dataset_presets(dataset, patches, refiners):
     preset = DATASET_PRESETS[dataset]
@@ -191,16 +191,45 @@ def test_coarse_scale_warning_for_two_step_datasets():
 
 
 def test_method_yaml_files_match_the_dataclass_defaults():
-    from bench.config import CONFIG_DIR, read_yaml
+    from bench.config import BenchConfig, method_config_values
+    from magnet.config import MagNetFastPaperConfig
 
-    for name, config in (("magnet", MagNetConfig), ("magnet_fast", MagNetFastConfig)):
-        values = read_yaml(CONFIG_DIR / "methods" / f"{name}.yaml")
-        assert values.pop("version") == 1
+    for name, config in (("magnet", MagNetConfig), ("magnet_fast", MagNetFastConfig),
+                         ("magnet_fast_paper", MagNetFastPaperConfig)):
+        values = method_config_values(BenchConfig(), name)
         assert config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}) == config()
 
 
-def test_refiner_runs_in_chunks_of_refiner_batch_size(ctx, image):
-    spy = SpyRefiner()
-    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
-    MagNet(_cfg(MagNet, batch_size=5, refiner_batch_size=2, n_refiners=1), ctx, refiners=[spy]).refine(image, coarse)
-    assert spy.batches[:5] == [2, 2, 2, 2, 1] and sum(spy.batches) == 4 + 16 + 64
+@pytest.mark.parametrize("dataset", ["cityscapes", "deepglobe", "gleason", "inria", "synthetic"])
+def test_dataset_files_follow_the_presets_and_fast_inherits_geometry(dataset):
+    """magnet_fast and magnet_fast_paper run magnet's geometry and training (and so its refiner files)."""
+    import dataclasses
+
+    from bench.config import load
+    from bench.runner import method_config
+    from magnet.method import MagNet, MagNetFast, MagNetFastPaper
+
+    cfg = load(dataset)
+    full = method_config(cfg, MagNet, "magnet")
+    for key, value in DATASET_PRESETS[dataset]["magnet"].items():
+        got = getattr(full, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, (dataset, key)
+    for cls in (MagNetFast, MagNetFastPaper):
+        fast = method_config(cfg, cls, cls.name)
+        same = {f.name for f in dataclasses.fields(MagNetConfig)} - {"n_points", "n_patches", "behaviour"}
+        assert {k: getattr(fast, k) for k in same} == {k: getattr(full, k) for k in same}, (dataset, cls.name)
+        for key, value in DATASET_PRESETS[dataset]["magnet_fast"].items():
+            assert getattr(fast, key) == value
+    assert method_config(cfg, MagNetFast, "magnet_fast").behaviour == "released"
+    assert method_config(cfg, MagNetFastPaper, "magnet_fast_paper").behaviour == "paper"
+
+
+def test_inherits_cycle_is_reported(tmp_path, monkeypatch):
+    import bench.config as bc
+
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "a.yaml").write_text("inherits: b\n")
+    (tmp_path / "methods" / "b.yaml").write_text("inherits: a\n")
+    monkeypatch.setattr(bc, "CONFIG_DIR", tmp_path)
+    with pytest.raises(ValueError, match="cycle a -> b -> a"):
+        bc.method_config_values(bc.BenchConfig(), "a")

@@ -134,3 +134,20 @@ def test_constant_map_and_bad_input():
         roi_align(torch.ones(1, 1, 4, 4), torch.zeros(1, 4), (2, 2))
     with pytest.raises(ValueError, match=r"\(K, 4\)"):
         roi_align(f, torch.zeros(4), (2, 2))
+
+
+def test_unit_bin_fast_path_is_bit_identical_to_the_general_path(monkeypatch):
+    """MagNet's grid crops (integer boxes of exactly the output size) skip the gathers, same bits."""
+    import magnet.roi_align as ra
+
+    gen = torch.Generator().manual_seed(3)
+    f = torch.rand(5, 64, 96, generator=gen)
+    boxes = torch.tensor([[0, 0, 32, 16], [64, 48, 96, 64], [31, 17, 63, 33], [64, 0, 96, 16]])
+    assert ra._unit_bins(boxes.float(), (16, 32))
+    fast = roi_align(f, boxes, (16, 32))
+    monkeypatch.setattr(ra, "_unit_bins", lambda *a: False)
+    general = roi_align(f, boxes, (16, 32))
+    assert torch.equal(fast, general)
+    # and the fast path really ran: the general one is not a no-op replacement
+    assert not ra._unit_bins(torch.tensor([[0.5, 0, 32.5, 16]]), (16, 32))
+    assert not ra._unit_bins(torch.tensor([[0, 0, 64, 32]]).float(), (16, 32))

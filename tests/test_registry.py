@@ -19,7 +19,7 @@ def test_import_bench_imports_no_optional_dependency():
 
 
 def test_list_methods_patterns():
-    assert bench.list_methods("magnet*") == ["magnet", "magnet_fast"]
+    assert bench.list_methods("magnet*") == ["magnet", "magnet_fast", "magnet_fast_paper"]
     assert {"downsample", "patching", "densecrf", "dgf", "pointrend", "segfix"} <= set(bench.list_methods())
 
 

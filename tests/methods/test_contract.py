@@ -22,11 +22,13 @@ SMOKE: dict[str, dict] = {
     "segfix": {"iterations": 2},
     "magnet": {"epochs": 1},
     "magnet_fast": {"epochs": 1},
+    "magnet_fast_paper": {"epochs": 1},
 }
 # sizes the tiny context implies for MagNet (image 128x64, input 32x16)
 TINY_OPTIONS: dict[str, dict] = {
     "magnet": {"scales": [[32, 16], [64, 32], [128, 64]], "n_points": 256},
     "magnet_fast": {"scales": [[32, 16], [64, 32], [128, 64]], "n_patches": 2},
+    "magnet_fast_paper": {"scales": [[32, 16], [64, 32], [128, 64]], "n_patches": 2},
 }
 
 

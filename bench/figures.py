@@ -1,0 +1,42 @@
+"""Every figure of a sweep: the plots (``bench.plots``) and the qualitative panels (``bench.panels``).
+
+``bench run`` calls :func:`render_figures` after the tables. It is lenient only about what a sweep
+may legitimately lack (a unit that failed or was skipped saved no label maps; ``save_predictions=0``
+saves none): that is left out and named in ``notes``, which the CLI prints. Anything else raises,
+and the CLI reports the failure and exits non-zero. ``bench show`` is the strict, configurable
+entry point for panels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import BenchConfig
+
+
+@dataclass
+class Figures:
+    """What :func:`render_figures` wrote (``files``: PNG paths) and what it left out (``notes``)."""
+
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def render_figures(cfg: BenchConfig) -> Figures:
+    """Plots into ``<tables_dir>/plots/`` and panels into ``<tables_dir>/panels/``.
+
+    Panels: the split's first ``save_predictions`` images, the sweep's methods at its input size,
+    two automatically chosen crops each.
+    """
+    from bench.panels import render_panels
+    from bench.plots import render_plots
+
+    out = Figures()
+    files, notes = render_plots(cfg)
+    out.files += files
+    out.notes += notes
+    panels = render_panels(cfg, strict=False)
+    out.files += panels.files
+    out.notes += panels.notes
+    return out
