@@ -59,6 +59,9 @@ def setup_torch(cfg: BenchConfig) -> torch.device:
     distributed.bind_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+        import cv2  # OpenCV's own pool (resizes, guided filter) obeys the same thread count
+
+        cv2.setNumThreads(cfg.threads)
     seed_everything(cfg.seed)
     device = torch.device(cfg.device)
     if device.type == "cuda":

@@ -8,7 +8,8 @@ halved to 1024x512 to give the growth factor for a 2x side on the same content),
 Weights: the synthetic benchmark's, with its config (``configs/datasets/synthetic.yaml``, the
 light backbone, its method options). The backbone comes from ``cfg.backbone_path`` and the methods'
 weights from ``cfg.method_checkpoint_path(input size, backbone digest)``. Nothing is trained here:
-missing weights are an error that says to run ``make bench`` or ``make train`` first.
+missing weights, or weights whose training sidecar (``bench.checkpoint_meta``) disagrees with the
+config, are an error that says to run ``make bench`` or ``make train`` first.
 
 Geometry: the input size is the synthetic one (128x64) with its long side kept and its short side
 following the image's aspect ratio (128x128 for the square tiles). MagNet's scales double from
@@ -140,15 +141,31 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
     return paths
 
 
+def _stale(cfg: BenchConfig, name: str, paths: dict[str, Path]) -> str | None:
+    """Why ``name``'s weights were trained under other options than ``cfg`` asks for (their sidecars), or None."""
+    from bench import checkpoint_meta
+    from bench.config import file_digest
+    from bench.registry import resolve
+    from bench.runner import method_config
+
+    cls = resolve(name)
+    options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), file_digest(cfg.backbone_path))
+    try:
+        checkpoint_meta.check({k: p for k, p in paths.items() if k != "backbone"}, options, name)
+    except checkpoint_meta.StaleCheckpoint as err:
+        return str(err)
+    return None
+
+
 def check_weights(cfg: BenchConfig, methods: list[str]) -> dict[str, str]:
-    """Fail clearly if a synthetic weight file is missing; returns ``{method: why}`` for unresolvable ones.
+    """Fail clearly if a synthetic weight file is missing or stale; returns ``{method: why}`` for unresolvable ones.
 
     Raises:
-        SmokeError: listing the missing files and saying how to make them.
+        SmokeError: listing the missing (or stale) files and saying how to make them.
     """
     from bench.registry import MethodUnavailable
 
-    missing, unresolved = [], {}
+    missing, stale, unresolved = [], [], {}
     for name in methods:
         try:
             paths = trained_weights(cfg, name)
@@ -156,9 +173,12 @@ def check_weights(cfg: BenchConfig, methods: list[str]) -> dict[str, str]:
             unresolved[name] = str(err)
             continue
         missing += [f"{name}: {p}" for p in paths.values() if not Path(p).is_file()]
-    if missing:
-        raise SmokeError("synthetic weights missing (the smoke run uses the synthetic benchmark's weights):\n  "
-                         + "\n  ".join(dict.fromkeys(missing))
+        why = None if missing else _stale(cfg, name, paths)
+        stale += [why] if why else []
+    if missing or stale:
+        what = "missing" if missing else "stale"
+        raise SmokeError(f"synthetic weights {what} (the smoke run uses the synthetic benchmark's weights):\n  "
+                         + "\n  ".join(dict.fromkeys(missing or stale))
                          + "\nrun `make bench` or `make train` first (they train results/checkpoints/synthetic/)")
     return unresolved
 

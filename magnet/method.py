@@ -33,6 +33,7 @@ class MagNet(Method):
     uses_coarse = True
     needs_backbone = True
     Config = MagNetConfig
+    data_parallel_train = True  # train_refiners wraps the refiner in DDP under torchrun (bench.distributed)
     # every option that shapes the refiners (inference-only ones such as n_points do not)
     train_fields = ("scales", "crop_size", "n_refiners", "epochs", "iterations_per_epoch", "train_batch_size", "lr",
                     "momentum", "weight_decay", "milestones", "gamma", "ohem_thresh", "ohem_min_kept",

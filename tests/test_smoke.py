@@ -60,3 +60,20 @@ def test_input_size_follows_the_aspect_ratio():
     assert smoke.input_size_for((2048, 1024), (128, 64)) == (128, 64)
     assert smoke.input_size_for((2448, 2448), (128, 64)) == (128, 128)
     assert smoke.input_size_for((1000, 2000), (128, 64)) == (64, 128)
+
+
+def test_stale_weights_fail_clearly(tmp_path, capsys):
+    from bench import checkpoint_meta
+    from bench.config import load, parse_overrides
+
+    overrides = _backbone(tmp_path / "ck")
+    paths = smoke.trained_weights(load("synthetic", parse_overrides(overrides)), "dgf")
+    weights = next(p for k, p in paths.items() if k != "backbone")
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"")
+    checkpoint_meta.sidecar(weights).write_text(json.dumps({"backbone_digest": "another backbone"}))
+    data = tmp_path / "data"
+    (data / "inria").mkdir(parents=True)
+    assert smoke.main(["--data", str(data), "--methods", "dgf", *overrides]) == 2
+    err = capsys.readouterr().err
+    assert "synthetic weights stale" in err and "backbone_digest" in err and "make train" in err
