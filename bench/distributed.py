@@ -39,9 +39,8 @@ import torch.distributed as dist
 
 TIMEOUT_ENV = "MAGNET_BENCH_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 86400
-# Methods whose ``train`` is itself data-parallel (wraps its model in DDP, shards its data): they
-# train on every rank. A plugin declares the same with a class attribute ``data_parallel_train = True``.
-DATA_PARALLEL_TRAINERS = frozenset({"magnet", "magnet_fast"})
+# A method whose ``train`` is itself data-parallel (wraps its model in DDP, shards its data) says so
+# with a class attribute ``data_parallel_train = True`` (MagNet and its variants); it trains on every rank.
 OK_STATUSES = ("ok", "done")
 
 _state: dict[str, Any] = {"coord": None, "owned": False, "solo": False}
@@ -165,7 +164,7 @@ def trains_data_parallel(name: str) -> bool:
         cls = resolve(name)
     except (KeyError, MethodUnavailable):
         return False
-    return bool(getattr(cls, "data_parallel_train", name in DATA_PARALLEL_TRAINERS))
+    return bool(getattr(cls, "data_parallel_train", False))
 
 
 def gather_results(results: dict[Any, str]) -> dict[Any, str] | None:
@@ -192,48 +191,26 @@ def gather_results(results: dict[Any, str]) -> dict[Any, str] | None:
     return merged
 
 
-def _log(message: str) -> None:
-    print(f"[train rank {env_world()[0]}] {message}", file=sys.stderr, flush=True)
-
-
 def train_all(cfg: Any) -> dict[str, str]:
     """``bench.train_cli.train_all`` across the ranks of a torchrun job.
 
-    The backbone and the data-parallel methods (:data:`DATA_PARALLEL_TRAINERS`) train on every
+    The backbone and the data-parallel methods (``data_parallel_train``) train on every
     rank. Every other method trains on rank 0 while the others wait at a broadcast of its
     status, which also orders each checkpoint write before the next unit reads it.
 
     Returns:
         ``{item: status}``, the same on every rank (rank 0's statuses).
     """
-    from bench.datasets import dataset_info
-    from bench.runner import load_backbone, open_split, setup_torch
-    from bench.train_cli import _ensure_backbone, _ensure_method
+    from bench.train_cli import train_all as train_all_here
 
     init(cfg.device)
-    device = setup_torch(cfg)
-    cache: dict[str, Any] = {}
 
-    def train_set() -> Any:
-        if "data" not in cache:
-            cache["data"] = open_split(cfg, cfg.train_split)
-        return cache["data"]
-
-    status = {"backbone": broadcast(_ensure_backbone(cfg, train_set, device))}
-    if status["backbone"] == "missing":
-        return status
-    backbone = load_backbone(cfg, dataset_info(cfg.dataset), device)
-    for p in backbone.parameters():
-        p.requires_grad_(False)
-    for name, size in cfg.units():
-        state = None
+    def run(name: str, job: Any) -> str | None:
         if trains_data_parallel(name):
-            state = _ensure_method(cfg, name, size, train_set, device, backbone)
-        elif is_main():
+            return job()
+        if is_main():
             with solo():
-                state = _ensure_method(cfg, name, size, train_set, device, backbone)
-        status[f"{name}@{size[0]}x{size[1]}"] = broadcast(state)
-    if is_main():
-        for item, state in status.items():
-            _log(f"{item}: {state}")
-    return status
+                return job()
+        return None
+
+    return train_all_here(cfg, run=run, share=broadcast, verbose=is_main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bench import checkpoint_meta
@@ -67,10 +68,18 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     return "trained"
 
 
-def train_all(cfg: BenchConfig) -> dict[str, str]:
-    """Train what is missing; returns ``{item: status}``."""
+def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str | None] | None = None,
+              share: Callable[[str | None], str] | None = None, verbose: bool = True) -> dict[str, str]:
+    """Train what is missing; returns ``{item: status}``.
+
+    ``run(name, job)`` decides whether this process trains method ``name`` (default: always, by
+    calling ``job()``) and ``share(state)`` agrees on each status across processes (default: as
+    is); ``bench.distributed.train_all`` passes its rank-aware versions.
+    """
     from bench.runner import load_backbone, open_split, setup_torch
 
+    run = run or (lambda name, job: job())
+    share = share or (lambda state: state)
     device = setup_torch(cfg)
     cache: dict[str, Any] = {}
 
@@ -79,14 +88,16 @@ def train_all(cfg: BenchConfig) -> dict[str, str]:
             cache["data"] = open_split(cfg, cfg.train_split)
         return cache["data"]
 
-    status = {"backbone": _ensure_backbone(cfg, train_set, device)}
+    status = {"backbone": share(_ensure_backbone(cfg, train_set, device))}
     if status["backbone"] == "missing":
         return status
     backbone = load_backbone(cfg, dataset_info(cfg.dataset), device)
     for p in backbone.parameters():
         p.requires_grad_(False)
     for name, size in cfg.units():
-        status[f"{name}@{size[0]}x{size[1]}"] = _ensure_method(cfg, name, size, train_set, device, backbone)
-    for item, state in status.items():
-        _log(f"{item}: {state}")
+        state = run(name, lambda: _ensure_method(cfg, name, size, train_set, device, backbone))  # noqa: B023
+        status[f"{name}@{size[0]}x{size[1]}"] = share(state)
+    if verbose:
+        for item, state in status.items():
+            _log(f"{item}: {state}")
     return status
