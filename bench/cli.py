@@ -147,31 +147,30 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _dataset_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments every dataset command takes: DATASET, key=value overrides, --config."""
+    p.add_argument("dataset", nargs="?", default="synthetic")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+    return p
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     for name, fn, text in (("run", cmd_run, "train what is missing, sweep, write tables"),
                            ("train", cmd_train, "train every checkpoint the sweep needs"),
                            ("table", cmd_table, "render tables from records")):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("dataset", nargs="?", default="synthetic")
-        s.add_argument("overrides", nargs="*")
-        s.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
-        s.set_defaults(fn=fn)
-    sc = sub.add_parser("score", help="recompute mIoU, per-class IoU and mBA from the records, nothing rerun")
-    sc.add_argument("dataset", nargs="?", default="synthetic")
-    sc.add_argument("overrides", nargs="*")
-    sc.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+        _dataset_args(sub.add_parser(name, help=text)).set_defaults(fn=fn)
+    sc = _dataset_args(sub.add_parser("score", help="recompute mIoU, per-class IoU and mBA from the records, nothing rerun"))
     sc.add_argument("--methods", default=None, help="comma-separated method keys (default: all of the config's)")
     sc.add_argument("--images", default=None, help="comma-separated image ids (default: all recorded)")
     sc.add_argument("--absent", choices=("nan", "zero"), default=None, help="absent-class policy (default: the config's)")
     sc.add_argument("--format", choices=("md", "csv", "json"), default="md",
                     help="md: percentages; csv, json: fractions in [0, 1]")
     sc.set_defaults(fn=cmd_score)
-    sh = sub.add_parser("show", help="panels from saved label maps, and the plots; into <tables_dir>/{panels,plots}")
-    sh.add_argument("dataset", nargs="?", default="synthetic")
-    sh.add_argument("overrides", nargs="*")
-    sh.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+    sh = _dataset_args(sub.add_parser("show", help="panels from saved label maps, and the plots; "
+                                                   "into <tables_dir>/{panels,plots}"))
     sh.add_argument("--images", default=None, help="comma-separated image ids (default: the first save_predictions)")
     sh.add_argument("--methods", default=None, help="comma-separated method keys, in column order (default: the config's)")
     sh.add_argument("--size", default=None, help="input size WxH of the units shown (default: input_size)")

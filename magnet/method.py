@@ -79,7 +79,8 @@ class MagNet(Method):
     @property
     def label(self) -> str:
         """Display name plus the variant when it is not the released one."""
-        return self.display_name if self.variant == "released" else f"{self.display_name} (paper)"
+        base = getattr(self, "base_display_name", self.display_name)
+        return base if self.variant == "released" else f"{base} (paper)"
 
     @classmethod
     def checkpoints(cls, cfg: MagNetConfig, ctx: MethodContext) -> dict[str, Path]:
@@ -129,4 +130,6 @@ class MagNetFastPaper(MagNetFast):
     next to the released one in a sweep (same refiners as ``magnet``)."""
 
     name = "magnet_fast_paper"
+    display_name = "MagNet-Fast (paper)"
+    base_display_name = "MagNet-Fast"  # ``label`` adds " (paper)" for the paper behaviour
     Config = MagNetFastPaperConfig

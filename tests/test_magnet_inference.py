@@ -233,3 +233,16 @@ def test_inherits_cycle_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(bc, "CONFIG_DIR", tmp_path)
     with pytest.raises(ValueError, match="cycle a -> b -> a"):
         bc.method_config_values(bc.BenchConfig(), "a")
+
+
+def test_variant_labels_name_the_behaviour_once():
+    from magnet.config import MagNetFastPaperConfig
+    from magnet.method import MagNet, MagNetFast, MagNetFastPaper
+
+    cases = [(MagNet, MagNetConfig(), "MagNet"), (MagNetFast, MagNetFastConfig(behaviour="paper"), "MagNet-Fast (paper)"),
+             (MagNetFastPaper, MagNetFastPaperConfig(), "MagNet-Fast (paper)"),
+             (MagNetFastPaper, MagNetFastPaperConfig(behaviour="released"), "MagNet-Fast")]
+    for cls, cfg, label in cases:
+        method = object.__new__(cls)
+        method.cfg = cfg
+        assert method.label == label, (cls.name, cfg.behaviour)
