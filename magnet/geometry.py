@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.patches import patch_grid
+from magnet.scoring import margin
 
 Size = tuple[int, int]
 
@@ -64,12 +65,17 @@ class Paster:
         device: canvas device.
     """
 
-    def __init__(self, channels: int, scale: Size, inset: int, device: torch.device | str) -> None:
+    def __init__(self, channels: int, scale: Size, inset: int, device: torch.device | str,
+                 dense: bool = True) -> None:
         w, h = scale
-        self.canvas = torch.zeros(channels, h, w, device=device)
+        # Fast mode pastes a few patches: its canvas is read only inside them (``certainty`` and
+        # the points, which stay inside the mask), so it need not be zero-filled.
+        self.canvas = (torch.zeros if dense else torch.empty)(channels, h, w, device=device)
         self.count = torch.zeros(h, w, device=device)
         self.inset = inset
+        self.dense = dense
         self.box_hw: tuple[int, int] | None = None
+        self.corners: dict[tuple[int, int], None] = {}  # (y1, x1) of every pasted patch, in order
 
     def add(self, patches: torch.Tensor, boxes: torch.Tensor) -> None:
         """Paste (b, C, nh, nw) patches at (b, 4) integer boxes, in order."""
@@ -82,9 +88,26 @@ class Paster:
         for patch, (x1, y1, x2, y2) in zip(patches, boxes.tolist()):
             self.canvas[:, y1:y1 + bh, x1:x1 + bw] = patch
             self.count[y1 + m:y2 - m, x1 + m:x2 - m] += 1
+            self.corners[(y1, x1)] = None
 
     def finish(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(canvas (C, H, W) float32, mask (H, W) bool)``."""
+        """``(canvas (C, H, W) float32, mask (H, W) bool)``; outside the pasted patches the canvas
+        is 0 when ``dense`` and undefined otherwise."""
         if bool((self.count > 1).any()):  # overlapping boxes only; dividing by 1 would change nothing
             self.canvas /= self.count.clamp(min=1)
         return self.canvas, self.count > 0
+
+    def certainty(self) -> torch.Tensor:
+        """(H, W) top-two margin of the finished canvas: 0 outside the pasted patches.
+
+        The margin is per pixel, so computing it only inside the patches gives the same values as
+        on the zero-filled canvas, at the cost of the patches instead of the whole map.
+        """
+        if self.dense:
+            return margin(self.canvas)
+        cert = torch.zeros(self.canvas.shape[1:], device=self.canvas.device)
+        if self.box_hw is not None:
+            bh, bw = self.box_hw
+            for y1, x1 in self.corners:
+                cert[y1:y1 + bh, x1:x1 + bw] = margin(self.canvas[:, y1:y1 + bh, x1:x1 + bw])
+        return cert

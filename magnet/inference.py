@@ -144,16 +144,20 @@ def refine_stage(image: np.ndarray, y: torch.Tensor, scale: Size, plan: Plan, op
     uncertainty = 1.0 - margin(y)
     chosen = choose_patches(uncertainty, boxes, opts, (nh, nw))
     scaled = resize(image, scale)
-    paster = Paster(y.shape[0], scale, opts.mask_inset, device)
+    sizes = chosen[:, 2:] - chosen[:, :2]
+    # Fast mode reads the canvas only inside the pasted patches when every box has one size (the
+    # mask then lies inside them); otherwise the canvas is zero-filled as in the released code
+    sparse = opts.n_patches > 0 and opts.mask_inset >= 0 and bool((sizes == sizes[:1]).all())
+    paster = Paster(y.shape[0], scale, opts.mask_inset, device, dense=not sparse)
     for part in chosen.split(opts.batch_size):
         patches = stage_patches(scaled, part, plan.input_size)
         y_crop = roi_align(y, part, (nh, nw))
         paster.add(_refine_batch(backbone, refiner, patches, y_crop, opts.refiner_batch_size, device, timer), part)
     refined, mask = paster.finish()
     fast_mask = mask if opts.n_patches > 0 else None
-    score = error_score(margin(refined), uncertainty, fast_mask, opts.behaviour, (nh, nw), opts.blur_kernel)
+    score = error_score(paster.certainty(), uncertainty, fast_mask, opts.behaviour, (nh, nw), opts.blur_kernel)
     k = stage_points(opts.n_points, sw * sh, len(chosen), len(boxes))
-    idx = select_points(score, k, fast_mask)
+    idx = select_points(score, k, fast_mask)  # in Fast mode only inside the mask, where the canvas is defined
     flat_y, flat_r = y.view(y.shape[0], -1), refined.view(refined.shape[0], -1)
     flat_y[:, idx] = flat_r[:, idx]
     return y

@@ -246,3 +246,27 @@ def test_variant_labels_name_the_behaviour_once():
         method = object.__new__(cls)
         method.cfg = cfg
         assert method.label == label, (cls.name, cfg.behaviour)
+
+
+def test_fast_sparse_canvas_is_bit_identical_to_the_zero_filled_one(ctx, image, monkeypatch):
+    """Fast mode skips zero-filling the canvas and takes the margin inside the patches only."""
+    import magnet.geometry as geometry
+    import magnet.inference as inference
+
+    refiners = [random_refiner(4, s) for s in range(3)]
+    coarse = compute_coarse(ctx.backbone, image, ctx.input_size, ctx.device)
+    for behaviour in ("released", "paper"):
+        method = MagNetFast(_cfg(MagNetFast, n_patches=3, behaviour=behaviour), ctx, refiners=refiners)
+        with torch.inference_mode():
+            sparse = progressive(image, coarse.probs, method.plan, method.opts, ctx.backbone, method.refiners)
+        dense_paster = lambda *a, dense=True: geometry.Paster(*a, dense=True)  # noqa: E731
+        with monkeypatch.context() as mp, torch.inference_mode():
+            mp.setattr(inference, "Paster", dense_paster)
+            dense = progressive(image, coarse.probs, method.plan, method.opts, ctx.backbone, method.refiners)
+        assert torch.equal(sparse, dense), behaviour
+    paster = geometry.Paster(2, (8, 4), inset=0, device="cpu", dense=False)
+    paster.add(torch.tensor([[[[0.9, 0.6]], [[0.1, 0.4]]]]).expand(1, 2, 2, 2).contiguous(), torch.tensor([[2, 0, 4, 2]]))
+    paster.finish()
+    cert = paster.certainty()
+    assert cert[:, :2].abs().sum() == 0 and cert[:, 4:].abs().sum() == 0  # 0 outside the patch
+    torch.testing.assert_close(cert[0:2, 2:4], torch.tensor([[0.8, 0.2], [0.8, 0.2]]))
