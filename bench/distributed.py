@@ -39,8 +39,6 @@ import torch.distributed as dist
 
 TIMEOUT_ENV = "MAGNET_BENCH_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 86400
-# A method whose ``train`` is itself data-parallel (wraps its model in DDP, shards its data) says so
-# with a class attribute ``data_parallel_train = True`` (MagNet and its variants); it trains on every rank.
 OK_STATUSES = ("ok", "done")
 
 _state: dict[str, Any] = {"coord": None, "owned": False, "solo": False}
@@ -157,7 +155,11 @@ def data_parallel() -> tuple[int, int]:
 
 
 def trains_data_parallel(name: str) -> bool:
-    """Whether method ``name`` trains on every rank (its trainer is DDP-aware) or on rank 0 alone."""
+    """Whether method ``name`` trains on every rank or on rank 0 alone.
+
+    A method whose ``train`` is itself data-parallel (wraps its model in DDP, shards its data) says so
+    with a class attribute ``data_parallel_train = True`` (MagNet and its variants).
+    """
     from bench.registry import MethodUnavailable, resolve
 
     try:

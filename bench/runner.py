@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import subprocess
 import sys
@@ -37,14 +36,9 @@ class MissingCheckpoint(RuntimeError):
     """A learned method's weights are absent and training was not requested or not possible."""
 
 
-def rank_and_world() -> tuple[int, int]:
-    """This process's torchrun rank and the world size (0 and 1 outside torchrun)."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def records_file(cfg: BenchConfig) -> Path:
     """This process's record file: ``records.jsonl``, or one per rank under torchrun."""
-    rank, world = rank_and_world()
+    rank, _, world = distributed.env_world()
     return cfg.out_path / (f"records-rank{rank}.jsonl" if world > 1 or rank != 0 else "records.jsonl")
 
 
@@ -208,7 +202,7 @@ def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
 
 
 def _shard(indices: list[int]) -> list[int]:
-    rank, world = rank_and_world()
+    rank, _, world = distributed.env_world()
     return indices[rank::world]
 
 
@@ -279,7 +273,7 @@ def train_missing(cfg: BenchConfig) -> dict[str, str]:
     """
     from bench.train_cli import train_all
 
-    return distributed.train_all(cfg) if rank_and_world()[1] > 1 else train_all(cfg)
+    return distributed.train_all(cfg) if distributed.env_world()[2] > 1 else train_all(cfg)
 
 
 def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path) -> tuple[int, str]:

@@ -12,7 +12,6 @@ scaled image is smaller), and flips it half the time. Loss: cross-entropy ignori
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from bench import distributed
 from bench.interface import Dataset, normalize
 
 IGNORE = 255
@@ -155,15 +155,6 @@ def _optimizer(model: torch.nn.Module, cfg: BackboneTrainConfig) -> torch.optim.
     raise ValueError(f"backbone_train.optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
-def _dist() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    return rank, world
-
-
 def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, int], out_path: Path,
                    cfg: BackboneTrainConfig, device: torch.device) -> dict[str, float]:
     """Train ``model`` in place and save its state dict (rank 0) to ``out_path``.
@@ -179,7 +170,8 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
     Returns:
         ``{"loss_first": ..., "loss_last": ..., "seconds": ...}`` (losses averaged over 20 steps).
     """
-    rank, world = _dist()
+    distributed.init(str(device))  # under torchrun: join the ranks (a no-op when bench.cli already did)
+    rank, world = distributed.data_parallel()
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
