@@ -19,7 +19,7 @@ def _cfg(args: argparse.Namespace):  # noqa: ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import distributed
     from bench.runner import run_sweep, train_missing
-    from bench.tables import render
+    from bench.tables import load_results, render
 
     cfg = _cfg(args)
     distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
@@ -30,21 +30,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = distributed.gather_results(run_sweep(cfg))  # waits for every rank
     if results is None:  # not rank 0: rank 0 renders the tables from every rank's records
         return 0
-    paths = render(cfg)
+    aggregates = load_results(cfg)  # read once, for the tables and the plots
+    paths = render(cfg, aggregates)
     failed = {k: v for k, v in results.items() if v not in ("ok", "done")}
     print(f"[bench] {len(results) - len(failed)}/{len(results)} units ok; records in {cfg.out_path}")
     print(f"[bench] tables: {paths[0]} (and .md/.tex per table in {cfg.tables_path})")
-    return _figures(cfg)
+    return _figures(cfg, aggregates)
 
 
-def _figures(cfg) -> int:  # noqa: ANN001
+def _figures(cfg, aggregates=None) -> int:  # noqa: ANN001
     """Plots and panels after the tables; a failure is reported (traceback) and exits 1."""
     import traceback
 
     from bench.figures import render_figures
 
     try:
-        figures = render_figures(cfg)
+        figures = render_figures(cfg, aggregates)
     except Exception:  # noqa: BLE001 - records and tables are written; say clearly that figures are not
         print(f"[bench] FIGURES FAILED (records and tables are fine):\n{traceback.format_exc()}", file=sys.stderr)
         return 1

@@ -83,9 +83,7 @@ def run_drift(dataset: str, update: bool = False) -> int:
     from bench.datasets import dataset_info
     from bench.measure import machine_fingerprint
     from bench.runner import run_sweep, setup_torch, train_missing
-    from bench.tables import collect
-    from bench import records
-    from bench.runner import unit_keys
+    from bench.tables import load_results
 
     path = baseline_path(dataset)
     if not path.is_file():
@@ -97,7 +95,7 @@ def run_drift(dataset: str, update: bool = False) -> int:
     train_missing(cfg)
     run_sweep(cfg)
     info = dataset_info(cfg.dataset)
-    results = collect(cfg, info, unit_keys(cfg), records.load(cfg.out_path))
+    results = load_results(cfg)
     fingerprint = machine_fingerprint(device)
     if update:
         for e in spec["entries"]:

@@ -9,8 +9,10 @@ entry point for panels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.config import BenchConfig
 
@@ -23,17 +25,18 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
-def render_figures(cfg: BenchConfig) -> Figures:
+def render_figures(cfg: BenchConfig, results: Mapping[tuple[str, str], Any] | None = None) -> Figures:
     """Plots into ``<tables_dir>/plots/`` and panels into ``<tables_dir>/panels/``.
 
-    Panels: the split's first ``save_predictions`` images, the sweep's methods at its input size,
-    two automatically chosen crops each.
+    Plots come from ``results`` (the tables' aggregates, default read from the records). Panels:
+    the split's first ``save_predictions`` images, the sweep's methods at its input size, two
+    automatically chosen crops each.
     """
     from bench.panels import render_panels
     from bench.plots import render_plots
 
     out = Figures()
-    files, notes = render_plots(cfg)
+    files, notes = render_plots(cfg, results)
     out.files += files
     out.notes += notes
     panels = render_panels(cfg, strict=False)

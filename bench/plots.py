@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import BenchConfig, format_size, parse_size
+from bench.config import BenchConfig, parse_size
+from bench.tables import load_results, table1_keys
 
 Results = Mapping[tuple[str, str], Any]
 """``{(method, "WxH"): bench.tables.UnitResult}`` as ``bench.tables.collect`` returns."""
@@ -166,11 +167,8 @@ def _save(fig: Any, path: Path) -> Path:
 
 def size_sweep_units(cfg: BenchConfig, results: Results) -> dict[str, list[Any]]:
     """Table 1's ok units per method, sorted by input area: the sweep methods, then MagNet rows."""
-    sizes = list(dict.fromkeys([format_size(cfg.input_size)] + [format_size(s) for s in cfg.table1_sizes]))
-    keys = [(m, s) for m in cfg.table1_methods for s in sizes]
-    keys += [(m, format_size(cfg.input_size)) for m in cfg.methods if m.startswith("magnet")]
     lines: dict[str, list[Any]] = {}
-    for key in dict.fromkeys(keys):
+    for key in table1_keys(cfg):
         unit = results.get(key)
         if unit is not None and unit.status == "ok" and unit.n_images > 0:
             lines.setdefault(key[0], []).append(unit)
@@ -212,21 +210,11 @@ def plot_size_sweep(cfg: BenchConfig, results: Results, path: Path, title: str =
     return _save(fig, path)
 
 
-def load_results(cfg: BenchConfig) -> Results:
-    """The tables' aggregates for ``cfg``: ``bench.tables.collect`` over the current unit keys."""
-    from bench import records
-    from bench.datasets import dataset_info
-    from bench.runner import unit_keys
-    from bench.tables import collect
-
-    return collect(cfg, dataset_info(cfg.dataset), unit_keys(cfg), records.load(cfg.out_path))
-
-
 def render_plots(cfg: BenchConfig, results: Results | None = None) -> tuple[list[Path], list[str]]:
     """Write the three plots of ``cfg`` into ``<tables_dir>/plots/``.
 
     Args:
-        results: the aggregates (default :func:`load_results`).
+        results: the aggregates (default :func:`bench.tables.load_results`).
 
     Returns:
         (files written, notes on what was left out).

@@ -22,7 +22,7 @@ from typing import Any
 from bench import records
 from bench.config import BenchConfig
 from bench.interface import DatasetInfo
-from bench.tables import STATUS_TEXT, Table, UnitResult, collect, to_markdown
+from bench.tables import STATUS_TEXT, Table, UnitResult, collect, excluded_classes, to_markdown
 
 FORMATS = ("md", "csv", "json")
 UnitKeys = Mapping[tuple[str, tuple[int, int]], str | None]
@@ -121,7 +121,7 @@ def _subset_text(image_ids: Sequence[str] | None) -> str:
 def to_table(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult],
              image_ids: Sequence[str] | None = None) -> Table:
     """A :class:`bench.tables.Table` (percentages) whose caption names the metric policy and the subset."""
-    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excluded = excluded_classes(cfg, info)
     excl = f", classes {list(excluded)} excluded from the mean" if excluded else ""
     caption = (f"Scores recomputed from the records in {cfg.out_path}: {info.name} {cfg.split}, "
                f"{_subset_text(image_ids)}. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}{excl}; "
@@ -158,7 +158,7 @@ def render(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult], f
     rows = to_rows(results, info.class_names)
     if fmt == "csv":
         return to_csv(rows)
-    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excluded = excluded_classes(cfg, info)
     meta = {"dataset": cfg.dataset, "split": cfg.split, "records": str(cfg.out_path), "absent": cfg.absent,
             "excluded": list(excluded), "images": list(image_ids) if image_ids else None, "units": rows}
     return json.dumps(meta, indent=2) + "\n"

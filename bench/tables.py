@@ -112,11 +112,16 @@ def _status_row(res: UnitResult, width: int) -> list[str]:
     return [STATUS_TEXT.get(res.status, res.status)] + ["–"] * (width - 1)
 
 
+def excluded_classes(cfg: BenchConfig, info: DatasetInfo) -> tuple[int, ...]:
+    """Classes left out of the mIoU mean: the config's ``excluded``, else the dataset's own."""
+    return tuple(cfg.excluded if cfg.excluded is not None else info.excluded_from_mean)
+
+
 def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
     """Metric variant, timed region and memory definition, for every caption."""
     ok = [r for r in results if r.status == "ok"]
     n = max((r.n_images for r in ok), default=0)
-    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excluded = excluded_classes(cfg, info)
     excl = f", classes {list(excluded)} excluded from the mean" if excluded else ""
     skipped = sum(r.mba_skipped for r in ok)
     mem_methods = sorted({r.mem_method for r in ok if r.mem_method})
@@ -147,12 +152,17 @@ def _paper_cols(cfg: BenchConfig, res: UnitResult, show: bool) -> list[str]:
     return [f"{ref['miou']:.2f}", ours]
 
 
-def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str,
-           compare: Compare | None = None) -> Table:
+def table1_keys(cfg: BenchConfig) -> list[tuple[str, str]]:
+    """Table 1's (method, "WxH") rows in order: each Table-1 method at every size, then the MagNet rows."""
     sizes = [format_size(cfg.input_size)] + [format_size(s) for s in cfg.table1_sizes]
     keys = [(m, s) for m in cfg.table1_methods for s in dict.fromkeys(sizes)]
     keys += [(m, format_size(cfg.input_size)) for m in cfg.methods if m.startswith("magnet")]
-    rows = [results[k] for k in dict.fromkeys(keys) if k in results]
+    return list(dict.fromkeys(keys))
+
+
+def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: str,
+           compare: Compare | None = None) -> Table:
+    rows = [results[k] for k in table1_keys(cfg) if k in results]
     show = any(_paper(cfg, r.method, r.size) for r in rows)
     header = ["Method", "Input size", "mIoU (%)"] + (["Paper", "Δ"] if show else []) + ["mBA (%)", "Time ms", "Memory MiB"]
     table = Table("table1", f"Table 1: accuracy, time and memory against input size. {notes}", header)
@@ -198,7 +208,7 @@ def comparer(cfg: BenchConfig, info: DatasetInfo) -> Compare | None:
         raise ValueError(f"bootstrap must be >= 0 resamples (0 disables), got {cfg.bootstrap}")
     if cfg.bootstrap == 0:
         return None
-    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excluded = excluded_classes(cfg, info)
 
     def compare(a: UnitResult, b: UnitResult) -> BootstrapResult | None:
         if a.status != "ok" or b.status != "ok" or not set(a.images) & set(b.images):
@@ -360,7 +370,7 @@ def collect(cfg: BenchConfig, info: DatasetInfo, keys: dict[tuple[str, tuple[int
     """UnitResult per (method, "WxH") for the current unit keys."""
     from bench.registry import list_methods, resolve
 
-    excluded = cfg.excluded if cfg.excluded is not None else info.excluded_from_mean
+    excluded = excluded_classes(cfg, info)
     known = set(list_methods())
     out = {}
     for (method, size), key in keys.items():
@@ -396,11 +406,17 @@ def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:
     return [combined, *paths]
 
 
-def render(cfg: BenchConfig) -> list[Path]:
-    """Read the records of ``cfg`` and write its tables; returns the files written."""
+def load_results(cfg: BenchConfig) -> dict[tuple[str, str], UnitResult]:
+    """The aggregates of every unit of ``cfg``: :func:`collect` over its records and current unit keys."""
     from bench.datasets import dataset_info
     from bench.runner import unit_keys
 
-    info = dataset_info(cfg.dataset)
-    results = collect(cfg, info, unit_keys(cfg), records.load(cfg.out_path))
-    return write_tables(build_tables(cfg, info, results), cfg.tables_path)
+    return collect(cfg, dataset_info(cfg.dataset), unit_keys(cfg), records.load(cfg.out_path))
+
+
+def render(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult] | None = None) -> list[Path]:
+    """Write the tables of ``cfg`` (from ``results``, default :func:`load_results`); returns the files written."""
+    from bench.datasets import dataset_info
+
+    results = load_results(cfg) if results is None else results
+    return write_tables(build_tables(cfg, dataset_info(cfg.dataset), results), cfg.tables_path)

@@ -88,7 +88,7 @@ def test_labels_of_coincident_points_do_not_overlap():
 def test_run_reports_a_figure_failure(tmp_path, monkeypatch, capsys):
     import bench.figures
 
-    def broken(cfg):
+    def broken(cfg, results=None):
         raise RuntimeError("matplotlib exploded")
 
     monkeypatch.setattr(bench.figures, "render_figures", broken)
