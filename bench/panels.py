@@ -103,10 +103,8 @@ def error_map(gt: np.ndarray, coarse: np.ndarray, pred: np.ndarray, ignore_index
 
 
 def coarse_error_map(gt: np.ndarray, coarse: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """(H, W, 3) uint8: coarse right (white), wrong (dark), ignored (grey)."""
-    ignore = gt == ignore_index if ignore_index is not None else np.zeros(gt.shape, bool)
-    ok = (coarse == gt) & ~ignore
-    return _paint({"both_right": ok, "both_wrong": ~ok & ~ignore, "ignore": ignore}, gt.shape)
+    """(H, W, 3) uint8: coarse right (white), wrong (dark), ignored (grey): the coarse map against itself."""
+    return error_map(gt, coarse, coarse, ignore_index)
 
 
 # --- choosing crops --------------------------------------------------------------------------
@@ -331,13 +329,6 @@ def default_image_ids(cfg: BenchConfig, ids: Sequence[str]) -> list[str]:
     return list(ids[:max(0, n)])
 
 
-def missing_maps(cfg: BenchConfig, methods: Sequence[str], size: tuple[int, int],
-                 image_ids: Sequence[str]) -> list[Path]:
-    """Saved label maps absent for the (coarse + methods) x images of a panel set."""
-    return [prediction_path(cfg.out_path, m, size, i) for i in image_ids for m in (COARSE, *methods)
-            if not prediction_path(cfg.out_path, m, size, i).is_file()]
-
-
 def how_to_produce(cfg: BenchConfig, methods: Sequence[str], size: tuple[int, int], n_images: int) -> str:
     """The hint of :class:`MissingPredictions`: which command saves the maps."""
     size_arg = f"input_size={format_size(size)}"
@@ -419,22 +410,23 @@ def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, meth
                                      + how_to_produce(cfg, methods, size, 2))
         result.notes.append(message)
         return result
-    missing = missing_maps(cfg, methods, size, image_ids)
+    lacking = {i: [m for m in (COARSE, *methods) if not prediction_path(cfg.out_path, m, size, i).is_file()]
+               for i in image_ids}
+    missing = [prediction_path(cfg.out_path, m, size, i) for i, ms in lacking.items() for m in ms]
     if missing and strict:
         shown = "\n  ".join(str(p) for p in missing[:20])
         shown += f"\n  ... ({len(missing)} in all)" if len(missing) > 20 else ""
         raise MissingPredictions(f"missing saved label maps for the panels:\n  {shown}\n"
                                  + how_to_produce(cfg, methods, size, len(image_ids)))
     for image_id in image_ids:
-        lacking = [m for m in (COARSE, *methods) if not prediction_path(cfg.out_path, m, size, image_id).is_file()]
-        have = [m for m in methods if m not in lacking]
-        if COARSE in lacking or not have:
-            result.notes.append(f"panel {image_id}@{format_size(size)} skipped: no saved maps for {lacking}")
+        have = [m for m in methods if m not in lacking[image_id]]
+        if COARSE in lacking[image_id] or not have:
+            result.notes.append(f"panel {image_id}@{format_size(size)} skipped: no saved maps for {lacking[image_id]}")
             continue
-        if lacking:
-            result.notes.append(f"panel {image_id}@{format_size(size)}: no saved maps for {lacking}; left out")
+        if lacking[image_id]:
+            result.notes.append(f"panel {image_id}@{format_size(size)}: no saved maps for {lacking[image_id]}; left out")
         result.files.append(_render_one(cfg, dataset[index[image_id]], have, size, crop, n_crops))
-    if any("no saved maps" in n for n in result.notes):
+    if missing:
         result.notes.append("label maps are saved only for images a unit actually runs (a resumed sweep with "
                             f"complete records saves none); `python -m bench show {cfg.dataset}` prints the command "
                             "that makes them")
