@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.config import file_digest
+
 
 class StaleCheckpoint(RuntimeError):
     """Weights on disk were trained with other options than the current config asks for."""
@@ -23,11 +25,11 @@ def sidecar(path: Path) -> Path:
     return Path(f"{path}.train.json")
 
 
-def training_options(cls: type, mcfg: Any, backbone_digest: str | None) -> dict[str, Any]:
-    """JSON-ready ``{field: value}`` of ``cls.train_fields`` plus the backbone digest."""
+def training_options(cls: type, mcfg: Any, backbone_path: Path) -> dict[str, Any]:
+    """JSON-ready ``{field: value}`` of ``cls.train_fields`` plus the digest of the backbone weights."""
     values = dataclasses.asdict(mcfg)
     out = {name: values[name] for name in getattr(cls, "train_fields", ())}
-    out["backbone_digest"] = backbone_digest
+    out["backbone_digest"] = file_digest(backbone_path)
     return json.loads(json.dumps(out, default=list))  # tuples -> lists, as they will be read back
 
 

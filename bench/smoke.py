@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import records
 from bench.config import BenchConfig, build, format_size, load, parse_overrides, parse_size
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -144,12 +145,11 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
 def _stale(cfg: BenchConfig, name: str, paths: dict[str, Path]) -> str | None:
     """Why ``name``'s weights were trained under other options than ``cfg`` asks for (their sidecars), or None."""
     from bench import checkpoint_meta
-    from bench.config import file_digest
     from bench.registry import resolve
     from bench.runner import method_config
 
     cls = resolve(name)
-    options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), file_digest(cfg.backbone_path))
+    options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path)
     try:
         checkpoint_meta.check({k: p for k, p in paths.items() if k != "backbone"}, options, name)
     except checkpoint_meta.StaleCheckpoint as err:
@@ -420,8 +420,7 @@ def run_smoke(args: argparse.Namespace) -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     rec = _child(spec, Path(tmp))
             recs.append(rec)
-            with open(jsonl, "a") as fh:
-                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            records.append(jsonl, rec)
             print(f"[smoke] {name:14s} {image.dataset} x{image.scale:g} {rec.get('size')}: " + (
                 f"{rec['time_ms']:.0f} ms, {rec['mem_peak_delta_mib']:.0f} MiB" if rec["status"] == "ok"
                 else f"{rec['status'].upper()}: {rec['message'].strip().splitlines()[-1]}"), file=sys.stderr, flush=True)

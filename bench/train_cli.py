@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import checkpoint_meta
-from bench.config import BenchConfig, file_digest
+from bench.config import BenchConfig
 from bench.datasets import dataset_info
 from bench.registry import MethodUnavailable, resolve
 from bench.train_backbone import BackboneTrainConfig, train_backbone
@@ -48,7 +48,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     paths = cls.checkpoints(mcfg, ctx)
     if not paths:
         return "none needed"
-    options = checkpoint_meta.training_options(cls, mcfg, file_digest(cfg.backbone_path))
+    options = checkpoint_meta.training_options(cls, mcfg, cfg.backbone_path)
     if all(p.is_file() for p in paths.values()):
         try:
             checkpoint_meta.check(paths, options, name)
