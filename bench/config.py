@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (bench.measure.child_env)
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -80,6 +82,9 @@ class BenchConfig:
         absent: absent-class policy for per-class IoU (``nan`` or ``zero``).
         excluded: classes left out of the mIoU mean (default: the dataset's own).
         isolate: run each (method, size) in a fresh subprocess (needed for CPU peak memory).
+        allocator: memory allocator of those subprocesses: ``tuned`` (huge pages and glibc
+            thresholds that keep freed tensors for reuse; see ``bench.measure``) or ``default``.
+            Not part of the unit key: it changes no result, only time and memory.
         train: train missing checkpoints (False: report them as a status).
         save_predictions: how many of the split's first images each unit saves as label-map PNGs
             under ``<out_dir>/predictions/`` for the qualitative panels (``bench show``); 0 saves
@@ -117,6 +122,7 @@ class BenchConfig:
     absent: str = "nan"
     excluded: tuple[int, ...] | None = None
     isolate: bool = True
+    allocator: str = "tuned"
     train: bool = True
     save_predictions: int = 2
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -124,6 +130,10 @@ class BenchConfig:
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.allocator not in ALLOCATORS:
+            raise ValueError(f"allocator must be one of {ALLOCATORS}, got {self.allocator!r}")
 
     @property
     def checkpoint_path(self) -> Path:

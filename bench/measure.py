@@ -15,6 +15,18 @@ Peak memory
     it is reset before every image (``mem_method="rss_hwm_reset"``); otherwise the lifetime
     ``ru_maxrss`` is used (``mem_method="rss_subprocess"``, monotone over images). RSS counts
     what C++ libraries (pydensecrf, OpenCV) allocate, which ``tracemalloc`` would miss. MiB = 2^20.
+
+Allocator
+    Measured subprocesses start with a tuned memory allocator by default (``allocator: tuned``),
+    as CPU inference launchers do (PyTorch's ``torch.backends.xeon.run_cpu`` preloads jemalloc or
+    tcmalloc): PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` (tensors of 2 MiB or more on transparent huge
+    pages) and glibc's ``GLIBC_TUNABLES`` mmap threshold 32 MiB and trim threshold 1 GiB (freed
+    tensors up to 32 MiB are reused from the heap instead of being unmapped and faulted in
+    again). Results are unchanged; a method that makes and frees large tensors in a loop loses
+    its page-fault time, and peak RSS may rise by what the heap keeps (tens of MB at Cityscapes
+    size). ``allocator: default`` runs with the shell's settings and THP off. Both variables are
+    read once at process start, so they are set in the child's environment. Every method of a
+    sweep runs under the same setting, and each record's provenance says which (``allocator``).
 """
 
 from __future__ import annotations
@@ -28,15 +40,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
+from bench.config import ALLOCATORS
+
 T = TypeVar("T")
 MIB = float(1 << 20)
+THP_ENV = "THP_MEM_ALLOC_ENABLE"  # c10: huge-page-aligned CPU allocations of >= 2 MiB
+TUNED_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -133,6 +149,34 @@ class MemoryProbe:
         }
 
 
+def check_allocator(allocator: str) -> str:
+    """Return ``allocator`` or raise ValueError naming the valid settings."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    return allocator
+
+
+def child_env(allocator: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a measured subprocess: ``base`` (default ``os.environ``) plus the allocator setting.
+
+    ``tuned`` sets ``THP_ENV=1`` and appends ``TUNED_MALLOC`` to ``GLIBC_TUNABLES`` (later entries
+    win); ``default`` sets ``THP_ENV=0`` and leaves ``GLIBC_TUNABLES`` as given.
+    """
+    env = dict(os.environ if base is None else base)
+    if check_allocator(allocator) == "tuned":
+        env[THP_ENV] = "1"
+        env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), TUNED_MALLOC) if t)
+    else:
+        env[THP_ENV] = "0"
+    return env
+
+
+def allocator_in_use() -> dict[str, Any]:
+    """This process's allocator settings, for provenance: huge pages on or off, and ``GLIBC_TUNABLES``."""
+    return {"huge_pages": os.environ.get(THP_ENV, "0").strip() == "1",
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True)
@@ -198,6 +242,7 @@ def provenance(device: torch.device, seed: int) -> dict[str, Any]:
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "dtype": "float32",
+        "allocator": allocator_in_use(),
         "seed": seed,
         "hostname": socket.gethostname(),
         "fingerprint": machine_fingerprint(device),

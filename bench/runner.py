@@ -278,7 +278,7 @@ def train_missing(cfg: BenchConfig) -> dict[str, str]:
 
 def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "bench", "unit", str(config_path), name, format_size(size)]
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=measure.child_env(cfg.allocator))
     return proc.returncode, proc.stderr
 
 

@@ -291,9 +291,12 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _child(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     """``run_unit`` in a fresh ``python -m bench.smoke --unit`` process; a failure becomes an error record."""
+    from bench import measure
+
     spec_path, out_path = folder / "spec.json", folder / "result.json"
     spec_path.write_text(json.dumps({**spec, "out": str(out_path)}))
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = measure.child_env(spec["config"]["allocator"],
+                            dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1")))
     proc = subprocess.run([sys.executable, "-m", "bench.smoke", "--unit", str(spec_path)], stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, text=True, env=env)
     if proc.returncode == 0 and out_path.is_file():

@@ -5,7 +5,10 @@ classes, input 256x128, the Cityscapes geometry). Each batch size runs in a fres
 that the peak resident memory (``ru_maxrss``) is that run's alone. Reported per run: the coarse
 pass (outside refine, as the runner times it), refine() in total, the time inside backbone
 forwards and refiner forwards, the rest, the number of patch forwards, peak RSS, and a digest of
-the labels (identical digests = identical predictions).
+the labels (identical digests = identical predictions). As in the runner, ``--warmup`` untimed
+refine() calls come first (oneDNN builds its kernels on the first call); of ``--repeats`` timed
+calls, the one with the median refine() time is reported (its parts add up), and the labels
+must agree across all of them.
 
 Example::
 
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 
 from bench.config import parse_size
+from bench.measure import ALLOCATORS, child_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--behaviour", default="released")
     p.add_argument("--batch-sizes", default="1,2,4,8")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--allocator", default="tuned", choices=ALLOCATORS,
+                   help="the children's allocator, as the harness sets it for its units (bench.measure)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed refine() calls first (default: 1, as the runner)")
+    p.add_argument("--repeats", type=int, default=1, help="timed calls; the median one is reported (default: 1)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--save-labels", help="folder for labels_b<batch>.npy (to count differing pixels)")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
@@ -48,13 +56,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _child(args: argparse.Namespace) -> dict:
-    """One measured refine() in this process; returns the numbers as a dict."""
+    """Warm-up, then the timed refine() calls in this process; the median call's numbers as a dict."""
     from bench.backbones import create_backbone
     from bench.coarse import compute_coarse
     from bench.interface import DatasetInfo, MethodContext
     from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
     from magnet.geometry import patch_boxes
-    from magnet.inference import Timer
     from magnet.method import MagNet, MagNetFast
     from magnet.refinement import RefinementModule
 
@@ -69,35 +76,48 @@ def _child(args: argparse.Namespace) -> dict:
     ctx = MethodContext(args.classes, size, torch.device("cpu"), backbone, Path("."), info, (iw, ih))
     plan = resolve_plan(cfg, size, (iw, ih))
     method = cls(cfg, ctx, refiners=[RefinementModule(args.classes).eval() for _ in range(plan.n_refiners)])
-    method.timer = Timer(ctx.device)
     with torch.inference_mode():
-        start = time.perf_counter()
-        coarse = compute_coarse(backbone, image, size, ctx.device)
-        t_coarse = time.perf_counter() - start
-        start = time.perf_counter()
-        labels = method.refine(image, coarse)
-        t_refine = time.perf_counter() - start
-    sec = method.timer.seconds
+        for _ in range(args.warmup):
+            method.refine(image, compute_coarse(backbone, image, size, ctx.device))
+        calls = [_timed_call(method, backbone, image, size, ctx.device) for _ in range(args.repeats)]
+    digests = {hashlib.sha1(labels.numpy().tobytes()).hexdigest()[:12] for _, labels in calls}
+    if len(digests) != 1:
+        raise RuntimeError(f"refine() gave different labels across repeats: {sorted(digests)}")
+    median, labels = sorted(calls, key=lambda c: c[0]["refine_s"])[(len(calls) - 1) // 2]
     if args.save_labels:
         np.save(Path(args.save_labels) / f"labels_b{args.child}.npy", labels.numpy().astype(np.uint8))
     grids = [len(patch_boxes(s, plan.crop)) for s in plan.scales[1:]]
     patches = sum(g if cfg.n_patches < 0 else min(g, cfg.n_patches) for g in grids)
-    return {
-        "batch_size": args.child, "patch_forwards": patches, "coarse_s": t_coarse, "refine_s": t_refine,
-        "backbone_s": sec["backbone"], "refiner_s": sec["refiner"],
-        "other_s": t_refine - sec["backbone"] - sec["refiner"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "labels_sha1": hashlib.sha1(labels.numpy().tobytes()).hexdigest()[:12],
-    }
+    return {"batch_size": args.child, "patch_forwards": patches, "repeats": len(calls), **median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "labels_sha1": digests.pop()}
+
+
+def _timed_call(method, backbone: torch.nn.Module, image: np.ndarray, size: tuple[int, int],
+                device: torch.device) -> tuple[dict, torch.Tensor]:
+    """One coarse pass and one refine() under a fresh section timer: (seconds per part, labels)."""
+    from bench.coarse import compute_coarse
+    from magnet.inference import Timer
+
+    method.timer = Timer(device)
+    start = time.perf_counter()
+    coarse = compute_coarse(backbone, image, size, device)
+    t_coarse = time.perf_counter() - start
+    start = time.perf_counter()
+    labels = method.refine(image, coarse)
+    t_refine = time.perf_counter() - start
+    sec = method.timer.seconds
+    return {"coarse_s": t_coarse, "refine_s": t_refine, "backbone_s": sec["backbone"], "refiner_s": sec["refiner"],
+            "other_s": t_refine - sec["backbone"] - sec["refiner"]}, labels
 
 
 def _run(args: argparse.Namespace, batch: int) -> dict:
     cmd = [sys.executable, "-m", "magnet.profile", "--child", str(batch), "--backbone", args.backbone,
            "--classes", str(args.classes), "--image", args.image, "--input", args.input,
-           "--n-points", str(args.n_points), "--behaviour", args.behaviour, "--threads", str(args.threads)]
+           "--n-points", str(args.n_points), "--behaviour", args.behaviour, "--threads", str(args.threads),
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     cmd += ["--fast"] if args.fast else []
     cmd += ["--save-labels", args.save_labels] if args.save_labels else []
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.allocator))
     if proc.returncode != 0:
         raise RuntimeError(f"profile child (batch {batch}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -124,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.save_labels).mkdir(parents=True, exist_ok=True)
     rows = [_run(args, int(b)) for b in args.batch_sizes.split(",")]
     print(f"MagNet{'-Fast' if args.fast else ''} {args.behaviour}, {args.backbone}, image {args.image}, input "
-          f"{args.input}, {args.threads} threads, torch {torch.__version__}")
+          f"{args.input}, {args.threads} threads, allocator {args.allocator}, warm-up {args.warmup}, median of {args.repeats}, torch {torch.__version__}")
     print(_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -47,7 +47,8 @@ class Bottleneck(nn.Module):
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
-        return self.relu(y + shortcut)
+        y += shortcut  # in place: a fresh 128-channel map per block costs page faults on CPU
+        return self.relu(y)
 
 
 class RefinementModule(nn.Module):
