@@ -82,8 +82,8 @@ class BenchConfig:
         absent: absent-class policy for per-class IoU (``nan`` or ``zero``).
         excluded: classes left out of the mIoU mean (default: the dataset's own).
         isolate: run each (method, size) in a fresh subprocess (needed for CPU peak memory).
-        allocator: memory allocator of those subprocesses: ``tuned`` (huge pages and glibc
-            thresholds that keep freed tensors for reuse; see ``bench.measure``) or ``default``.
+        allocator: memory allocator of those subprocesses: ``tuned`` (glibc thresholds that keep
+            freed tensors for reuse; see ``bench.measure``) or ``default``.
             Not part of the unit key: it changes no result, only time and memory.
         train: train missing checkpoints (False: report them as a status).
         save_predictions: how many of the split's first images each unit saves as label-map PNGs

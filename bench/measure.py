@@ -17,16 +17,15 @@ Peak memory
     what C++ libraries (pydensecrf, OpenCV) allocate, which ``tracemalloc`` would miss. MiB = 2^20.
 
 Allocator
-    Measured subprocesses start with a tuned memory allocator by default (``allocator: tuned``),
-    as CPU inference launchers do (PyTorch's ``torch.backends.xeon.run_cpu`` preloads jemalloc or
-    tcmalloc): PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` (tensors of 2 MiB or more on transparent huge
-    pages) and glibc's ``GLIBC_TUNABLES`` mmap threshold 32 MiB and trim threshold 1 GiB (freed
-    tensors up to 32 MiB are reused from the heap instead of being unmapped and faulted in
-    again). Results are unchanged; a method that makes and frees large tensors in a loop loses
-    its page-fault time, and peak RSS may rise by what the heap keeps (tens of MB at Cityscapes
-    size). ``allocator: default`` runs with the shell's settings and THP off. Both variables are
-    read once at process start, so they are set in the child's environment. Every method of a
-    sweep runs under the same setting, and each record's provenance says which (``allocator``).
+    Measured subprocesses start with a tuned glibc allocator by default (``allocator: tuned``),
+    as CPU inference launchers tune theirs (PyTorch's ``torch.backends.xeon.run_cpu`` preloads
+    jemalloc or tcmalloc): ``GLIBC_TUNABLES`` with an mmap threshold of 32 MiB and a trim
+    threshold of 1 GiB, so freed tensors up to 32 MiB are reused from the heap instead of being
+    unmapped and faulted in again. Results are unchanged; a method that makes and frees large
+    tensors in a loop loses its page-fault time, and peak RSS may rise by what the heap keeps.
+    ``allocator: default`` runs with the shell's settings. glibc reads the variable once, at
+    process start, so it is set in the child's environment. Every method of a sweep runs under
+    the same setting, and each record's provenance says which (``allocator``).
 """
 
 from __future__ import annotations
@@ -51,7 +50,6 @@ from bench.config import ALLOCATORS
 
 T = TypeVar("T")
 MIB = float(1 << 20)
-THP_ENV = "THP_MEM_ALLOC_ENABLE"  # c10: huge-page-aligned CPU allocations of >= 2 MiB
 TUNED_MALLOC = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -159,22 +157,19 @@ def check_allocator(allocator: str) -> str:
 def child_env(allocator: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a measured subprocess: ``base`` (default ``os.environ``) plus the allocator setting.
 
-    ``tuned`` sets ``THP_ENV=1`` and appends ``TUNED_MALLOC`` to ``GLIBC_TUNABLES`` (later entries
-    win); ``default`` sets ``THP_ENV=0`` and leaves ``GLIBC_TUNABLES`` as given.
+    ``tuned`` appends ``TUNED_MALLOC`` to ``GLIBC_TUNABLES`` (later entries win); ``default``
+    leaves the environment as given.
     """
     env = dict(os.environ if base is None else base)
     if check_allocator(allocator) == "tuned":
-        env[THP_ENV] = "1"
         env["GLIBC_TUNABLES"] = ":".join(t for t in (env.get("GLIBC_TUNABLES"), TUNED_MALLOC) if t)
-    else:
-        env[THP_ENV] = "0"
     return env
 
 
 def allocator_in_use() -> dict[str, Any]:
-    """This process's allocator settings, for provenance: huge pages on or off, and ``GLIBC_TUNABLES``."""
-    return {"huge_pages": os.environ.get(THP_ENV, "0").strip() == "1",
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
+    """This process's allocator setting, for provenance: tuned or not, and ``GLIBC_TUNABLES``."""
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    return {"tuned": TUNED_MALLOC in (tunables or ""), "glibc_tunables": tunables}
 
 
 def _git(*args: str) -> str | None:
