@@ -31,6 +31,13 @@ ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (be
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+def check_allocator(allocator: str) -> str:
+    """Return ``allocator`` or raise ValueError naming the valid settings (``ALLOCATORS``)."""
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
+    return allocator
+
+
 def parse_size(value: Any) -> tuple[int, int]:
     """``"256x128"``, ``[256, 128]`` or ``(256, 128)`` -> ``(256, 128)`` (width, height)."""
     if isinstance(value, str):
@@ -132,8 +139,7 @@ class BenchConfig:
     version: int = 1
 
     def __post_init__(self) -> None:
-        if self.allocator not in ALLOCATORS:
-            raise ValueError(f"allocator must be one of {ALLOCATORS}, got {self.allocator!r}")
+        check_allocator(self.allocator)
 
     @property
     def checkpoint_path(self) -> Path:

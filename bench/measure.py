@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from bench.config import ALLOCATORS
+from bench.config import check_allocator
 
 T = TypeVar("T")
 MIB = float(1 << 20)
@@ -145,13 +145,6 @@ class MemoryProbe:
             "mem_peak_delta_mib": max(peak - self.baseline_bytes, 0) / MIB,
             "mem_reserved_mib": None,
         }
-
-
-def check_allocator(allocator: str) -> str:
-    """Return ``allocator`` or raise ValueError naming the valid settings."""
-    if allocator not in ALLOCATORS:
-        raise ValueError(f"allocator must be one of {ALLOCATORS}, got {allocator!r}")
-    return allocator
 
 
 def child_env(allocator: str, base: Mapping[str, str] | None = None) -> dict[str, str]:

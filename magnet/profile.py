@@ -2,7 +2,8 @@
 
 One random image (default 2048x1024) and random weights (default HRNet-W18-Small-v2 + OCR, 19
 classes, input 256x128, the Cityscapes geometry). Each batch size runs in a fresh subprocess so
-that the peak resident memory (``ru_maxrss``) is that run's alone. Reported per run: the coarse
+that the peak resident memory (``ru_maxrss``) is that run's alone, with the allocator setting
+the harness gives its units (``--allocator``, see ``bench.measure``). Reported per run: the coarse
 pass (outside refine, as the runner times it), refine() in total, the time inside backbone
 forwards and refiner forwards, the rest, the number of patch forwards, peak RSS, and a digest of
 the labels (identical digests = identical predictions). As in the runner, ``--warmup`` untimed
@@ -30,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import parse_size
-from bench.measure import ALLOCATORS, child_env
+from bench.config import ALLOCATORS, parse_size
+from bench.measure import child_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.save_labels).mkdir(parents=True, exist_ok=True)
     rows = [_run(args, int(b)) for b in args.batch_sizes.split(",")]
     print(f"MagNet{'-Fast' if args.fast else ''} {args.behaviour}, {args.backbone}, image {args.image}, input "
-          f"{args.input}, {args.threads} threads, allocator {args.allocator}, warm-up {args.warmup}, median of {args.repeats}, torch {torch.__version__}")
+          f"{args.input}, {args.threads} threads, allocator {args.allocator}, warm-up {args.warmup}, "
+          f"median of {args.repeats}, torch {torch.__version__}")
     print(_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
