@@ -6,7 +6,7 @@ DATASET ?= synthetic
 ARGS ?=
 ROOT_ARG := $(if $(DATA_ROOT),data_root=$(DATA_ROOT),)
 
-.PHONY: install test test-all bench train tables drift list clean-runs
+.PHONY: install test test-all bench train tables drift drift-kernels drift-measure reference seeds train-check readme list clean-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,40 @@ train: $(PY)
 tables: $(PY)
 	$(PY) -m bench table $(DATASET) $(ROOT_ARG) $(ARGS)
 
+# The drift gate: the reference weights on a small subset, every method of the default sweep (~1 min).
 drift: $(PY)
 	$(PY) -m bench drift $(DATASET)
+
+# The gate under other CPU kernels (what CI runs besides `make drift`): a pass means other CPUs pass too.
+drift-kernels: $(PY)
+	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4" \
+	  OPENCV_CPU_DISABLE=AVX2,FMA3,AVX,FP16 $(PY) -m bench drift $(DATASET)
+
+# Re-measure the gate's tolerances under every kernel set this CPU allows and rewrite the baseline.
+drift-measure: $(PY)
+	$(PY) -m bench drift $(DATASET) --measure
+
+# Regenerate the committed reference weights (weights/$(DATASET)): train from scratch (~25 min on
+# 2 cores for synthetic), evaluate, write the manifest, install. SEED=k for another seed.
+SEED ?= 0
+reference: $(PY)
+	$(PY) -m bench reference $(DATASET) --seed $(SEED) --install $(ARGS)
+
+# The spread of training: the reference schedule with SEEDS, then the spread table (results/seeds/).
+SEEDS ?= 0,1,2
+seeds: $(PY)
+	$(PY) -m bench seeds $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+# Training drift (slow, not in CI): retrain the backbone, DGF and SegFix with the reference's seed
+# and compare with weights/$(DATASET)/manifest.json (bit-identical on its fingerprint, else within
+# the seed spread). TRAIN_CHECK_ARGS= retrains every learned method.
+TRAIN_CHECK_ARGS ?= methods=[downsample,patching,dgf,segfix] table1_sizes=[]
+train-check: $(PY)
+	$(PY) -m bench train-check $(DATASET) $(TRAIN_CHECK_ARGS) $(ARGS)
+
+# Render the README's result blocks from the records of `make bench` and results/seeds/.
+readme: $(PY)
+	$(PY) -m bench readme $(DATASET) $(ARGS)
 
 list: $(PY)
 	$(PY) -m bench list

@@ -58,7 +58,8 @@ def _figures(cfg, aggregates=None) -> int:  # noqa: ANN001
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.runner import train_missing
 
-    status = train_missing(_cfg(args))
+    overrides = {"train": True, **parse_overrides(args.overrides)}  # the training command trains
+    status = train_missing(load(args.dataset, overrides, args.config))
     return 1 if any(s == "missing" or s.startswith(("untrainable", "stale")) for s in status.values()) else 0
 
 
@@ -139,7 +140,32 @@ def cmd_unit(args: argparse.Namespace) -> int:
     from bench.runner import config_from_file, run_unit
 
     status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size))
-    return 0 if status in ("ok", "done", "unavailable", "missing_checkpoint", "stale_checkpoint", "oom") else 1
+    return 0 if status in ("ok", "done", "unavailable", "missing_checkpoint", "stale_checkpoint", "reference_mismatch",
+                                                 "oom") else 1
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from bench.reference_cli import main as reference_main
+
+    return reference_main(args)
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from bench.seeds import main as seeds_main
+
+    return seeds_main(args)
+
+
+def cmd_train_check(args: argparse.Namespace) -> int:
+    from bench.seeds import train_check
+
+    return train_check(args)
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    from bench.readme import main as readme_main
+
+    return readme_main(args)
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
@@ -182,6 +208,22 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("dataset", nargs="?", default="synthetic")
     d.add_argument("--update", action="store_true", help="store the current values as expected")
     d.set_defaults(fn=cmd_drift)
+    from bench.reference_cli import add_arguments as reference_arguments
+
+    rf = sub.add_parser("reference", help="train the reference weights from scratch, evaluate, write the manifest")
+    reference_arguments(rf)
+    rf.set_defaults(fn=cmd_reference)
+    se = _dataset_args(sub.add_parser("seeds", help="train and evaluate with several seeds; the spread table"))
+    se.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    se.add_argument("--render-only", action="store_true", help="render results/seeds/<dataset>.json, train nothing")
+    se.set_defaults(fn=cmd_seeds)
+    tc = _dataset_args(sub.add_parser("train-check", help="retrain and compare with the reference manifest"))
+    tc.add_argument("--staging", default=None, help="staging folder (default results/reference/<dataset>-check)")
+    tc.set_defaults(fn=cmd_train_check)
+    rd = _dataset_args(sub.add_parser("readme", help="render the README's result blocks from records"))
+    rd.add_argument("--check", action="store_true", help="exit 1 if README.md differs from the rendering")
+    rd.add_argument("--readme", default=None, help="the file to render into (default README.md)")
+    rd.set_defaults(fn=cmd_readme)
     ls = sub.add_parser("list", help="registered methods")
     ls.add_argument("pattern", nargs="?", default="*")
     ls.set_defaults(fn=cmd_list)

@@ -28,7 +28,8 @@ import yaml
 
 ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (bench.measure.child_env)
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+REPO_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_DIR / "configs"
 
 
 def check_allocator(allocator: str) -> str:
@@ -72,7 +73,11 @@ class BenchConfig:
         backbone_checkpoint: weights file; default ``<checkpoint_dir>/backbone.pt``.
         backbone_options: extra builder kwargs.
         backbone_train: training options for the backbone (see ``bench.train_backbone``).
-        checkpoint_dir: where learned weights live; default ``results/checkpoints/<dataset>``.
+        checkpoint_dir: where learned weights live. Default: ``reference_dir`` when training is
+            off and the dataset has reference weights, else ``results/checkpoints/<dataset>``
+            (where ``make train`` writes; the reference folder is never written by training).
+        reference_dir: the dataset's committed reference weights (``weights/<dataset>``, with a
+            ``manifest.json`` checked before any file is used; ``bench.reference``), or None.
         method_checkpoint_dir: folder of the methods' weights. Default: a sub-folder of
             ``checkpoint_dir`` named after the input size and the backbone weights' digest, so
             weights trained on another backbone or size are never reused; set it to use given
@@ -117,6 +122,7 @@ class BenchConfig:
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
     backbone_train: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None
+    reference_dir: str | None = None
     method_checkpoint_dir: str | None = None
     out_dir: str | None = None
     tables_dir: str | None = None
@@ -143,7 +149,11 @@ class BenchConfig:
 
     @property
     def checkpoint_path(self) -> Path:
-        return Path(self.checkpoint_dir or f"results/checkpoints/{self.dataset}")
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir)
+        if self.reference_dir and not self.train:
+            return REPO_DIR / self.reference_dir
+        return Path(f"results/checkpoints/{self.dataset}")
 
     @property
     def backbone_path(self) -> Path:

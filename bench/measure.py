@@ -31,6 +31,7 @@ Allocator
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -207,6 +208,40 @@ def _versions() -> dict[str, str | None]:
         if mod is not None:
             versions[module] = getattr(mod, "__version__", "present")
     return versions
+
+
+# Environment variables that choose the CPU kernels of torch (ATen, oneDNN), numpy and OpenCV: a
+# machine can imitate another CPU's kernels with them (the drift gate's tolerances are measured so).
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "OPENCV_CPU_DISABLE")
+_SIMD_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+               "avx512_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD feature flags of this CPU that decide which kernels run (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in _SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def kernel_set() -> dict[str, Any]:
+    """What floating-point results on this CPU depend on: CPU, SIMD flags, kernel overrides, versions, threads."""
+    import cv2
+
+    return {"cpu": cpu_model(), "simd": cpu_flags(), "aten_capability": torch.backends.cpu.get_cpu_capability(),
+            "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}, "torch": torch.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__, "threads": torch.get_num_threads()}
+
+
+def training_fingerprint() -> str:
+    """Hash of :func:`kernel_set`: two machines with the same one train bit-identical weights."""
+    key = json.dumps(kernel_set(), sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def machine_fingerprint(device: torch.device) -> str:

@@ -32,7 +32,8 @@ from bench.measure import summarize
 from bench.metrics import iou_per_class, mean_iou
 from bench.significance import BootstrapResult, DiffInterval, paired_bootstrap
 
-STATUS_TEXT = {"unavailable": "unavailable", "missing_checkpoint": "no weights", "stale_checkpoint": "stale weights", "oom": "OOM", "error": "error"}
+STATUS_TEXT = {"unavailable": "unavailable", "missing_checkpoint": "no weights", "stale_checkpoint": "stale weights",
+               "reference_mismatch": "weights differ from manifest", "oom": "OOM", "error": "error"}
 DAGGER = "†"
 
 

@@ -1,0 +1,116 @@
+"""``python -m bench readme``: the README's result blocks, rendered from records (never typed by hand).
+
+A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in README.md:
+
+- ``provenance``: which machine ran the records and which weights they used;
+- ``table3``, ``table1``, ``table2``: the tables of ``make bench`` (from its records in
+  ``out_dir``; Table 2 as an excerpt of :data:`TABLE2_COLUMNS`);
+- ``seeds``, ``comparisons``, ``thin``: the spread over seeds (``results/seeds/<dataset>.json``).
+
+``--check`` renders without writing and exits 1 when the README differs.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.config import REPO_DIR, BenchConfig, format_size, load, parse_overrides
+from bench.tables import Table, to_markdown
+
+TABLE2_COLUMNS = ("Method", "mBA (%)", "mIoU (%)", "sidewalk", "wall", "pole", "traffic light", "traffic sign", "person",
+                  "motorcycle", "bicycle")
+THIN_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
+BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
+
+
+def select_columns(table: Table, names: tuple[str, ...]) -> Table:
+    """A copy of ``table`` with only the columns named in ``names`` (bold cells follow their column)."""
+    keep = [j for j, h in enumerate(table.header) if h in names]
+    out = Table(table.name, table.caption, [table.header[j] for j in keep])
+    out.rows = [[row[j] for j in keep] for row in table.rows]
+    out.bold = {(i, keep.index(j)) for i, j in table.bold if j in keep}
+    out.rule_before = set(table.rule_before)
+    return out
+
+
+def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any]) -> str:
+    """One paragraph: the machine and the weights behind the records."""
+    from bench import reference
+
+    first = next((r for r in results.values() if r.status == "ok" and r.images), None)
+    if first is None:
+        return "No records: run `make bench` first.\n"
+    prov = next(iter(first.images.values())).get("provenance", {})
+    folder = cfg.checkpoint_path
+    if reference.is_reference(folder):
+        m = reference.load_manifest(folder)
+        weights = (f"the reference weights `{cfg.reference_dir}` (seed {m['seed']}, trained by "
+                   f"`{m['training_command'].split(' checkpoint_dir=')[0]}` on {m['machine']['cpu']} with "
+                   f"{m['machine']['threads']} thread(s), torch {m['torch']}, training fingerprint {m['fingerprint']})")
+    else:
+        weights = f"weights trained on this machine in `{folder}` (seed {cfg.seed})"
+    return (f"Rendered by `make readme` from the records of `make bench` in `{cfg.out_path}`: run on "
+            f"{prov.get('cpu', '?')} ({prov.get('cpu_count', '?')} cores, {prov.get('threads', '?')} thread(s)), "
+            f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}, with {weights}.\n")
+
+
+def blocks(cfg: BenchConfig) -> dict[str, str]:
+    """Every block's rendered Markdown."""
+    import json
+
+    from bench.datasets import dataset_info
+    from bench.seeds import class_table, comparisons_table, spread_table, summary_path
+    from bench.tables import build_tables, load_results
+
+    results = load_results(cfg)
+    info = dataset_info(cfg.dataset)
+    t1, t2, t3 = build_tables(cfg, info, results)
+    out = {"provenance": provenance_text(cfg, results), "table1": to_markdown(t1), "table3": to_markdown(t3),
+           "table2": to_markdown(select_columns(t2, TABLE2_COLUMNS))}
+    path = summary_path(cfg.dataset)
+    if path.is_file():
+        from bench import reference
+
+        summary = json.loads(path.read_text())
+        ref = reference.load_manifest(REPO_DIR / cfg.reference_dir)
+        size = format_size(cfg.input_size)
+        out["seeds"] = spread_table(summary, ref)
+        out["comparisons"] = comparisons_table(summary, size)
+        units = [f"{m}@{size}" for m in ("downsample", "patching", "magnet_fast", "magnet_fast_paper", "magnet")]
+        out["thin"] = class_table(summary, ref, units, [c for c in THIN_CLASSES if c in info.class_names])
+    return out
+
+
+def render_into(text: str, rendered: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` with every known block replaced; also the names of blocks that had no rendering."""
+    unknown: list[str] = []
+
+    def replace(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in rendered:
+            unknown.append(name)
+            return match.group(0)
+        return f"{match.group(1)}{rendered[name].rstrip()}\n{match.group(4)}"
+
+    return BLOCK.sub(replace, text), unknown
+
+
+def main(args: Any) -> int:
+    cfg = load(args.dataset, parse_overrides(args.overrides), args.config)
+    path = Path(args.readme) if args.readme else REPO_DIR / "README.md"
+    old = path.read_text()
+    new, unknown = render_into(old, blocks(cfg))
+    for name in unknown:
+        print(f"[readme] block {name!r} has nothing to render (missing records?); left as it is", file=sys.stderr)
+    if args.check:
+        if new != old:
+            print(f"[readme] {path} differs from what the records render: run `make readme`", file=sys.stderr)
+            return 1
+        print(f"[readme] {path} matches the records")
+        return 0
+    path.write_text(new)
+    print(f"[readme] rendered {len(BLOCK.findall(new))} block(s) into {path}")
+    return 0

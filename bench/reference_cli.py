@@ -1,0 +1,197 @@
+"""``python -m bench reference``: train a dataset's weights from scratch, evaluate them, write the manifest.
+
+The run lives in a staging folder, ``results/reference/<dataset>-seed<k>/`` by default:
+``weights/`` (the checkpoint folder, then its ``manifest.json``), ``run/`` (the sweep's records)
+and ``tables/``. ``--install`` then replaces ``weights/<dataset>/`` (the committed reference set)
+with the staged weights and manifest. A staging folder whose weights are already trained is
+evaluated and described without training again (its manifest says so: ``train_seconds`` null).
+
+A seed ``k`` sets the config's ``seed`` (backbone, MagNet) and the ``seed`` option of every method
+that has one (DGF, PointRend, SegFix), so two seeds differ in every learned weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import measure, reference
+from bench.config import REPO_DIR, BenchConfig, format_size, load, stable_hash
+
+TRAINING_FIELDS = ("dataset", "train_split", "input_size", "backbone", "backbone_options", "backbone_train", "data",
+                   "train_data", "seed", "threads")
+
+
+def staging_dir(dataset: str, seed: int) -> Path:
+    return Path("results/reference") / f"{dataset}-seed{seed}"
+
+
+def seed_overrides(cfg: BenchConfig, seed: int) -> dict[str, Any]:
+    """``seed=k`` plus ``<method>.seed=k`` for every swept method whose Config has a seed."""
+    from bench.registry import resolve
+
+    out: dict[str, Any] = {"seed": seed}
+    for name, _ in cfg.units():
+        cls = resolve(name)
+        if "seed" in {f.name for f in dataclasses.fields(cls.Config)}:
+            out[f"{name}.seed"] = seed
+    return out
+
+
+def staged_config(dataset: str, overrides: dict[str, Any], seed: int, staging: Path,
+                  config_file: str | None = None) -> BenchConfig:
+    """The config that trains into and evaluates ``staging`` with ``seed``."""
+    base = load(dataset, overrides, config_file)
+    folders = {"train": True, "checkpoint_dir": str(staging / "weights"), "out_dir": str(staging / "run"),
+               "tables_dir": str(staging / "tables")}
+    return load(dataset, {**overrides, **seed_overrides(base, seed), **folders}, config_file)
+
+
+def training_config(cfg: BenchConfig) -> dict[str, Any]:
+    """The resolved config fields that shape training, plus every learned method's training options."""
+    from bench import checkpoint_meta
+    from bench.registry import resolve
+    from bench.runner import method_config
+
+    out = {k: v for k, v in cfg.to_dict().items() if k in TRAINING_FIELDS}
+    out["methods"] = {}
+    for name, _ in cfg.units():
+        cls = resolve(name)
+        if getattr(cls, "train_fields", ()):
+            out["methods"][name] = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path)
+    return json.loads(json.dumps(out, default=list))
+
+
+def unit_files(cfg: BenchConfig) -> dict[str, list[Path]]:
+    """``{"method@WxH": [weight files it loads]}`` for every unit of the sweep."""
+    from bench.runner import unit_weights
+
+    return {f"{name}@{format_size(size)}": list(unit_weights(cfg, name, size).values()) for name, size in cfg.units()}
+
+
+def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
+    """Per unit of the sweep: status, images, mIoU, mBA and per-class IoU (fractions) from its records."""
+    from bench.datasets import dataset_info
+    from bench.tables import load_results
+
+    names = dataset_info(cfg.dataset).class_names
+    out = {}
+    for (method, size), res in load_results(cfg).items():
+        entry: dict[str, Any] = {"status": res.status, "n_images": res.n_images, "display": res.display}
+        if res.status == "ok":
+            entry.update(miou=res.miou, mba=res.mba, iou=dict(zip(names, res.iou)))
+        out[f"{method}@{size}"] = entry
+    return json.loads(json.dumps(out), parse_constant=lambda _: None)  # NaN -> null
+
+
+def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None) -> dict[str, Any]:
+    """The manifest of ``cfg.checkpoint_path`` after training and evaluating ``cfg``."""
+    folder = cfg.checkpoint_path
+    uses = unit_files(cfg)
+    metrics = unit_metrics(cfg)
+    files = {}
+    for path in reference.weight_files(folder):
+        rel = path.relative_to(folder).as_posix()
+        weights = Path(str(path).removesuffix(".train.json"))
+        units = sorted(u for u, paths in uses.items() if any(p.resolve() == weights.resolve() for p in paths))
+        files[rel] = {"sha256": reference.sha256(path), "bytes": path.stat().st_size,
+                      "what": "sidecar" if rel.endswith(".train.json") else weights.stem,
+                      "units": units, "metrics": {u: {k: metrics[u].get(k) for k in ("miou", "mba")} for u in units}}
+    tcfg = training_config(cfg)
+    return {"schema": reference.SCHEMA, "dataset": cfg.dataset, "command": command,
+            "training_command": training_command(cfg), "seed": cfg.seed, "training_config": tcfg,
+            "training_digest": stable_hash(tcfg), "torch": torch.__version__, "git_sha": measure.provenance(
+                torch.device("cpu"), cfg.seed)["git_sha"], "fingerprint": measure.training_fingerprint(),
+            "machine": measure.kernel_set(), "train_seconds": train_seconds, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "files": files, "metrics": metrics}
+
+
+def training_command(cfg: BenchConfig) -> str:
+    """The plain ``bench train`` command line equivalent to this staged training."""
+    seeds = " ".join(f"{k}={v}" for k, v in seed_overrides(cfg, cfg.seed).items())
+    return f"python -m bench train {cfg.dataset} train=true checkpoint_dir={cfg.checkpoint_path} {seeds}"
+
+
+def train_and_evaluate(cfg: BenchConfig, command: str) -> dict[str, Any]:
+    """Train what ``cfg`` lacks, sweep it, write and return the manifest of its checkpoint folder.
+
+    A folder that already has a manifest is returned as it is.
+
+    Raises:
+        RuntimeError: a learned method could not be trained, or a unit did not run.
+    """
+    from bench.runner import run_sweep, setup_torch, train_missing
+
+    folder = cfg.checkpoint_path
+    if reference.is_reference(folder):
+        return json.loads((folder / reference.MANIFEST).read_text())
+    setup_torch(cfg)
+    trained_before = bool(reference.weight_files(folder))
+    start = time.perf_counter()
+    status = train_missing(cfg)
+    seconds = None if trained_before else time.perf_counter() - start
+    bad = {k: v for k, v in status.items() if v not in ("trained", "present", "none needed")}
+    if bad:
+        raise RuntimeError(f"training did not complete: {bad}")
+    results = run_sweep(cfg)
+    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
+    if failed:
+        raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    from bench.tables import render
+
+    render(cfg)
+    manifest = build_manifest(cfg, command, seconds)
+    (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def install(staged: Path, target: Path) -> Path:
+    """Replace the reference folder ``target`` with the staged checkpoint folder ``staged`` (it must have a manifest)."""
+    if not reference.is_reference(staged):
+        raise RuntimeError(f"{staged} has no {reference.MANIFEST}: run `python -m bench reference` first")
+    target = Path(target)
+    tmp = target.with_name(f"{target.name}.installing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(staged, tmp)
+    reference.verify(tmp, reference.weight_files(tmp))
+    old = target.with_name(f"{target.name}.old")
+    if target.exists():
+        target.replace(old)
+    tmp.replace(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("dataset", nargs="?", default="synthetic")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--config", default=None, help="a config file instead of configs/datasets/<dataset>.yaml")
+    p.add_argument("--seed", type=int, default=0, help="training seed (every learned weight)")
+    p.add_argument("--staging", default=None, help="staging folder (default results/reference/<dataset>-seed<k>)")
+    p.add_argument("--install", action="store_true", help="replace weights/<dataset>/ with the staged set")
+
+
+def main(args: Any) -> int:
+    from bench.config import parse_overrides
+
+    staging = Path(args.staging) if args.staging else staging_dir(args.dataset, args.seed)
+    cfg = staged_config(args.dataset, parse_overrides(args.overrides), args.seed, staging, args.config)
+    command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    manifest = train_and_evaluate(cfg, command)
+    for unit, m in manifest["metrics"].items():
+        if m.get("status") == "ok":
+            print(f"[reference] {unit}: mIoU {100 * m['miou']:.2f}  mBA {100 * (m['mba'] or float('nan')):.2f}")
+    print(f"[reference] manifest: {cfg.checkpoint_path / reference.MANIFEST}")
+    if args.install:
+        if not cfg.reference_dir:
+            raise RuntimeError(f"dataset {args.dataset!r} has no reference_dir in its config: nowhere to install")
+        print(f"[reference] installed {install(cfg.checkpoint_path, REPO_DIR / cfg.reference_dir)}")
+    return 0
