@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench import checkpoint_meta, distributed, measure, records
+from bench import checkpoint_meta, distributed, measure, records, reference
 from bench.coarse import compute_coarse, resize_image
 from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_class, dataset_info
@@ -135,6 +135,22 @@ def unit_key(cfg: BenchConfig, name: str, cls: type, mcfg: Any, size: tuple[int,
     })
 
 
+def checkpoint_files(cfg: BenchConfig, cls: type, mcfg: Any, ctx: MethodContext) -> dict[str, Path]:
+    """The weight files a method loads in ``ctx``, by key (the backbone under ``backbone``)."""
+    paths = dict(cls.checkpoints(mcfg, ctx))
+    if cls.needs_backbone or cls.uses_coarse:
+        paths["backbone"] = cfg.backbone_path
+    return paths
+
+
+def unit_weights(cfg: BenchConfig, name: str, size: tuple[int, int]) -> dict[str, Path]:
+    """The weight files of unit (``name``, ``size``) at the config's nominal image size."""
+    cls = resolve(name)
+    full = parse_size(cfg.data["size"]) if cfg.data.get("size") else (0, 0)
+    ctx = make_context(cfg, dataset_info(cfg.dataset), size, torch.device("cpu"), None, full)
+    return checkpoint_files(cfg, cls, method_config(cfg, cls, name), ctx)
+
+
 def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str | None]:
     """The current key of every unit (None where the method cannot be resolved)."""
     info = dataset_info(cfg.dataset)
@@ -219,6 +235,8 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
         pending = _pending(cfg, dataset, ukey)
         if not pending:
             return "done"
+        needed = checkpoint_files(cfg, cls, mcfg, make_context(cfg, info, size, device, None, full)).values()
+        reference.verify(cfg.checkpoint_path, [p for p in needed if Path(p).is_file()])  # before any is loaded
         probe = measure.MemoryProbe(device)
         backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
         ctx = make_context(cfg, info, size, device, backbone, full)
@@ -238,6 +256,9 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
     except checkpoint_meta.StaleCheckpoint as err:
         _unit_failure(cfg, ukey, name, size, "stale_checkpoint", str(err))
         return "stale_checkpoint"
+    except reference.ReferenceMismatch as err:
+        _unit_failure(cfg, ukey, name, size, "reference_mismatch", str(err))
+        return "reference_mismatch"
     return _sweep_images(cfg, name, cls, size, ukey, dataset, pending, method, backbone, ctx, probe)
 
 
@@ -273,6 +294,8 @@ def train_missing(cfg: BenchConfig) -> dict[str, str]:
     """
     from bench.train_cli import train_all
 
+    if cfg.train:
+        reference.refuse_write(cfg.checkpoint_path)
     return distributed.train_all(cfg) if distributed.env_world()[2] > 1 else train_all(cfg)
 
 
