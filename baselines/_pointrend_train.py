@@ -11,8 +11,6 @@ coarse head; here it is the shared, already trained backbone).
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,8 +18,9 @@ import numpy as np
 import torch
 
 from baselines._pointrend_features import coarse_and_fine
+from bench import training
 
-log = logging.getLogger(__name__)
+MIN_LR = 1e-4  # mmseg's PolyLR floor in the PointRend schedule
 
 Item = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # logits (C,h,w), fine (F,h',w'), label (H,W) uint8/int16
 
@@ -92,25 +91,6 @@ def batch_loss(head: torch.nn.Module, items: Sequence[Item], train_cfg: Any) -> 
     return total / count, acc / count
 
 
-def make_optimizer(params: Any, name: str, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    """SGD (mmseg's PointRend schedule) or Adam.
-
-    Raises:
-        ValueError: unknown optimizer name.
-    """
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd' or 'adam'")
-
-
-def poly_lr(base: float, it: int, total: int, power: float = 0.9, min_lr: float = 1e-4) -> float:
-    """mmseg's PolyLR: ``(base - min_lr) * (1 - it / total) ** power + min_lr`` (min_lr capped at base)."""
-    floor = min(min_lr, base)
-    return (base - floor) * (1.0 - it / max(1, total)) ** power + floor
-
-
 def train_head(
     head: torch.nn.Module,
     load: Callable[[int], Item],
@@ -139,23 +119,18 @@ def train_head(
         importance_sample_ratio=cfg.importance_sample_ratio,
     )
     rng = np.random.default_rng(cfg.seed)
-    opt = make_optimizer(head.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    opt = training.make_optimizer(head.parameters(), cfg.optimizer, cfg.lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay, allowed=("sgd", "adam"), what="pointrend.optimizer")
     head.train()
     losses: list[float] = []
-    start = time.perf_counter()
-    for it in range(cfg.iterations):
-        for group in opt.param_groups:
-            group["lr"] = poly_lr(cfg.lr, it, cfg.iterations)
-        idx = rng.choice(num_samples, size=min(cfg.batch_size, num_samples), replace=False)
-        loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if it % 50 == 0 or it == cfg.iterations - 1:
-            elapsed = time.perf_counter() - start
-            log.info(
-                "pointrend it %d/%d loss %.4f point acc %.1f%% (%.0fs, ignore=%d)",
-                it + 1, cfg.iterations, losses[-1], acc, elapsed, ignore,
-            )
+    with training.Progress(f"pointrend (ignore={ignore})", cfg.iterations) as progress:
+        for it in range(cfg.iterations):
+            training.set_lr(opt, training.poly_lr(cfg.lr, it, cfg.iterations, min_lr=MIN_LR))
+            idx = rng.choice(num_samples, size=min(cfg.batch_size, num_samples), replace=False)
+            loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            progress.step(losses[-1], point_acc=acc)
     return losses

@@ -9,8 +9,6 @@ so flipped directions are exact) and brightness +-10. Random crops (the referenc
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +17,8 @@ import torch
 
 from baselines._segfix_loss import segfix_loss
 from baselines._segfix_targets import segfix_targets
+from bench import training
 from bench.interface import normalize
-
-log = logging.getLogger(__name__)
 
 Item = tuple[np.ndarray, np.ndarray, np.ndarray]  # image (H,W,3) u8, boundary (H,W) i8, direction (H,W) i8
 
@@ -98,11 +95,6 @@ def make_batch(
     return x, b, d
 
 
-def poly_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
-    """``base * (1 - it / total) ** power``."""
-    return base * (1.0 - it / max(1, total)) ** power
-
-
 def train_net(
     net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, cfg: Any, device: torch.device
 ) -> list[float]:
@@ -112,31 +104,20 @@ def train_net(
         ValueError: unknown optimizer.
     """
     rng = np.random.default_rng(cfg.seed)
-    if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
-        )
-    elif cfg.optimizer == "adam":
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected 'sgd' or 'adam'")
+    opt = training.make_optimizer(net.parameters(), cfg.optimizer, cfg.lr, momentum=0.9,
+                                  weight_decay=cfg.weight_decay, allowed=("sgd", "adam"), what="segfix.optimizer")
     net.train()
     losses: list[float] = []
-    start = time.perf_counter()
-    for it in range(cfg.iterations):
-        for group in opt.param_groups:
-            group["lr"] = poly_lr(cfg.lr, it, cfg.iterations)
-        x, b, d = make_batch(load, n, cfg, rng, device)
-        boundary_logits, direction_logits = net(x)
-        loss, parts = segfix_loss(boundary_logits, direction_logits, b, d, cfg.boundary_threshold)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if it % 50 == 0 or it == cfg.iterations - 1:
-            log.info(
-                "segfix it %d/%d loss %.4f (boundary %.4f, direction %.4f on %d px) %.0fs",
-                it + 1, cfg.iterations, losses[-1], parts["boundary"], parts["direction"], parts["supervised"],
-                time.perf_counter() - start,
-            )
+    with training.Progress("segfix", cfg.iterations) as progress:
+        for it in range(cfg.iterations):
+            training.set_lr(opt, training.poly_lr(cfg.lr, it, cfg.iterations))
+            x, b, d = make_batch(load, n, cfg, rng, device)
+            boundary_logits, direction_logits = net(x)
+            loss, parts = segfix_loss(boundary_logits, direction_logits, b, d, cfg.boundary_threshold)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            progress.step(losses[-1], boundary=float(parts["boundary"]), direction=float(parts["direction"]),
+                          supervised_px=float(parts["supervised"]))
     return losses

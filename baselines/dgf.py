@@ -23,8 +23,6 @@ takes the matching window of the upsampled signal (or of the upsampled a, b in t
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +39,10 @@ from baselines._gf_ops import (
     guided_filter_coeffs,
     resize_bilinear_region,
 )
+from bench import training
 from bench.backbones import load_state_dict_strict
 from bench.coarse import compute_coarse, resize_image
 from bench.interface import Coarse, Dataset, Method, MethodContext
-
-log = logging.getLogger(__name__)
 
 _PROB_FLOOR = 1e-8  # log-probabilities are floored at log(1e-8) ~ -18.4 so that p = 0 stays finite
 
@@ -266,6 +263,9 @@ class DeepGuidedFilter(Method):
     needs_backbone = True
     cpu_only = False
     Config = DGFConfig
+    # every option that shapes the guide head (cache_images only decides what is recomputed)
+    train_fields = ("radius", "eps", "fast", "hidden", "iterations", "batch_size", "crop_size", "lr", "head_init",
+                    "seed")
 
     def __init__(self, cfg: DGFConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -305,7 +305,8 @@ class DeepGuidedFilter(Method):
 
     @classmethod
     def train(cls, cfg: DGFConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
-        """Train the guide head with the backbone frozen and save its state dict to ``paths["dgf"]``.
+        """Train the guide head with the backbone frozen and save its state dict to ``paths["dgf"]``
+        (with the sidecar ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
 
         Raises:
             ValueError: no backbone in ``ctx`` or an empty training set.
@@ -314,19 +315,15 @@ class DeepGuidedFilter(Method):
             raise ValueError("DGF training needs ctx.backbone and a non-empty training set")
         ctx.backbone.eval()
         head = _new_head(cfg, ctx)
-        optimiser = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+        optimiser = training.make_optimizer(head.parameters(), "adam", cfg.lr)
         rng = np.random.default_rng(cfg.seed)
         cache = _TrainCache(ctx, train_set, cfg.cache_images)
         ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
-        start = time.perf_counter()
-        for step in range(cfg.iterations):
-            loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if step % 50 == 0 or step == cfg.iterations - 1:
-                elapsed = time.perf_counter() - start
-                log.info("dgf step %d/%d loss %.4f (%.0f s)", step + 1, cfg.iterations, loss.item(), elapsed)
-        path = Path(paths["dgf"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, path)
+        with training.Progress("dgf", cfg.iterations) as progress:
+            for _ in range(cfg.iterations):
+                loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                progress.step(loss.item())
+        training.save_checkpoint(training.cpu_state(head), Path(paths["dgf"]), training.sidecar_of(ctx))

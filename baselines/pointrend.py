@@ -36,6 +36,7 @@ from baselines._pointrend_features import coarse_and_fine
 from baselines._pointrend_head import build_point_head
 from baselines._pointrend_points import points_per_step, subdivide, subdivision_steps
 from baselines._pointrend_train import ignore_value, make_loader, train_head
+from bench import training
 from bench.backbones import load_checkpoint
 from bench.interface import Coarse, Dataset, Method, MethodContext
 
@@ -122,6 +123,11 @@ class PointRend(Method):
     uses_coarse: ClassVar[bool] = False
     needs_backbone: ClassVar[bool] = True
     Config: ClassVar[type] = PointRendConfig
+    # every option that shapes the point head (subdivision_* and reference_size are inference only,
+    # cache_features only decides what is recomputed)
+    train_fields: ClassVar[tuple[str, ...]] = (
+        "feature_key", "fc_channels", "num_fcs", "coarse_pred_each_layer", "train_points", "oversample_ratio",
+        "importance_sample_ratio", "iterations", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "seed")
 
     def __init__(self, cfg: PointRendConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -159,7 +165,8 @@ class PointRend(Method):
 
     @classmethod
     def train(cls, cfg: PointRendConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
-        """Train the point head on ``train_set`` with the backbone frozen; save a plain state dict.
+        """Train the point head on ``train_set`` with the backbone frozen; save a plain state dict
+        (with the sidecar ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
 
         Raises:
             ValueError: no backbone or an empty training set.
@@ -177,6 +184,5 @@ class PointRend(Method):
             )
             train_head(head, load, len(train_set), cfg, head.ignore_index)
         path = Path(paths["pointrend"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, path)
+        training.save_checkpoint(training.cpu_state(head), path, training.sidecar_of(ctx))
         log.info("pointrend: saved %s", path)

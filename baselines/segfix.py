@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from baselines._segfix_net import SegFixNet
 from baselines._segfix_offsets import apply_offsets, offsets_from_logits
 from baselines._segfix_train import make_loader, train_net
+from bench import training
 from bench.backbones import load_checkpoint
 from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
 
@@ -89,6 +90,12 @@ class SegFix(Method):
     uses_coarse: ClassVar[bool] = True
     needs_backbone: ClassVar[bool] = True
     Config: ClassVar[type] = SegFixConfig
+    # every option that shapes the offset network: architecture, targets, loss, schedule, augmentation
+    # (scale is inference only; cache_targets only decides what is recomputed)
+    train_fields: ClassVar[tuple[str, ...]] = (
+        "width", "head_channels", "max_distance", "min_distance", "min_class_pixels", "kernel_size",
+        "boundary_threshold", "iterations", "batch_size", "crop_size", "optimizer", "lr", "weight_decay", "hflip",
+        "brightness", "seed")
 
     def __init__(self, cfg: SegFixConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
@@ -132,7 +139,8 @@ class SegFix(Method):
 
     @classmethod
     def train(cls, cfg: SegFixConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
-        """Train the offset network on ``train_set``; save a plain state dict.
+        """Train the offset network on ``train_set``; save a plain state dict (with the sidecar
+        ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
 
         Raises:
             ValueError: empty training set.
@@ -147,8 +155,7 @@ class SegFix(Method):
             load = make_loader(train_set, ctx.dataset.ignore_index, cfg)
             train_net(net, load, len(train_set), cfg, device)
         path = Path(paths["segfix"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, path)
+        training.save_checkpoint(training.cpu_state(net), path, training.sidecar_of(ctx))
         log.info("segfix: saved %s", path)
 
 

@@ -33,7 +33,10 @@ Method
 
     Methods that need learned weights list them in ``checkpoints(cfg, ctx)`` and implement
     ``train(cfg, ctx, train_set, paths)``; a missing checkpoint is either trained (synthetic data)
-    or reported as a status, never replaced by random weights.
+    or reported as a status, never replaced by random weights. ``train`` saves each file with
+    ``bench.training.save_checkpoint(state, path, bench.training.sidecar_of(ctx))``, which writes
+    the weights and their training sidecar atomically together; the ``Config`` fields that shape
+    training are listed in ``train_fields``.
 
 Registry
     ``bench.registry`` maps a method name to ``"module:Class"`` and imports lazily; see there.
@@ -170,7 +173,9 @@ class MethodContext:
         checkpoint_dir: folder where this dataset's learned weights live.
         dataset: the dataset's ``DatasetInfo``.
         image_size: (w, h) of the full-resolution images (MagNet's last scale).
-        options: dataset-level settings a method may read (e.g. MagNet scales), flat dict.
+        options: dataset-level settings a method may read (e.g. MagNet scales), flat dict. Under
+            ``make train`` it also holds ``training_options``: the sidecar the weights are saved
+            with (``bench.training.sidecar_of``).
     """
 
     num_classes: int
@@ -237,7 +242,8 @@ class Method(ABC):
 
     @classmethod
     def train(cls, cfg: Any, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
-        """Train the weights listed by ``checkpoints`` and save them to ``paths``.
+        """Train the weights listed by ``checkpoints`` and save them to ``paths``
+        (``bench.training.save_checkpoint`` with ``bench.training.sidecar_of(ctx)``).
 
         Raises:
             NotImplementedError: the method has nothing to train or cannot be trained here.

@@ -87,12 +87,14 @@ def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> 
 
     Raises:
         MissingCheckpoint: no weights at ``cfg.backbone_path``.
+        StaleCheckpoint: their sidecar says they were trained under other options than ``cfg``'s.
     """
     from bench.backbones import create_backbone
 
     if not cfg.backbone_path.is_file():
         raise MissingCheckpoint(f"backbone weights not found at {cfg.backbone_path}: run `make train DATASET={cfg.dataset}` "
                                 f"or give backbone_checkpoint=PATH")
+    checkpoint_meta.check_backbone(cfg)
     model = create_backbone(cfg.backbone, info.num_classes, checkpoint=cfg.backbone_path, **dict(cfg.backbone_options))
     return model.to(device).eval()
 

@@ -21,10 +21,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from bench import distributed
-from bench.interface import Dataset, normalize
+from bench import distributed, training
+from bench.interface import Dataset, config_from_mapping, normalize
 
 IGNORE = 255
 
@@ -60,6 +59,12 @@ class BackboneTrainConfig:
     class_weights: tuple[float, ...] | str | None = None
     thin_crop_prob: float = 0.0
     seed: int = 0
+
+
+def backbone_train_config(cfg: Any) -> BackboneTrainConfig:
+    """The backbone's training options as ``cfg`` (a ``BenchConfig``) resolves them: ``backbone_train:``
+    over the defaults, seeded with the run's ``seed`` unless ``backbone_train`` sets its own."""
+    return config_from_mapping(BackboneTrainConfig, {"seed": cfg.seed, **dict(cfg.backbone_train)})
 
 
 def random_crop(image: np.ndarray, label: np.ndarray, width: int, crop: tuple[int, int],
@@ -148,24 +153,26 @@ def class_frequency_weights(dataset: Dataset, num_classes: int, limit: int = 64)
 
 
 def _optimizer(model: torch.nn.Module, cfg: BackboneTrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"backbone_train.optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    """SGD with momentum 0.9 (the released recipes) or AdamW."""
+    return training.make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, momentum=0.9,
+                                   weight_decay=cfg.weight_decay, allowed=("sgd", "adamw"),
+                                   what="backbone_train.optimizer")
 
 
 def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, int], out_path: Path,
-                   cfg: BackboneTrainConfig, device: torch.device) -> dict[str, float]:
+                   cfg: BackboneTrainConfig, device: torch.device,
+                   sidecar: dict[str, Any] | None = None) -> dict[str, float]:
     """Train ``model`` in place and save its state dict (rank 0) to ``out_path``.
 
     Args:
         model: a Segmenter.
         dataset: the training split.
         crop: (w, h) crop size, normally the input size.
-        out_path: plain state-dict file, written atomically.
+        out_path: plain state-dict file, written atomically together with ``sidecar``.
         cfg: schedule and augmentation.
         device: training device.
+        sidecar: the training options saved beside the weights
+            (``bench.checkpoint_meta.backbone_training_options``), or None for none.
 
     Returns:
         ``{"loss_first": ..., "loss_last": ..., "seconds": ...}`` (losses averaged over 20 steps).
@@ -182,23 +189,21 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
         weights = class_frequency_weights(dataset, model.num_classes)
     weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
     losses, start = [], time.perf_counter()
-    for it in tqdm(range(cfg.iterations), desc="train backbone", disable=rank != 0, mininterval=5):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * (1 - it / cfg.iterations) ** 0.9
-        images, labels = sampler.batch(cfg.batch_size)
-        x = normalize(images, device)
-        y = torch.from_numpy(labels).long().to(device)
-        loss = _loss(net, x, y, cfg, weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    with training.Progress("backbone", cfg.iterations, enabled=rank == 0) as progress:
+        for it in range(cfg.iterations):
+            training.set_lr(opt, training.poly_lr(cfg.lr, it, cfg.iterations))
+            images, labels = sampler.batch(cfg.batch_size)
+            x = normalize(images, device)
+            y = torch.from_numpy(labels).long().to(device)
+            loss = _loss(net, x, y, cfg, weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            progress.step(losses[-1])
     model.eval()
     if rank == 0:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(out_path)
+        training.save_checkpoint(model.state_dict(), out_path, sidecar)
     k = min(20, len(losses))
     return {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
             "seconds": time.perf_counter() - start}

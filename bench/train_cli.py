@@ -6,11 +6,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import checkpoint_meta
+from bench import checkpoint_meta, distributed, training
 from bench.config import BenchConfig
 from bench.datasets import dataset_info
 from bench.registry import MethodUnavailable, resolve
-from bench.train_backbone import BackboneTrainConfig, train_backbone
+from bench.train_backbone import backbone_train_config, train_backbone
 
 
 def _log(message: str) -> None:
@@ -18,18 +18,23 @@ def _log(message: str) -> None:
 
 
 def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
+    """``present``, ``stale: <why>`` (its sidecar disagrees with ``cfg``), ``missing`` or ``trained``."""
     from bench.backbones import create_backbone
-    from bench.interface import config_from_mapping
 
     if cfg.backbone_path.is_file():
+        try:
+            checkpoint_meta.check_backbone(cfg)
+        except checkpoint_meta.StaleCheckpoint as err:
+            return f"stale: {err}"
         return "present"
     if not cfg.train:
         return "missing"
     info = dataset_info(cfg.dataset)
-    tcfg = config_from_mapping(BackboneTrainConfig, {"seed": cfg.seed, **dict(cfg.backbone_train)})
+    tcfg = backbone_train_config(cfg)
     model = create_backbone(cfg.backbone, info.num_classes, **dict(cfg.backbone_options))
     _log(f"backbone {cfg.backbone}: {tcfg.iterations} iterations -> {cfg.backbone_path}")
-    stats = train_backbone(model, train_set(), tuple(cfg.input_size), cfg.backbone_path, tcfg, device)
+    stats = train_backbone(model, train_set(), tuple(cfg.input_size), cfg.backbone_path, tcfg, device,
+                           sidecar=checkpoint_meta.backbone_training_options(cfg))
     _log(f"backbone done in {stats['seconds']:.0f} s, loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}")
     return "trained"
 
@@ -61,10 +66,12 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        cls.train(mcfg, ctx, data, paths)
+        # the method saves each file with this sidecar (bench.training.save_checkpoint)
+        cls.train(mcfg, training.with_sidecar(ctx, options), data, paths)
     except NotImplementedError as err:
         return f"untrainable: {err}"
-    checkpoint_meta.write(paths, options)
+    if distributed.is_main():  # a method that saved with plain torch.save gets its sidecar now (not atomically)
+        checkpoint_meta.write({k: p for k, p in paths.items() if checkpoint_meta.stored(p) != options}, options)
     return "trained"
 
 
@@ -89,7 +96,7 @@ def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str |
         return cache["data"]
 
     status = {"backbone": share(_ensure_backbone(cfg, train_set, device))}
-    if status["backbone"] == "missing":
+    if status["backbone"] not in ("present", "trained"):  # missing, or stale: nothing can train on it
         return status
     backbone = load_backbone(cfg, dataset_info(cfg.dataset), device)
     for p in backbone.parameters():

@@ -17,6 +17,7 @@ DistributedDataParallel, every rank draws the same batch order and takes its sha
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench import training
 from bench.distributed import data_parallel
 from bench.interface import Dataset, MethodContext
 from magnet.config import MagNetConfig, Plan, resolve_plan
@@ -49,6 +51,11 @@ def milestones(cfg: MagNetConfig) -> list[int]:
 def refiner_filename(plan: Plan, index: int) -> str:
     """``magnet_refiner_<WxH>[_<WxH>...].pt``: the scales of the stages the refiner serves."""
     return "magnet_refiner_" + "_".join(f"{w}x{h}" for w, h in plan.stages_of_refiner(index)) + ".pt"
+
+
+def steps_per_epoch(cfg: MagNetConfig, n: int) -> int:
+    """Optimiser steps of one epoch over ``n`` training images (see :func:`_epoch_batches`)."""
+    return cfg.iterations_per_epoch or math.ceil(n / cfg.train_batch_size)
 
 
 def _epoch_batches(rng: np.random.RandomState, n: int, batch: int, iterations: int,
@@ -103,27 +110,31 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     device = source.device
     refiner = RefinementModule(num_classes).to(device).train()
     net = refiner if world == 1 else _wrap_ddp(refiner, device)
-    opt = torch.optim.SGD(refiner.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(cfg), gamma=cfg.gamma)
+    opt = training.make_optimizer(refiner.parameters(), "sgd", cfg.lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay)
+    steps = milestones(cfg)
     min_kept = scaled_min_kept(cfg.ohem_min_kept, source.plan.input_size)
     stream: list[int] = []
     history = []
-    for epoch in range(cfg.epochs):
-        losses = []
-        for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream):
-            share, weight = _rank_share(batch, rank, world)
-            fine, crop, target = sample_batch(source, share, scales, pair_rng)
-            first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
-            loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
-            if world > 1:
-                loss = loss * weight
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        sched.step()
-        history.append(float(np.mean(losses)))
-        log.info("magnet refiner %s epoch %d/%d loss %.4f", scales, epoch + 1, cfg.epochs, history[-1])
+    name = "magnet refiner " + ",".join(f"{w}x{h}" for w, h in scales)
+    with training.Progress(name, cfg.epochs * steps_per_epoch(cfg, len(source)), enabled=rank == 0) as progress:
+        for epoch in range(cfg.epochs):
+            training.set_lr(opt, training.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
+            losses = []
+            for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream):
+                share, weight = _rank_share(batch, rank, world)
+                fine, crop, target = sample_batch(source, share, scales, pair_rng)
+                first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
+                loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
+                if world > 1:
+                    loss = loss * weight
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                progress.step(losses[-1], epoch=epoch + 1)
+            history.append(float(np.mean(losses)))
+            log.info("%s epoch %d/%d loss %.4f", name, epoch + 1, cfg.epochs, history[-1])
     if cfg.bn_recalibration > 0:
         recalibrate_bn(refiner, source, scales, cfg, rng)
     return refiner.eval(), history
@@ -154,7 +165,8 @@ def recalibrate_bn(refiner: RefinementModule, source: PairSource, scales: tuple[
 
 def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
                    paths: Mapping[str, Path]) -> dict[str, Any]:
-    """Train every refiner of the plan and save plain state dicts to ``paths[f"refiner_{r}"]``.
+    """Train every refiner of the plan and save plain state dicts to ``paths[f"refiner_{r}"]``
+    (each with the sidecar ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
 
     Returns:
         ``{"refiner_<r>": {"scales": [...], "loss": [per-epoch mean], "seconds": s}}``.
@@ -176,7 +188,6 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
         scales = plan.stages_of_refiner(r)
         refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r)
         if data_parallel()[0] == 0:  # under DDP every rank holds the same weights; one writes them
-            Path(paths[key]).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.detach().cpu() for k, v in refiner.state_dict().items()}, paths[key])
+            training.save_checkpoint(training.cpu_state(refiner), Path(paths[key]), training.sidecar_of(ctx))
         summary[key] = {"scales": [list(s) for s in scales], "loss": history, "seconds": time.perf_counter() - start}
     return summary

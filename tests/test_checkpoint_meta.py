@@ -42,3 +42,122 @@ def test_magnet_refiners_trained_then_refused_when_training_options_change(tmp_p
     assert run_sweep(changed) == {("magnet", (32, 16)): "stale_checkpoint"}
     unit = [r for r in records.load(changed.out_path) if r["type"] == "unit"][-1]
     assert unit["status"] == "stale_checkpoint" and "lr: trained with 0.001, config has 0.5" in unit["message"]
+
+
+def test_a_field_the_sidecar_lacks_counts_as_changed(tmp_path):
+    """A field recorded on one side only (an older sidecar, a field gone from the config) counts as changed."""
+    path = tmp_path / "w.pt"
+    path.write_bytes(b"x")
+    checkpoint_meta.write({"w": path}, {"backbone_digest": "abc"})
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"seed: trained with None, config has 0"):
+        checkpoint_meta.check({"w": path}, {"seed": 0, "backbone_digest": "abc"}, "m")
+    checkpoint_meta.write({"w": path}, {"backbone_digest": "abc", "data": {"n_images": 2}})  # and the reverse
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"data: trained with \{'n_images': 2\}, config has None"):
+        checkpoint_meta.check({"w": path}, {"backbone_digest": "abc"}, "m")
+
+
+# DGF, PointRend and SegFix at a few steps on 32x32 crops
+LEARNED = {"methods": ["dgf", "pointrend", "segfix"], "table1_sizes": [], "isolate": False,
+           "dgf.iterations": 1, "dgf.batch_size": 1, "dgf.crop_size": [32, 32], "dgf.hidden": 8,
+           "pointrend.iterations": 1, "pointrend.batch_size": 1, "pointrend.train_points": 32,
+           "pointrend.fc_channels": 16, "pointrend.num_fcs": 1,
+           "segfix.iterations": 1, "segfix.batch_size": 1, "segfix.crop_size": [32, 32], "segfix.width": 8,
+           "segfix.head_channels": 8}
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """A checkpoint folder with the backbone, DGF, PointRend and SegFix trained by ``train_missing``."""
+    from bench.registry import MethodUnavailable, resolve
+    from bench.runner import train_missing
+
+    try:
+        resolve("pointrend")
+    except MethodUnavailable as err:
+        pytest.skip(str(err))
+    tmp = tmp_path_factory.mktemp("learned")
+    status = train_missing(build(_flat(tmp, **LEARNED)))
+    assert set(status.values()) == {"trained"}, status
+    return tmp
+
+
+@pytest.mark.parametrize(("field", "value", "stored"), [
+    ("dgf.seed", 1, 0), ("dgf.lr", 0.5, 0.01), ("dgf.crop_size", [32, 16], [32, 32]),
+    ("pointrend.lr", 0.5, 0.001), ("pointrend.train_points", 16, 32), ("pointrend.fc_channels", 8, 16),
+    ("segfix.iterations", 2, 1), ("segfix.seed", 3, 0), ("segfix.max_distance", 3, 5),
+])
+def test_each_learned_method_refuses_a_changed_training_field(learned, field, value, stored):
+    from bench.runner import train_missing
+
+    name, option = field.split(".")
+    status = train_missing(build(_flat(learned, **{**LEARNED, field: value})))
+    assert status[f"{name}@32x16"].startswith(f"stale: {name} weights")
+    assert f"{option}: trained with {stored!r}, config has {value!r}" in status[f"{name}@32x16"]
+    assert "Delete" in status[f"{name}@32x16"] and "method_checkpoint_dir" in status[f"{name}@32x16"]
+    assert {k: v for k, v in status.items() if not k.startswith(name)} == {
+        "backbone": "present", **{f"{m}@32x16": "present" for m in LEARNED["methods"] if m != name}}
+
+
+def test_unchanged_or_inference_only_options_reuse_the_weights(learned):
+    from bench.runner import train_missing
+
+    for extra in ({}, {"dgf.cache_images": 1, "pointrend.subdivision_points": 64, "segfix.scale": 3,
+                       "pointrend.cache_features": False, "segfix.cache_targets": False}):
+        status = train_missing(build(_flat(learned, **{**LEARNED, **extra})))
+        assert set(status.values()) == {"present"}, status
+    metas = {p.name: json.loads(p.read_text()) for p in learned.glob("ck/methods-*/*.train.json")}
+    assert set(metas) == {"dgf.pt.train.json", "pointrend.pt.train.json", "segfix.pt.train.json"}
+    assert metas["dgf.pt.train.json"]["seed"] == 0 and metas["segfix.pt.train.json"]["crop_size"] == [32, 32]
+    assert not list(learned.glob("ck/**/.*.tmp"))  # the atomic saves left no staging folder
+
+
+def test_the_sweep_refuses_stale_pointrend_weights(learned):
+    from bench.runner import run_sweep
+
+    changed = build(_flat(learned, **{**LEARNED, "methods": ["pointrend"], "pointrend.lr": 0.5}))
+    assert run_sweep(changed) == {("pointrend", (32, 16)): "stale_checkpoint"}
+    unit = [r for r in records.load(changed.out_path) if r["type"] == "unit"][-1]
+    assert "lr: trained with 0.001, config has 0.5" in unit["message"]
+
+
+BACKBONE_ONLY = {"methods": ["downsample"], "table1_sizes": [], "isolate": False}
+
+
+def test_backbone_sidecar_records_its_training_and_refuses_changes(tmp_path):
+    import torch
+
+    from bench.datasets import dataset_info
+    from bench.runner import load_backbone, run_sweep, train_missing
+
+    cfg = build(_flat(tmp_path, **BACKBONE_ONLY))
+    assert train_missing(cfg) == {"backbone": "trained", "downsample@32x16": "none needed"}
+    meta = json.loads(checkpoint_meta.sidecar(cfg.backbone_path).read_text())
+    assert meta == checkpoint_meta.backbone_training_options(cfg)
+    assert meta["backbone_train.iterations"] == 3 and meta["backbone_train.seed"] == 0
+    assert meta["data"] == {"size": [128, 64], "n_images": 2} and meta["input_size"] == [32, 16]
+    assert {"backbone", "backbone_options", "dataset", "train_split"} <= set(meta)
+    # the same training, spelled otherwise, is accepted
+    same = build(_flat(tmp_path, **BACKBONE_ONLY, **{"data.size": [128, 64]}))
+    assert train_missing(same)["backbone"] == "present"
+    load_backbone(same, dataset_info(same.dataset), torch.device("cpu"))
+    for change, field in [({"backbone_train": {"iterations": 4, "batch_size": 2}}, "backbone_train.iterations"),
+                          ({"seed": 1}, "backbone_train.seed"), ({"train_data.n_images": 3}, "data"),
+                          ({"backbone_options": {"width": 4}}, "backbone_options")]:
+        changed = build(_flat(tmp_path, **{**BACKBONE_ONLY, **change}))
+        status = train_missing(changed)
+        assert set(status) == {"backbone"}, status  # nothing trains on a stale backbone
+        assert status["backbone"].startswith(f"stale: backbone weights {cfg.backbone_path}")
+        assert f"{field}: trained with" in status["backbone"] and "backbone_checkpoint" in status["backbone"]
+        with pytest.raises(checkpoint_meta.StaleCheckpoint, match=field):
+            load_backbone(changed, dataset_info(changed.dataset), torch.device("cpu"))
+    assert run_sweep(changed) == {("downsample", (32, 16)): "stale_checkpoint"}
+
+
+def test_backbone_without_sidecar_is_not_checked(tmp_path):
+    """Given or released backbone weights carry no sidecar and load under any training options."""
+    from bench.runner import train_missing
+
+    cfg = build(_flat(tmp_path, **BACKBONE_ONLY))
+    train_missing(cfg)
+    checkpoint_meta.sidecar(cfg.backbone_path).unlink()
+    assert train_missing(build(_flat(tmp_path, **BACKBONE_ONLY, seed=5)))["backbone"] == "present"
