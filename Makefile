@@ -73,7 +73,7 @@ clean-runs:
 # Every registered method once on the real samples of ../shared/data (Cityscapes 2048x1024 and
 # halved, DeepGlobe 2448x2448, Inria 1000x1000) at native size with the synthetic weights: proves
 # the loaders and the methods at real sizes and records time and peak memory into results/smoke/.
-# Skips (exit 0) without the data; needs the synthetic weights (`make bench` or `make train`).
+# Skips (exit 0) without the data; uses the reference weights (weights/synthetic).
 SMOKE_DATA ?= ../shared/data
 .PHONY: smoke
 smoke: $(PY)

@@ -5,7 +5,11 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
 - ``provenance``: which machine ran the records and which weights they used;
 - ``table3``, ``table1``, ``table2``: the tables of ``make bench`` (from its records in
   ``out_dir``; Table 2 as an excerpt of :data:`TABLE2_COLUMNS`);
-- ``seeds``, ``comparisons``, ``thin``: the spread over seeds (``results/seeds/<dataset>.json``).
+- ``seeds``, ``comparisons``, ``thin``: the spread over seeds (``results/seeds/<dataset>.json``);
+- ``drift``: the drift gate's measured kernel-set differences and tolerances
+  (``results/baselines/<dataset>.json``);
+- ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
+  (``results/thin/<dataset>.json``).
 
 ``--check`` renders without writing and exits 1 when the README differs.
 """
@@ -81,7 +85,50 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
         out["comparisons"] = comparisons_table(summary, size)
         units = [f"{m}@{size}" for m in ("downsample", "patching", "magnet_fast", "magnet_fast_paper", "magnet")]
         out["thin"] = class_table(summary, ref, units, [c for c in THIN_CLASSES if c in info.class_names])
+    from bench.drift import baseline_path
+
+    if baseline_path(cfg.dataset).is_file():
+        out["drift"] = drift_table(json.loads(baseline_path(cfg.dataset).read_text()))
+    thin = REPO_DIR / "results" / "thin" / f"{cfg.dataset}.json"
+    if thin.is_file():
+        out["thin_experiments"] = experiments_table(json.loads(thin.read_text()),
+                                                    [c for c in THIN_CLASSES if c in info.class_names])
     return out
+
+
+def drift_table(spec: dict[str, Any]) -> str:
+    """Markdown: per gate unit, the largest difference any kernel set made and the tolerance."""
+    measured = spec.get("measured", {})
+    sets = ", ".join(f"`{k}`" for k in measured.get("kernel_sets", {}))
+    lines = [f"Kernel sets measured besides the native one: {sets or 'none'} (native: "
+             f"{measured.get('native', {}).get('cpu', '?')}, ATen {measured.get('native', {}).get('aten_capability', '?')}). "
+             f"Tolerance = {measured.get('factor', '?')} × the largest difference, at least the floors "
+             f"{measured.get('floors', {})}.", "",
+             "| Unit | mIoU: largest diff (pts) | tol (pts) | mBA: largest diff (pts) | tol (pts) | pixels moved: largest | tol |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    by_unit: dict[str, dict[str, dict[str, float]]] = {}
+    for e in spec.get("entries", []):
+        by_unit.setdefault(f"{e['method']}@{e['size']}", {})[e["metric"]] = e
+    for unit, m in by_unit.items():
+        cells = []
+        for metric, scale in (("miou", 100), ("mba", 100), ("pixels", 1)):
+            e = m.get(metric, {})
+            fmt = "{:.4f}" if scale == 100 else "{:.0f}"
+            cells += [fmt.format(scale * e.get("measured", float("nan"))), fmt.format(scale * e.get("tol_abs", float("nan")))]
+        lines.append(f"| {unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def experiments_table(results: dict[str, dict[str, Any]], classes: list[str]) -> str:
+    """Markdown: each experiment variant's mIoU, mBA and per-class IoU of ``classes`` (%)."""
+    def pct(v: float | None) -> str:
+        return "–" if v is None or v != v else f"{100 * v:.2f}"
+
+    lines = ["| Variant | mIoU | mBA | " + " | ".join(classes) + " |", "|---|---:|---:|" + "---:|" * len(classes)]
+    for name, r in results.items():
+        cells = [pct(r["miou"]), pct(r["mba"])] + [pct(r["iou"].get(c)) for c in classes]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def render_into(text: str, rendered: dict[str, str]) -> tuple[str, list[str]]:

@@ -9,7 +9,8 @@ Weights: the synthetic benchmark's, with its config (``configs/datasets/syntheti
 light backbone, its method options). The backbone comes from ``cfg.backbone_path`` and the methods'
 weights from ``cfg.method_checkpoint_path(input size, backbone digest)``. Nothing is trained here:
 missing weights, or weights whose training sidecar (``bench.checkpoint_meta``) disagrees with the
-config, are an error that says to run ``make bench`` or ``make train`` first.
+config, are an error that says to run ``make train`` first (the default is the reference set,
+weights/synthetic, which is always there).
 
 Geometry: the input size is the synthetic one (128x64) with its long side kept and its short side
 following the image's aspect ratio (128x128 for the square tiles). MagNet's scales double from
@@ -55,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import records
+from bench import records, reference
 from bench.config import BenchConfig, build, format_size, load, parse_overrides, parse_size
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -173,13 +174,18 @@ def check_weights(cfg: BenchConfig, methods: list[str]) -> dict[str, str]:
             unresolved[name] = str(err)
             continue
         missing += [f"{name}: {p}" for p in paths.values() if not Path(p).is_file()]
+        if not missing:
+            try:
+                reference.verify(cfg.checkpoint_path, list(paths.values()))
+            except reference.ReferenceMismatch as err:
+                raise SmokeError(str(err)) from err
         why = None if missing else _stale(cfg, name, paths)
         stale += [why] if why else []
     if missing or stale:
         what = "missing" if missing else "stale"
         raise SmokeError(f"synthetic weights {what} (the smoke run uses the synthetic benchmark's weights):\n  "
                          + "\n  ".join(dict.fromkeys(missing or stale))
-                         + "\nrun `make bench` or `make train` first (they train results/checkpoints/synthetic/)")
+                         + "\nrun `make train` first (it trains results/checkpoints/synthetic/), or use the reference weights (train: false)")
     return unresolved
 
 

@@ -73,6 +73,7 @@ class MagNetConfig:
     refiner_batch_size: int = 1
     mask_inset: int = 10
     fuse_refiner: bool = True
+    refiner_mode: str = "learned"
     epochs: int = 50
     iterations_per_epoch: int = 0
     train_batch_size: int = 8

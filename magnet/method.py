@@ -56,6 +56,10 @@ class MagNet(Method):
                                  behaviour=cfg.behaviour, batch_size=cfg.batch_size, mask_inset=cfg.mask_inset,
                                  refiner_batch_size=cfg.refiner_batch_size)
         self.backbone = ctx.backbone
+        if cfg.refiner_mode not in ("learned", "copy_fine"):
+            raise ValueError(f"refiner_mode must be 'learned' or 'copy_fine', got {cfg.refiner_mode!r}")
+        if cfg.refiner_mode == "copy_fine" and refiners is None:
+            refiners = [CopyFine()] * self.plan.n_refiners
         if refiners is None:
             paths = self.checkpoints(cfg, ctx)
             refiners = [load_refiner(paths[f"refiner_{r}"], ctx.num_classes, ctx.device)
@@ -80,7 +84,8 @@ class MagNet(Method):
     def label(self) -> str:
         """Display name plus the variant when it is not the released one."""
         base = getattr(self, "base_display_name", self.display_name)
-        return base if self.variant == "released" else f"{base} (paper)"
+        name = base if self.variant == "released" else f"{base} (paper)"
+        return name if self.cfg.refiner_mode == "learned" else f"{name} [refiner: {self.cfg.refiner_mode}]"
 
     @classmethod
     def checkpoints(cls, cfg: MagNetConfig, ctx: MethodContext) -> dict[str, Path]:
@@ -115,6 +120,13 @@ class MagNet(Method):
         if tuple(y.shape[-2:]) != (height, width):
             y = F.interpolate(y[None], size=(height, width), mode="bilinear", align_corners=False)[0]
         return argmax_channels(y)
+
+
+class CopyFine(torch.nn.Module):
+    """An experiment's stand-in refiner: returns log(fine), so the stage output is the patch's own softmax."""
+
+    def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        return torch.log(fine.clamp_min(1e-12))
 
 
 class MagNetFast(MagNet):

@@ -36,3 +36,91 @@ def test_perf_only_on_same_machine():
 def test_missing_unit_fails():
     checks = compare(ENTRIES[:1], {}, ("a", "b"), same_machine=True)
     assert checks[0].status == "missing"
+
+
+# --- the gate on the committed reference weights -----------------------------------------------
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bench import drift  # noqa: E402
+
+
+def test_pixels_metric_counts_moved_pixels():
+    res = UnitResult("m", "M", "4x2", 1, "ok", images={"a": {"cm": [[3, 1], [0, 4]]}})
+    entry = {"method": "m", "size": "4x2", "metric": "pixels", "expected": 0.0, "tol_abs": 0, "cm": [[4, 0], [0, 4]]}
+    (check,) = compare([entry], {("m", "4x2"): res}, ("a", "b"), same_machine=False)
+    assert check.actual == 1.0 and check.status == "drift"
+    (check,) = compare([{**entry, "tol_abs": 1}], {("m", "4x2"): res}, ("a", "b"), same_machine=False)
+    assert check.status == "ok"
+
+
+def test_tolerances_are_a_factor_above_the_measured_spread_with_floors():
+    native = {"u@1x1": {"miou": 0.5, "mba": 0.4, "cm": [[10, 0], [0, 10]]}}
+    other = {"u@1x1": {"miou": 0.5001, "mba": 0.4, "cm": [[9, 1], [0, 10]]}}
+    largest = drift.largest_differences(native, [other, native])
+    assert largest["u@1x1"] == pytest.approx({"miou": 1e-4, "mba": 0.0, "pixels": 1.0})
+    assert drift.tolerance("miou", 1e-4) == pytest.approx(drift.TOLERANCE_FACTOR * 1e-4)
+    assert drift.tolerance("mba", 0.0) == drift.FLOORS["mba"]
+    with pytest.raises(RuntimeError, match="every kernel set"):
+        drift.largest_differences(native, [{}])
+
+
+SPEC = json.loads(drift.baseline_path("synthetic").read_text())
+
+
+def _gate(tmp_path, method: str, **overrides):
+    """The gate's checks for one unit at 128x64, run in this process (so a test can perturb the code)."""
+    from bench.config import load
+    from bench.datasets import dataset_info
+    from bench.runner import run_sweep
+    from bench.tables import load_results
+
+    cfg = load("synthetic", {**SPEC["overrides"], "methods": [method], "table1_sizes": [], "isolate": False,
+                             "out_dir": str(tmp_path / "runs"), "tables_dir": str(tmp_path / "tables"), **overrides})
+    torch.set_num_threads(1)
+    run_sweep(cfg)
+    entries = [e for e in SPEC["entries"] if e["method"] == method and e["size"] == "128x64"]
+    assert {e["metric"] for e in entries} == set(drift.ACCURACY_METRICS)
+    return compare(entries, load_results(cfg), dataset_info("synthetic").class_names, same_machine=False)
+
+
+def test_gate_covers_every_method_of_the_default_sweep():
+    from bench.config import load
+
+    cfg = load("synthetic")
+    covered = {(e["method"], e["size"]) for e in SPEC["entries"]}
+    assert {(m, f"{s[0]}x{s[1]}") for m, s in cfg.units()} <= covered
+    assert all("measured" in e and e["tol_abs"] >= e["measured"] for e in SPEC["entries"])
+    assert SPEC["overrides"]["train"] is False
+
+
+def test_unperturbed_unit_passes(tmp_path):
+    assert {c.status for c in _gate(tmp_path, "downsample")} == {"ok"}
+
+
+def test_shifted_label_map_fails_the_gate(tmp_path, monkeypatch):
+    from baselines.downsample import Downsample
+
+    plain = Downsample.refine
+    monkeypatch.setattr(Downsample, "refine", lambda self, image, coarse: torch.roll(plain(self, image, coarse), 1, 1))
+    checks = _gate(tmp_path, "downsample")
+    assert "drift" in {c.status for c in checks}
+
+
+def test_one_crf_step_less_fails_the_gate(tmp_path):
+    checks = _gate(tmp_path, "densecrf", **{"densecrf.n_iters": 49})
+    assert [c.metric for c in checks if c.status == "drift"], [c.line() for c in checks]
+
+
+def test_one_more_refined_point_fails_the_gate(tmp_path, monkeypatch):
+    import magnet.inference
+
+    plain = magnet.inference.stage_points
+    monkeypatch.setattr(magnet.inference, "stage_points", lambda *a: plain(*a) + 1)
+    checks = _gate(tmp_path, "magnet")
+    assert [c.metric for c in checks if c.status == "drift"], [c.line() for c in checks]
+    assert not np.isnan(checks[0].actual)
