@@ -16,7 +16,6 @@ written to a temporary folder next to the target, fsynced, and moved into place 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -105,7 +104,7 @@ class Progress:
     """One training loop's progress: a bar on stderr with the last loss, and a log line every ``every`` steps.
 
     Args:
-        what: what trains (``backbone``, ``dgf``, ``magnet refiner 0``, ...).
+        what: what trains (``backbone``, ``dgf``, ``magnet refiner 64x32,128x64``, ...).
         total: optimiser steps.
         enabled: False on every rank but 0 under torchrun (one bar per job).
         every: steps between log lines (the first and the last step are always logged).
