@@ -34,10 +34,16 @@ def stored(path: Path) -> dict[str, Any] | None:
     return json.loads(meta.read_text()) if meta.is_file() else None
 
 
-def training_options(cls: type, mcfg: Any, backbone_path: Path) -> dict[str, Any]:
-    """JSON-ready ``{field: value}`` of ``cls.train_fields`` plus the digest of the backbone weights."""
+def training_options(cls: type, mcfg: Any, backbone_path: Path, run_seed: int | None = None) -> dict[str, Any]:
+    """JSON-ready ``{field: value}`` of ``cls.train_fields`` plus the digest of the backbone weights.
+
+    A method whose training is seeded by the run's ``seed`` (``trains_with_run_seed``: MagNet)
+    records it as ``run_seed``, so weights trained with another seed are not reused.
+    """
     values = dataclasses.asdict(mcfg)
     out = {name: values[name] for name in getattr(cls, "train_fields", ())}
+    if getattr(cls, "trains_with_run_seed", False):
+        out["run_seed"] = run_seed
     out["backbone_digest"] = file_digest(backbone_path)
     return json.loads(json.dumps(out, default=list))  # tuples -> lists, as they will be read back
 

@@ -206,6 +206,8 @@ class Method(ABC):
         Config: frozen dataclass of the method's options.
         train_fields: the ``Config`` fields that shape training; trained weights record them
             (``bench.checkpoint_meta``) and are refused when the config changes them.
+        trains_with_run_seed: True where training is seeded by the run's ``seed``
+            (``ctx.options["seed"]``) rather than a Config field; the sidecar records it.
     """
 
     name: ClassVar[str] = ""
@@ -216,6 +218,7 @@ class Method(ABC):
     cpu_only: ClassVar[bool] = False
     Config: ClassVar[type] = NoConfig
     train_fields: ClassVar[tuple[str, ...]] = ()
+    trains_with_run_seed: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, ctx: MethodContext) -> None:
         self.cfg = cfg

@@ -66,7 +66,8 @@ def training_config(cfg: BenchConfig) -> dict[str, Any]:
     for name, _ in cfg.units():
         cls = resolve(name)
         if getattr(cls, "train_fields", ()):
-            out["methods"][name] = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path)
+            out["methods"][name] = checkpoint_meta.training_options(cls, method_config(cfg, cls, name),
+                                                                          cfg.backbone_path, cfg.seed)
     return json.loads(json.dumps(out, default=list))
 
 

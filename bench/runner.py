@@ -246,7 +246,7 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
         missing = [str(p) for p in paths.values() if not Path(p).is_file()]
         if missing:
             raise MissingCheckpoint(f"{name} weights not found: {missing}; run `make train DATASET={cfg.dataset}`")
-        checkpoint_meta.check(paths, checkpoint_meta.training_options(cls, mcfg, cfg.backbone_path), name)
+        checkpoint_meta.check(paths, checkpoint_meta.training_options(cls, mcfg, cfg.backbone_path, cfg.seed), name)
         method = cls(mcfg, ctx)
         probe.setup_done()
     except MethodUnavailable as err:

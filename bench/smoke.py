@@ -150,7 +150,7 @@ def _stale(cfg: BenchConfig, name: str, paths: dict[str, Path]) -> str | None:
     from bench.runner import method_config
 
     cls = resolve(name)
-    options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path)
+    options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path, cfg.seed)
     try:
         checkpoint_meta.check({k: p for k, p in paths.items() if k != "backbone"}, options, name)
     except checkpoint_meta.StaleCheckpoint as err:

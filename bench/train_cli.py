@@ -53,7 +53,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     paths = cls.checkpoints(mcfg, ctx)
     if not paths:
         return "none needed"
-    options = checkpoint_meta.training_options(cls, mcfg, cfg.backbone_path)
+    options = checkpoint_meta.training_options(cls, mcfg, cfg.backbone_path, cfg.seed)
     if all(p.is_file() for p in paths.values()):
         try:
             checkpoint_meta.check(paths, options, name)

@@ -131,7 +131,7 @@ DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "synthetic": {  # Cityscapes geometry scaled by 1/2 per side; one refiner; see configs/datasets/synthetic.yaml
         "magnet": {"scales": ["128x64", "256x128", "512x256", "1024x512"], "crop_size": "128x64",
                    "n_points": 0.75, "blur_kernel": 5, "n_refiners": 1, "mask_inset": 5,
-                   "epochs": 10, "iterations_per_epoch": 25, "lr": 0.005, "milestones": [8], "bn_recalibration": 6},
+                   "epochs": 30, "iterations_per_epoch": 25, "lr": 0.005, "milestones": [24], "bn_recalibration": 6},
         "magnet_fast": {"n_patches": 4, "n_points": 0.9},
     },
 }

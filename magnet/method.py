@@ -33,6 +33,7 @@ class MagNet(Method):
     uses_coarse = True
     needs_backbone = True
     Config = MagNetConfig
+    trains_with_run_seed = True  # the refiners are seeded by the run's seed (ctx.options["seed"])
     data_parallel_train = True  # train_refiners wraps the refiner in DDP under torchrun (bench.distributed)
     # every option that shapes the refiners (inference-only ones such as n_points do not)
     train_fields = ("scales", "crop_size", "n_refiners", "epochs", "iterations_per_epoch", "train_batch_size", "lr",

@@ -161,3 +161,18 @@ def test_backbone_without_sidecar_is_not_checked(tmp_path):
     train_missing(cfg)
     checkpoint_meta.sidecar(cfg.backbone_path).unlink()
     assert train_missing(build(_flat(tmp_path, **BACKBONE_ONLY, seed=5)))["backbone"] == "present"
+
+
+def test_magnet_records_the_run_seed_that_seeds_its_refiners(tmp_path):
+    from magnet.config import MagNetConfig
+    from magnet.method import MagNet
+
+    path = tmp_path / "refiner.pt"
+    path.write_bytes(b"w")
+    seed0 = checkpoint_meta.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 0)
+    assert seed0["run_seed"] == 0
+    checkpoint_meta.write({"r": path}, seed0)
+    checkpoint_meta.check({"r": path}, seed0, "magnet")
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match="run_seed"):
+        checkpoint_meta.check({"r": path}, checkpoint_meta.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 1),
+                              "magnet")

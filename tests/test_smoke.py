@@ -48,7 +48,7 @@ def test_missing_weights_fail_clearly(tmp_path, capsys):
     code = smoke.main(["--data", str(data), "--methods", "downsample", f"checkpoint_dir={tmp_path / 'none'}"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "synthetic weights missing" in err and "make bench" in err and "backbone.pt" in err
+    assert "synthetic weights missing" in err and "make train" in err and "backbone.pt" in err
 
 
 def test_absent_data_folder_is_skipped(tmp_path, capsys):
