@@ -13,7 +13,7 @@ Record types (field ``type``):
 - ``summary``: aggregates of a finished unit (convenience; tables recompute from ``image``).
 
 Records are appended with a flush and fsync per line, so a crash loses at most the image in
-flight; a torn last line is ignored on reading.
+flight; a torn last line is ignored on reading, and the next append starts a new line after it.
 """
 
 from __future__ import annotations
@@ -37,12 +37,27 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _ends_with_newline(path: Path) -> bool:
+    """True for a missing or empty file, or one whose last byte is a newline."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return True
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+
+
 def append(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a JSON line, flushed and fsynced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_clean(record), sort_keys=True)
+    # a kill mid-write leaves a torn last line; starting a fresh line keeps this record whole
+    prefix = "" if _ends_with_newline(path) else "\n"
     with open(path, "a") as fh:
-        fh.write(line + "\n")
+        fh.write(prefix + line + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
