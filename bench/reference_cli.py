@@ -93,7 +93,7 @@ def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(out), parse_constant=lambda _: None)  # NaN -> null
 
 
-def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None) -> dict[str, Any]:
+def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None, note: str = "") -> dict[str, Any]:
     """The manifest of ``cfg.checkpoint_path`` after training and evaluating ``cfg``."""
     folder = cfg.checkpoint_path
     uses = unit_files(cfg)
@@ -112,7 +112,7 @@ def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None) 
             "training_digest": stable_hash(tcfg), "torch": torch.__version__, "git_sha": measure.provenance(
                 torch.device("cpu"), cfg.seed)["git_sha"], "fingerprint": measure.training_fingerprint(),
             "machine": measure.kernel_set(), "train_seconds": train_seconds, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "files": files, "metrics": metrics}
+            "note": note, "files": files, "metrics": metrics}
 
 
 def training_command(cfg: BenchConfig) -> str:
@@ -121,7 +121,7 @@ def training_command(cfg: BenchConfig) -> str:
     return f"python -m bench train {cfg.dataset} train=true checkpoint_dir={cfg.checkpoint_path} {seeds}"
 
 
-def train_and_evaluate(cfg: BenchConfig, command: str) -> dict[str, Any]:
+def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[str, Any]:
     """Train what ``cfg`` lacks, sweep it, write and return the manifest of its checkpoint folder.
 
     A folder that already has a manifest is returned as it is.
@@ -149,7 +149,7 @@ def train_and_evaluate(cfg: BenchConfig, command: str) -> dict[str, Any]:
     from bench.tables import render
 
     render(cfg)
-    manifest = build_manifest(cfg, command, seconds)
+    manifest = build_manifest(cfg, command, seconds, note)
     (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 
@@ -178,6 +178,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (every learned weight)")
     p.add_argument("--staging", default=None, help="staging folder (default results/reference/<dataset>-seed<k>)")
     p.add_argument("--install", action="store_true", help="replace weights/<dataset>/ with the staged set")
+    p.add_argument("--note", default="", help="free text stored in the manifest (how the staged weights were made)")
 
 
 def main(args: Any) -> int:
@@ -186,7 +187,7 @@ def main(args: Any) -> int:
     staging = Path(args.staging) if args.staging else staging_dir(args.dataset, args.seed)
     cfg = staged_config(args.dataset, parse_overrides(args.overrides), args.seed, staging, args.config)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    manifest = train_and_evaluate(cfg, command)
+    manifest = train_and_evaluate(cfg, command, args.note)
     for unit, m in manifest["metrics"].items():
         if m.get("status") == "ok":
             print(f"[reference] {unit}: mIoU {100 * m['miou']:.2f}  mBA {100 * (m['mba'] or float('nan')):.2f}")
