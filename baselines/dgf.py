@@ -40,7 +40,7 @@ from baselines._gf_ops import (
     resize_bilinear_region,
 )
 from bench import training
-from bench.backbones import load_state_dict_strict
+from bench.backbones import load_state_dict_strict, load_weights
 from bench.coarse import compute_coarse, resize_image
 from bench.interface import Coarse, Dataset, Method, MethodContext
 
@@ -273,7 +273,7 @@ class DeepGuidedFilter(Method):
         if not path.is_file():
             raise FileNotFoundError(f"DGF guide weights not found at {path}; train them first (DeepGuidedFilter.train)")
         self.head = GuideHead(ctx.num_classes, cfg.hidden)
-        load_state_dict_strict(self.head, torch.load(path, map_location="cpu", weights_only=True), source=str(path))
+        load_state_dict_strict(self.head, load_weights(path), source=str(path))
         trained = self.head.trained_with.tolist()
         if not torch.allclose(self.head.trained_with, _filter_key(cfg)):
             raise ValueError(

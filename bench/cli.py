@@ -2,40 +2,88 @@
 
 Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=cuda``,
 ``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``.
+
+Exit codes: 0 every unit complete; 1 a unit failed, is partial, lacks weights, has stale weights
+(or the figures failed); 2 a user error (an unknown name or key, a bad value, a missing data
+folder), printed as one line before anything runs (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from pathlib import Path
 
 from bench.config import load, parse_overrides
+from bench.errors import UserError, one_line
 
 
 def _cfg(args: argparse.Namespace):  # noqa: ANN202
-    return load(args.dataset, parse_overrides(args.overrides), args.config)
+    return load_config(args.dataset, args.overrides, args.config)
+
+
+def load_config(dataset: str, overrides: list[str] | dict, config_file: str | None = None):  # noqa: ANN201
+    """The config of a command; a bad key, value or file name is a :class:`UserError`."""
+    try:
+        values = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        return load(dataset, values, config_file)
+    except KeyError as err:  # KeyError's str() quotes its message
+        raise UserError(one_line(err.args[0] if err.args else str(err))) from err
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise UserError(one_line(str(err))) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import distributed
-    from bench.runner import run_sweep, train_missing
-    from bench.tables import load_results, render
+    from bench.validate import check_run
 
     cfg = _cfg(args)
+    check_run(cfg)  # names, options, device and data folder, before any training or file write
+    from bench import distributed, procs  # after the checks: distributed imports torch (seconds)
+
     distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
-    status = train_missing(cfg)
+    # rank 0 holds the out_dir lock for the run; the other ranks write only their own record files
+    lock = procs.out_dir_lock(cfg.out_path) if distributed.is_main() else contextlib.nullcontext(None)
+    with procs.exit_on_sigterm(), lock as lock_fd:
+        if lock_fd is not None:
+            procs.clean_stale_temp(cfg.out_path)
+        return _run_locked(cfg, lock_fd)
+
+
+def _run_locked(cfg, lock_fd: int | None) -> int:  # noqa: ANN001
+    """Train what is missing, sweep, render; the last line counts the units by outcome."""
+    from bench import distributed
+    from bench.outcome import exit_code, problem_lines, summary_line
+    from bench.runner import run_sweep
+    from bench.tables import load_results, render
+
+    status = _train(cfg)
     if status.get("backbone") == "missing" and distributed.is_main():
         print(f"[bench] backbone weights missing at {cfg.backbone_path}; units needing them are recorded as such",
               file=sys.stderr)
-    results = distributed.gather_results(run_sweep(cfg))  # waits for every rank
+    results = distributed.gather_results(run_sweep(cfg, lock_fd=lock_fd))  # waits for every rank
     if results is None:  # not rank 0: rank 0 renders the tables from every rank's records
         return 0
     aggregates = load_results(cfg)  # read once, for the tables and the plots
     paths = render(cfg, aggregates)
-    failed = {k: v for k, v in results.items() if v not in ("ok", "done")}
-    print(f"[bench] {len(results) - len(failed)}/{len(results)} units ok; records in {cfg.out_path}")
+    print(f"[bench] records in {cfg.out_path}")
     print(f"[bench] tables: {paths[0]} (and .md/.tex per table in {cfg.tables_path})")
-    return _figures(cfg, aggregates)
+    figures = _figures(cfg, aggregates)
+    for line in problem_lines(aggregates):
+        print(f"[bench] {line}", file=sys.stderr)
+    print(f"[bench] {summary_line(aggregates)}")
+    return max(figures, exit_code(aggregates))
+
+
+def _train(cfg) -> dict[str, str]:  # noqa: ANN001
+    """``train_missing``; a missing or malformed training split is the user's to fix."""
+    from bench.datasets.base import DataFormatError
+    from bench.runner import train_missing
+
+    try:
+        return train_missing(cfg)
+    except (FileNotFoundError, DataFormatError) as err:
+        raise UserError(f"training data ({cfg.train_split} split): {one_line(str(err))}") from err
 
 
 def _figures(cfg, aggregates=None) -> int:  # noqa: ANN001
@@ -56,10 +104,12 @@ def _figures(cfg, aggregates=None) -> int:  # noqa: ANN001
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.runner import train_missing
+    from bench.validate import check_run
 
-    overrides = {"train": True, **parse_overrides(args.overrides)}  # the training command trains
-    status = train_missing(load(args.dataset, overrides, args.config))
+    overrides = {"train": True, **_overrides(args.overrides)}  # the training command trains
+    cfg = load_config(args.dataset, overrides, args.config)
+    check_run(cfg, data=False)  # the training split is opened only if something is trained
+    status = _train(cfg)
     return 1 if any(s == "missing" or s.startswith(("untrainable", "stale")) for s in status.values()) else 0
 
 
@@ -77,13 +127,20 @@ def _csv_list(text: str | None) -> list[str] | None:
     return items or None
 
 
+def _overrides(args: list[str]) -> dict:
+    try:
+        return parse_overrides(args)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from bench.score import run_score
 
-    overrides = parse_overrides(args.overrides)
+    overrides = _overrides(args.overrides)
     if args.absent:
         overrides["absent"] = args.absent
-    cfg = load(args.dataset, overrides, args.config)
+    cfg = load_config(args.dataset, overrides, args.config)
     try:
         text, results = run_score(cfg, _csv_list(args.methods), _csv_list(args.images), args.format)
     except ValueError as err:
@@ -120,7 +177,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_drift(args: argparse.Namespace) -> int:
     from bench.drift import run_drift
 
-    return run_drift(args.dataset, update=args.update)
+    return run_drift(args.dataset, update=args.update, values=args.values, measure=args.measure)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -140,8 +197,10 @@ def cmd_unit(args: argparse.Namespace) -> int:
     from bench.runner import config_from_file, run_unit
 
     status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size))
-    return 0 if status in ("ok", "done", "unavailable", "missing_checkpoint", "stale_checkpoint", "reference_mismatch",
-                                                 "oom") else 1
+    if args.status_file:  # the sweep reads the unit's status here (the exit code only says it ran to the end)
+        Path(args.status_file).write_text(status + "\n")
+    return 0 if status in ("ok", "done", "partial", "unavailable", "missing_checkpoint", "stale_checkpoint",
+                           "reference_mismatch", "oom") else 1
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
@@ -182,8 +241,14 @@ def _dataset_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; given the ``command`` about to run, the others' heavy modules stay unimported.
+
+    ``bench.reference_cli`` imports torch, which takes seconds: a ``run`` with a typo must fail faster.
+    """
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
     for name, fn, text in (("run", cmd_run, "train what is missing, sweep, write tables"),
                            ("train", cmd_train, "train every checkpoint the sweep needs"),
@@ -204,14 +269,18 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--crop", default=None, help="x,y,w,h in full-resolution pixels (default: chosen where methods disagree)")
     sh.add_argument("--crops", type=int, default=2, help="number of automatically chosen crops per image")
     sh.set_defaults(fn=cmd_show)
-    d = sub.add_parser("drift", help="rerun the small benchmark and compare with results/baselines")
+    d = sub.add_parser("drift", help="evaluate the reference weights on a small subset, compare with results/baselines")
     d.add_argument("dataset", nargs="?", default="synthetic")
-    d.add_argument("--update", action="store_true", help="store the current values as expected")
+    d.add_argument("--update", action="store_true", help="store the current values as expected (tolerances kept)")
+    d.add_argument("--measure", action="store_true",
+                   help="rewrite the baseline: values from this CPU, tolerances measured under every kernel set")
+    d.add_argument("--values", default=None, help="(internal) write this run's unit values as JSON, compare nothing")
     d.set_defaults(fn=cmd_drift)
-    from bench.reference_cli import add_arguments as reference_arguments
-
     rf = sub.add_parser("reference", help="train the reference weights from scratch, evaluate, write the manifest")
-    reference_arguments(rf)
+    if command in (None, "reference"):
+        from bench.reference_cli import add_arguments as reference_arguments
+
+        reference_arguments(rf)
     rf.set_defaults(fn=cmd_reference)
     se = _dataset_args(sub.add_parser("seeds", help="train and evaluate with several seeds; the spread table"))
     se.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
@@ -236,14 +305,26 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("config_json")
     u.add_argument("method")
     u.add_argument("size")
+    u.add_argument("--status-file", default=None, help="write the unit's status to this file")
     u.set_defaults(fn=cmd_unit)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Parse and run a command; a :class:`UserError` prints one line and exits 2 (``--debug``: raise)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = parser(None if command is None or "-h" in argv or "--help" in argv else command).parse_args(argv)
     # `run cityscapes limit=2`: a first positional with '=' is an override, not a dataset
     if getattr(args, "dataset", None) and "=" in args.dataset:
         args.overrides.insert(0, args.dataset)
         args.dataset = "synthetic"
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"[bench] error: {one_line(str(err))} (--debug for the traceback)", file=sys.stderr)
+        return 2

@@ -27,6 +27,12 @@ from typing import Any
 import yaml
 
 ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (bench.measure.child_env)
+ABSENT_POLICIES = ("nan", "zero")  # as bench.metrics (not imported: config stays free of cv2)
+# integer fields and their least value (None: any integer); ``limit`` and ``threads`` may be None
+_INT_FIELDS = {"limit": 1, "threads": 1, "warmup": 0, "bootstrap": 0, "save_predictions": 0, "seed": None,
+               "version": None}
+_BOOL_FIELDS = ("isolate", "train")
+_OPTIONAL_INT_FIELDS = ("limit", "threads")
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_DIR / "configs"
@@ -83,10 +89,12 @@ class BenchConfig:
             weights trained on another backbone or size are never reused; set it to use given
             (e.g. released) weights.
         out_dir: where records go; default ``results/runs/<dataset>``.
-        tables_dir: where tables go; default ``results/tables/<dataset>``.
+        tables_dir: where tables, plots and panels go; default ``<out_dir>/tables`` when ``out_dir``
+            is given (so a second run never overwrites the first one's tables), else
+            ``results/tables/<dataset>``.
         device: ``cpu`` or ``cuda[:i]``.
         threads: torch intra-op threads (None: torch's default).
-        limit: evaluate only the first N images.
+        limit: evaluate only the first N images (N >= 1; None: all).
         seed: seeds random, numpy and torch.
         bootstrap: paired-bootstrap resamples over images behind the tables' significance marks
             (``bench.significance``), drawn with ``seed``; 0 disables the test and the marks.
@@ -146,6 +154,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         check_allocator(self.allocator)
+        check_scalars(self)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -171,7 +180,9 @@ class BenchConfig:
 
     @property
     def tables_path(self) -> Path:
-        return Path(self.tables_dir or f"results/tables/{self.dataset}")
+        if self.tables_dir:
+            return Path(self.tables_dir)
+        return Path(self.out_dir) / "tables" if self.out_dir else Path(f"results/tables/{self.dataset}")
 
     def units(self) -> list[tuple[str, tuple[int, int]]]:
         """The (method, input size) pairs of the sweep, in table order, without repeats."""
@@ -184,6 +195,31 @@ class BenchConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=list))
 
 
+def check_scalars(cfg: BenchConfig) -> None:
+    """Types and ranges of the scalar fields (``limit`` >= 1, ``threads`` >= 1, ``absent``, ...).
+
+    Raises:
+        ValueError: naming the key, the value given and what is allowed.
+    """
+    for key, least in _INT_FIELDS.items():
+        value = getattr(cfg, key)
+        if value is None and key in _OPTIONAL_INT_FIELDS:
+            continue
+        # bool is an int to Python, but ``limit=true`` is a typo, not 1
+        if not isinstance(value, int) or isinstance(value, bool) or (least is not None and value < least):
+            bound = "an integer" if least is None else f"an integer >= {least}"
+            extra = " (or omitted)" if key in _OPTIONAL_INT_FIELDS else ""
+            raise ValueError(f"{key} must be {bound}{extra}, got {value!r}")
+    for key in _BOOL_FIELDS:
+        if not isinstance(getattr(cfg, key), bool):
+            raise ValueError(f"{key} must be true or false, got {getattr(cfg, key)!r}")
+    if cfg.absent not in ABSENT_POLICIES:
+        raise ValueError(f"absent must be one of {list(ABSENT_POLICIES)}, got {cfg.absent!r}")
+    for key in ("dataset", "split", "train_split", "device", "backbone"):
+        if not isinstance(getattr(cfg, key), str):
+            raise ValueError(f"{key} must be a string, got {getattr(cfg, key)!r}")
+
+
 _FIELDS = {f.name: f for f in dataclasses.fields(BenchConfig)}
 _SIZE_FIELDS = {"table1_sizes"}
 _ONE_SIZE_FIELDS = {"input_size", "coarse_scale"}
@@ -191,6 +227,14 @@ _TUPLE_FIELDS = {"methods", "table1_methods", "excluded"}
 
 
 def _coerce(key: str, value: Any) -> Any:
+    """A field's value in its stored type; a bad size raises ValueError naming ``key``."""
+    try:
+        return _coerce_value(key, value)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from err
+
+
+def _coerce_value(key: str, value: Any) -> Any:
     if key in _ONE_SIZE_FIELDS:
         return None if value is None else parse_size(value)
     if key in _SIZE_FIELDS:
@@ -260,7 +304,9 @@ def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None,
     path = Path(config_file) if config_file else CONFIG_DIR / "datasets" / f"{dataset}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))
-        raise FileNotFoundError(f"no config {path}; dataset configs: {known}")
+        close = difflib.get_close_matches(dataset, known, n=3, cutoff=0.5) if not config_file else []
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise FileNotFoundError(f"no config {path}{hint} dataset configs: {known}")
     return build(merge(read_yaml(path), dict(overrides or {})))
 
 

@@ -2,8 +2,9 @@
 
 Record types (field ``type``):
 
-- ``image``: one (method, input size, image): ``unit_key``, ``image_id``, ``status`` ("ok" or
-  an error status), ``cm`` (per-image confusion counts, rows = ground truth, so any aggregate can
+- ``image``: one (method, input size, image): ``unit_key``, ``image_id``, ``n_expected`` (how
+  many images the unit covers), ``status`` ("ok", or "error" with the reason in ``message``
+  when the image could not be read: the unit went on without it), ``cm`` (per-image confusion counts, rows = ground truth, so any aggregate can
   be recomputed), ``mba`` (NaN when the image has no boundary band), ``mba_radii``,
   ``time_coarse_ms``, ``time_refine_ms``, ``time_ms`` (what tables show: coarse + refine for
   methods that use the coarse map), ``time_e2e_ms`` (also the host-side preparation), memory
@@ -98,6 +99,27 @@ def latest_by_image(records: Iterable[dict[str, Any]], unit_key: str) -> dict[st
         if r.get("type") == "image" and r.get("unit_key") == unit_key and r.get("status") == "ok":
             out[r["image_id"]] = r
     return out
+
+
+def failed_images(records: Iterable[dict[str, Any]], unit_key: str) -> dict[str, str]:
+    """``{image_id: reason}`` of ``unit_key``'s images recorded as failed and never recorded ok."""
+    failed: dict[str, str] = {}
+    ok: set[str] = set()
+    for r in records:
+        if r.get("type") != "image" or r.get("unit_key") != unit_key:
+            continue
+        if r.get("status") == "ok":
+            ok.add(r["image_id"])
+        else:
+            failed[r["image_id"]] = r.get("message") or r.get("status") or "failed"
+    return {k: v for k, v in failed.items() if k not in ok}
+
+
+def expected_images(records: Iterable[dict[str, Any]], unit_key: str) -> int | None:
+    """How many images ``unit_key`` should cover (``n_expected`` of its image records; None for old records)."""
+    counts = [r["n_expected"] for r in records
+              if r.get("type") == "image" and r.get("unit_key") == unit_key and r.get("n_expected") is not None]
+    return max(counts) if counts else None
 
 
 def unit_status(records: Iterable[dict[str, Any]], unit_key: str) -> dict[str, Any] | None:

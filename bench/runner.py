@@ -2,14 +2,21 @@
 
 Each unit runs in a fresh subprocess by default (``isolate``), which is what makes the CPU
 peak-memory figure that of the unit alone and keeps one crashing method from ending the sweep.
-A rerun skips images already recorded with status ok under the same ``unit_key`` (a hash of the
-resolved config, method version, input size and the digests of the weights used).
+The worker dies with the sweep's process (``bench.procs``) and reports its status back through
+a file. A rerun skips images already recorded with status ok under the same ``unit_key`` (a hash
+of the resolved config, method version, input size and the digests of the weights used).
+
+An image that cannot be read (a corrupt file, a label value outside the format, an image and
+label of different sizes) is recorded as a failed image record with its reason, and its unit
+goes on; every image record carries ``n_expected``, the number of images the unit covers, so
+the tables can show a unit that did not cover them all as partial.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -22,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench import checkpoint_meta, distributed, measure, records, reference
+from bench import checkpoint_meta, distributed, measure, procs, records, reference
 from bench.coarse import compute_coarse, resize_image
 from bench.config import BenchConfig, build, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_class, dataset_info
@@ -61,6 +68,23 @@ def setup_torch(cfg: BenchConfig) -> torch.device:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
     return device
+
+
+def split_image_size(cfg: BenchConfig, split: str) -> tuple[int, int] | None:
+    """Nominal (w, h) of a split's images from the config and the dataset class, without opening it.
+
+    The same value :func:`image_size` gives for an opened split: ``data.size`` (with
+    ``train_data.size`` on the training split), else the class's default or nominal size;
+    None when the class has neither (its images vary).
+    """
+    size = cfg.data.get("size")
+    if split == cfg.train_split:
+        size = cfg.train_data.get("size", size)
+    if size is not None:
+        return parse_size(size)
+    klass = dataset_class(cfg.dataset)
+    nominal = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None)
+    return tuple(nominal) if nominal else None
 
 
 def open_split(cfg: BenchConfig, split: str) -> Any:
@@ -214,9 +238,14 @@ def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
     other ranks have got.
     """
     ids = dataset.ids()
-    n = len(ids) if cfg.limit is None else min(cfg.limit, len(ids))
     done = records.done_images(records.load(cfg.out_path), ukey)
-    return [i for i in _shard(list(range(n))) if ids[i] not in done]
+    return [i for i in _shard(list(range(n_expected(cfg, dataset)))) if ids[i] not in done]
+
+
+def n_expected(cfg: BenchConfig, dataset: Any) -> int:
+    """How many images a unit covers: the split's, or its first ``limit``."""
+    n = len(dataset.ids())
+    return n if cfg.limit is None else min(cfg.limit, n)
 
 
 def _shard(indices: list[int]) -> list[int]:
@@ -264,25 +293,55 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
     return _sweep_images(cfg, name, cls, size, ukey, dataset, pending, method, backbone, ctx, probe)
 
 
+def _load_sample(dataset: Any, index: int) -> tuple[Any, str | None]:
+    """``(sample, None)``, or ``(None, reason)`` when the image or its label cannot be read.
+
+    Any exception of the reader counts: a corrupt PNG, a label value outside the format or a
+    size mismatch is the data's fault, and the unit goes on with the next image.
+    """
+    try:
+        return dataset[index], None
+    except Exception as err:  # noqa: BLE001 - the reason is recorded and shown in the tables
+        return None, f"{type(err).__name__}: {err}"
+
+
+def _failed_image(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int], image_id: str, reason: str,
+                  expected: int) -> None:
+    records.append(records_file(cfg), {"type": "image", "unit_key": ukey, "method": name, "size": format_size(size),
+                                       "image_id": image_id, "status": "error", "message": reason[-2000:],
+                                       "n_expected": expected})
+    print(f"[bench] {name} @ {format_size(size)}: image {image_id} failed, recorded, going on: {reason}",
+          file=sys.stderr, flush=True)
+
+
 def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int], ukey: str, dataset: Any,
                   pending: list[int], method: Any, backbone: Any, ctx: MethodContext, probe: measure.MemoryProbe) -> str:
+    """Every pending image of one unit; returns ``ok``, ``partial`` (some image failed) or ``oom``."""
     prov = measure.provenance(ctx.device, cfg.seed)
     prov["warmup"] = cfg.warmup
-    out = records_file(cfg)
+    out, ids, expected = records_file(cfg), dataset.ids(), n_expected(cfg, dataset)
+    status, warm = "ok", False
     with torch.inference_mode():
-        for _ in range(cfg.warmup):
-            _predict(method, cls, dataset[pending[0]], backbone, ctx, probe)
         for index in tqdm(pending, desc=f"{name} @ {format_size(size)}", disable=not sys.stderr.isatty()):
-            sample = dataset[index]
+            sample, reason = _load_sample(dataset, index)
+            if sample is None:
+                _failed_image(cfg, ukey, name, size, ids[index], reason or "", expected)
+                status = "partial"
+                continue
+            if not warm:  # warm up on the first image that loads, so a bad first image spoils nothing
+                for _ in range(cfg.warmup):
+                    _predict(method, cls, sample, backbone, ctx, probe)
+                warm = True
             try:
                 labels, times, mem = _predict(method, cls, sample, backbone, ctx, probe)
             except torch.OutOfMemoryError as err:
                 _unit_failure(cfg, ukey, name, size, "oom", f"{sample.id}: {err}")
                 return "oom"
-            records.append(out, _image_record(ukey, name, method, size, sample, labels, dataset.info, times, mem, prov))
+            record = _image_record(ukey, name, method, size, sample, labels, dataset.info, times, mem, prov)
+            records.append(out, {**record, "n_expected": expected})
             # label maps for the pictures (bench.panels); after the record, outside every measurement
             save_unit_predictions(cfg, name, size, ukey, index, sample, labels, method, backbone, ctx)
-    return "ok"
+    return status
 
 
 def train_missing(cfg: BenchConfig) -> dict[str, str]:
@@ -301,28 +360,47 @@ def train_missing(cfg: BenchConfig) -> dict[str, str]:
     return distributed.train_all(cfg) if distributed.env_world()[2] > 1 else train_all(cfg)
 
 
-def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "bench", "unit", str(config_path), name, format_size(size)]
-    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=measure.child_env(cfg.allocator))
-    return proc.returncode, proc.stderr
+def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path,
+           keep_fds: tuple[int, ...] = ()) -> tuple[int, str, str]:
+    """Run one unit in a worker that dies with this process; returns (exit code, stderr, status).
+
+    ``keep_fds`` stay open in the worker (the ``out_dir`` lock, so that it is held until the
+    last worker of a killed run is gone).
+    """
+    status_path = config_path.with_name(f"status-{name}-{format_size(size)}.txt")
+    status_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench", "unit", str(config_path), name, format_size(size),
+           "--status-file", str(status_path)]
+    parent = os.getpid()
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=measure.child_env(cfg.allocator),
+                          preexec_fn=lambda: procs.worker_preexec(parent), pass_fds=keep_fds)
+    status = status_path.read_text().strip() if status_path.is_file() else ""
+    return proc.returncode, proc.stderr, status or ("ok" if proc.returncode == 0 else "error")
 
 
-def run_sweep(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str]:
-    """Every unit of the sweep; a failing unit is recorded and the sweep goes on."""
+def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str, tuple[int, int]], str]:
+    """Every unit of the sweep; a failing unit is recorded and the sweep goes on.
+
+    Returns:
+        ``{(method, size): status}``: ``ok``, ``done`` (nothing left to run), ``partial`` (some
+        image failed), or a failure status (``error``, ``missing_checkpoint``, ...).
+    """
     results: dict[tuple[str, tuple[int, int]], str] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    cfg.out_path.mkdir(parents=True, exist_ok=True)
+    # in out_dir, named by pid, so a run killed by SIGKILL leaves it where the next run removes it
+    with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(cfg.to_dict()))
         for name, size in cfg.units():
             if not cfg.isolate:
                 results[(name, size)] = _run_in_process(cfg, name, size)
                 continue
-            code, err = _child(cfg, name, size, config_path)
+            code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
             if code != 0:
                 key = unit_keys(cfg).get((name, size)) or ""
                 _unit_failure(cfg, key, name, size, "error", f"exit code {code}\n{err}")
                 print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on", file=sys.stderr)
-            results[(name, size)] = "ok" if code == 0 else "error"
+            results[(name, size)] = status
     return results
 
 

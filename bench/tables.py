@@ -14,6 +14,11 @@ row's mIoU / mBA cell); the caption states B, the seed, what was resampled and e
 
 All numbers are recomputed from the per-image records (confusion counts, mBA, time, memory), so a
 change of metric policy needs no rerun.
+
+A unit that does not cover every image of its split (an image failed to load, or the unit stopped
+early) is partial: its row says "k of n images", the caption names each failed image with its
+reason, and it gets no Δ against the paper. A partial row is compared (bold, best vs runner-up,
+Improvement, †) only with rows over the very same images: never with a complete one.
 """
 
 from __future__ import annotations
@@ -70,16 +75,46 @@ class UnitResult:
     message: str = ""
     # the unit's image records by image id, kept for the paired bootstrap (not shown, not compared)
     images: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    expected: int | None = None  # images the unit should cover (None: records from before n_expected)
+    failed: dict[str, str] = field(default_factory=dict)  # image id -> why it could not be evaluated
+
+    @property
+    def n_total(self) -> int:
+        """The images the unit should cover (recorded ok or failed, when ``expected`` is unknown)."""
+        return self.expected if self.expected is not None else self.n_images + len(self.failed)
+
+    @property
+    def partial(self) -> bool:
+        """True for a unit with results that does not cover every image of its split."""
+        return self.status == "ok" and (bool(self.failed) or self.n_images < self.n_total)
+
+    def coverage(self, max_ids: int = 3, max_reason: int = 400) -> str:
+        """``"7 of 8 images; failed: <id> (<reason>)"``; the unit's last failure when no image is named."""
+        text = f"{self.n_images} of {self.n_total} images"
+        items = [f"{i} ({_short(r, max_reason)})" for i, r in sorted(self.failed.items())[:max_ids]]
+        more = f" and {len(self.failed) - max_ids} more" if len(self.failed) > max_ids else ""
+        if items:
+            return f"{text}; failed: {', '.join(items)}{more}"
+        return f"{text}; stopped: {_short(self.message, max_reason)}" if self.message else f"{text}; not finished"
+
+
+def _short(text: str, limit: int) -> str:
+    """The last line of ``text`` that says something (a traceback's error), cut to ``limit``."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, info: DatasetInfo,
               absent: str, excluded: Sequence[int], display: str) -> UnitResult:
     """Recompute one unit's metrics from its records."""
     images = records.latest_by_image(recs, key)
+    failed, expected = records.failed_images(recs, key), records.expected_images(recs, key)
+    failure = records.unit_status(recs, key)
     if not images:
-        failure = records.unit_status(recs, key)
-        status = failure["status"] if failure else "not run"
-        return UnitResult(method, display, size, 0, status, message=(failure or {}).get("message", ""))
+        status = failure["status"] if failure else ("error" if failed else "not run")
+        message = (failure or {}).get("message", "") or "; ".join(f"{i}: {r}" for i, r in sorted(failed.items()))
+        return UnitResult(method, display, size, 0, status, message=message, expected=expected, failed=failed)
     first = next(iter(images.values()))
     cm = np.sum([np.asarray(r["cm"], dtype=np.int64) for r in images.values()], axis=0)
     iou = iou_per_class(cm, absent)
@@ -93,7 +128,8 @@ def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, 
                       mba=float(np.mean(mbas)) if mbas else float("nan"), mba_skipped=len(images) - len(mbas),
                       time=summarize([r["time_ms"] for r in images.values()]),
                       memory=float(max(mems)) if mems else float("nan"), mem_method=first.get("mem_method", ""),
-                      device=prov.get("device_name", ""), threads=prov.get("threads"), images=images)
+                      device=prov.get("device_name", ""), threads=prov.get("threads"), images=images,
+                      expected=expected, failed=failed, message=(failure or {}).get("message", ""))
 
 
 def _pct(value: float) -> str:
@@ -109,6 +145,30 @@ def _mem(res: UnitResult) -> str:
     return "–" if np.isnan(res.memory) else f"{res.memory:.0f}"
 
 
+def _label(res: UnitResult) -> str:
+    """The method cell: its name, with the coverage of a partial unit."""
+    return f"{res.display} ({res.n_images} of {res.n_total} images)" if res.partial else res.display
+
+
+def partial_note(results: Sequence[UnitResult]) -> str:
+    """The caption sentence naming every partial unit and its failed images ("" when none)."""
+    parts = [f"{r.display} at {r.size}: {r.coverage()}" for r in results if r.partial]
+    if not parts:
+        return ""
+    return ("PARTIAL units (not every image evaluated; compared only with units over the same images): "
+            + "; ".join(parts) + ".")
+
+
+def competing(rows: Sequence[UnitResult]) -> list[UnitResult]:
+    """The rows that may be ranked against each other: the complete ones, or, when every row with
+    results is partial, those rows if they share one image set."""
+    ok = [r for r in rows if r.status == "ok"]
+    complete = [r for r in ok if not r.partial]
+    if complete:
+        return complete
+    return ok if ok and all(set(r.images) == set(ok[0].images) for r in ok) else []
+
+
 def _status_row(res: UnitResult, width: int) -> list[str]:
     return [STATUS_TEXT.get(res.status, res.status)] + ["–"] * (width - 1)
 
@@ -121,7 +181,7 @@ def excluded_classes(cfg: BenchConfig, info: DatasetInfo) -> tuple[int, ...]:
 def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
     """Metric variant, timed region and memory definition, for every caption."""
     ok = [r for r in results if r.status == "ok"]
-    n = max((r.n_images for r in ok), default=0)
+    n = max((r.n_total for r in ok), default=0)
     excluded = excluded_classes(cfg, info)
     excl = f", classes {list(excluded)} excluded from the mean" if excluded else ""
     skipped = sum(r.mba_skipped for r in ok)
@@ -131,7 +191,8 @@ def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitRes
     mem_def = ("peak torch.cuda.max_memory_allocated per image (weights + activations, no CUDA context)"
                if mem_methods == ["cuda_allocator"] else
                "peak resident-set growth over the post-setup baseline, per image, in a fresh process per row (max over images)")
-    return (f"{info.name} {cfg.split}, {n} images. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}"
+    partial = partial_note(results)
+    return (f"{partial + ' ' if partial else ''}{info.name} {cfg.split}, {n} images. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}"
             f"{excl}, ignore index {info.ignore_index}. mBA: CascadePSP definition (5 radii from (W+H)/300, "
             f"OpenCV ellipse, ignore pixels excluded), mean over images ({skipped} image(s) without boundary skipped). "
             f"Time: median (IQR) ms per image of the coarse pass plus refine() (image decode, weight loading and "
@@ -149,7 +210,7 @@ def _paper_cols(cfg: BenchConfig, res: UnitResult, show: bool) -> list[str]:
     ref = _paper(cfg, res.method, res.size)
     if not ref or ref.get("miou") is None:
         return ["", ""]
-    ours = "–" if np.isnan(res.miou) else f"{100 * res.miou - ref['miou']:+.2f}"
+    ours = "–" if np.isnan(res.miou) or res.partial else f"{100 * res.miou - ref['miou']:+.2f}"
     return [f"{ref['miou']:.2f}", ours]
 
 
@@ -170,7 +231,7 @@ def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
     for r in rows:
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 2))
-        table.rows.append([r.display, r.size, *body])
+        table.rows.append([_label(r), r.size, *body])
     _add_significance(table, cfg, rows, compare)
     return table
 
@@ -181,12 +242,13 @@ def _improvement(rows: list[UnitResult]) -> tuple[UnitResult, UnitResult] | None
     return (base, best) if base and best else None
 
 
-def _mark_best(table: Table, first_col: int, n_rows: int) -> None:
+def _mark_best(table: Table, first_col: int, n_rows: int, skip: frozenset[int] = frozenset()) -> None:
+    """Bold the best value of each column; rows in ``skip`` (partial units) never compete."""
     for col in range(first_col, len(table.header)):
         vals = []
         for i in range(n_rows):
             try:
-                vals.append(float(table.rows[i][col]))
+                vals.append(float("-inf") if i in skip else float(table.rows[i][col]))
             except ValueError:
                 vals.append(float("-inf"))
         if vals and max(vals) > float("-inf"):
@@ -212,12 +274,19 @@ def comparer(cfg: BenchConfig, info: DatasetInfo) -> Compare | None:
     excluded = excluded_classes(cfg, info)
 
     def compare(a: UnitResult, b: UnitResult) -> BootstrapResult | None:
-        if a.status != "ok" or b.status != "ok" or not set(a.images) & set(b.images):
+        if a.status != "ok" or b.status != "ok" or not set(a.images) & set(b.images) or not comparable(a, b):
             return None
         return paired_bootstrap(a.images, b.images, absent=cfg.absent, excluded=excluded,
                                 n_resamples=cfg.bootstrap, seed=cfg.seed)
 
     return compare
+
+
+def comparable(a: UnitResult, b: UnitResult) -> bool:
+    """Two units may be compared: both complete, or both partial over the very same images."""
+    if not (a.partial or b.partial):
+        return True
+    return a.partial and b.partial and set(a.images) == set(b.images)
 
 
 def significance_note(cfg: BenchConfig) -> str:
@@ -251,7 +320,7 @@ def _mark_significant(table: Table, row: int, res: BootstrapResult) -> None:
 def best_vs_runner_up(rows: Sequence[UnitResult]) -> tuple[UnitResult, UnitResult | None] | None:
     """The best ok row by mIoU (the first one on a tie) and the best ok row of another method at the
     same input size (None when there is none); None when no row has an mIoU."""
-    ok = [r for r in rows if r.status == "ok" and not np.isnan(r.miou)]
+    ok = [r for r in competing(rows) if not np.isnan(r.miou)]
     if not ok:
         return None
     best = max(ok, key=lambda r: r.miou)
@@ -294,11 +363,18 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     table = Table("table2", f"Table 2: mBA and per-class IoU (%) at input size {size}; best per column in bold; "
                             f"Improvement = MagNet - Downsample. {notes}", header)
     for r in rows:
-        table.rows.append([r.display] + ([_pct(r.mba), _pct(r.miou)] + [_pct(v) for v in r.iou]
+        table.rows.append([_label(r)] + ([_pct(r.mba), _pct(r.miou)] + [_pct(v) for v in r.iou]
                                          if r.status == "ok" else _status_row(r, len(header) - 1)))
-    _mark_best(table, 1, len(table.rows))
+    ranked = competing(rows)
+    _mark_best(table, 1, len(table.rows), frozenset(i for i, r in enumerate(rows) if all(r is not c for c in ranked)))
     pair = _improvement(rows)
     improvement = ""
+    if pair and not comparable(*pair):
+        improvement = (f"Improvement not shown: {' and '.join(r.display for r in pair if r.partial)} "
+                       f"did not cover every image.")
+        pair = None
+        if compare is None:  # no significance sentences follow: say it in the caption anyway
+            table.caption += " " + improvement
     if pair:
         base, best = pair
         diffs = [best.mba - base.mba, best.miou - base.miou] + [b - a for a, b in zip(base.iou, best.iou)]
@@ -323,7 +399,7 @@ def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
     for r in rows:
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 1))
-        table.rows.append([r.display, *body])
+        table.rows.append([_label(r), *body])
     _add_significance(table, cfg, rows, compare)
     return table
 

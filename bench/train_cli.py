@@ -1,4 +1,8 @@
-"""``make train``: every checkpoint a sweep needs, backbone first, then each learned method."""
+"""``make train``: every checkpoint a sweep needs, backbone first, then each learned method.
+
+The training split is opened only when something is trained: a sweep of methods that need no
+training, or whose weights are present, runs on a data folder that holds the evaluated split only.
+"""
 
 from __future__ import annotations
 
@@ -41,15 +45,16 @@ def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
 
 def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set: Any, device: Any,
                    backbone: Any) -> str:
-    from bench.runner import image_size, make_context, method_config
+    from bench.runner import image_size, make_context, method_config, split_image_size
 
     try:
         cls = resolve(name)
     except (MethodUnavailable, KeyError) as err:
         return f"not trained ({type(err).__name__}): {err}"
     mcfg = method_config(cfg, cls, name)
-    data = train_set()
-    ctx = make_context(cfg, data.info, size, device, backbone, image_size(data))
+    # the weights' paths need the images' size only: the split is opened when something is trained
+    full = split_image_size(cfg, cfg.train_split) or image_size(train_set())
+    ctx = make_context(cfg, dataset_info(cfg.dataset), size, device, backbone, full)
     paths = cls.checkpoints(mcfg, ctx)
     if not paths:
         return "none needed"
@@ -62,6 +67,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
         return "present"
     if not cfg.train:
         return "missing"
+    data = train_set()
     _log(f"{name} @ {size[0]}x{size[1]} -> {sorted(str(p) for p in paths.values())}")
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ backbones. Every backbone follows the ``Segmenter`` protocol of ``bench.interfac
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,26 @@ def create_backbone(name: str, num_classes: int, **kw: Any) -> torch.nn.Module:
     return model
 
 
+def load_weights(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a refused pickle names the file.
+
+    Raises:
+        UnsafeCheckpoint: the file holds pickled objects beyond tensors and plain containers
+            (a full-model pickle, an optimiser, a foreign class), which ``weights_only`` refuses.
+    """
+    from bench.errors import UnsafeCheckpoint, one_line
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own text is long and does not say which file; keep the unpickler's reason
+        text = str(err)
+        reason = text.split("WeightsUnpickler error:", 1)[-1] if "WeightsUnpickler error:" in text else text
+        reason = one_line(reason.split(". ")[0])[:200]
+        raise UnsafeCheckpoint(f"{path}: refused by torch.load(weights_only=True); save a plain state dict "
+                               f"(model.state_dict()) instead ({reason})") from err
+
+
 def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     """Load a plain state dict strictly, after the released-checkpoint clean-up.
 
@@ -74,7 +95,7 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
         # adapters with their own key layout (mmseg models sit under ``model.``) load themselves
         model.load_checkpoint(path)
         return
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_weights(path)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     load_state_dict_strict(model, clean_state_dict(state), source=str(path))

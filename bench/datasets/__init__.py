@@ -13,9 +13,10 @@ from __future__ import annotations
 import difflib
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.interface import Dataset, DatasetInfo
+if TYPE_CHECKING:  # bench.interface imports torch: naming a dataset must not cost seconds
+    from bench.interface import Dataset, DatasetInfo
 
 DATASETS: dict[str, str] = {
     "cityscapes": "bench.datasets.cityscapes:Cityscapes",

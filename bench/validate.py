@@ -1,0 +1,141 @@
+"""Checks of a sweep's config before anything runs: names, options, device and data folder.
+
+``bench run`` calls :func:`check_run` before any training, subprocess or file write, so that a
+typo costs a second, not a sweep. Each check raises :class:`bench.errors.UserError` with one line
+naming the key (or file) and what is allowed, with did-you-mean suggestions. The scalar fields
+(``limit`` >= 1, ``threads`` >= 1, ``absent``, ...) are already checked when the config is built
+(``bench.config.check_scalars``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from bench.config import BenchConfig
+from bench.errors import UserError, one_line
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_dataset(cfg: BenchConfig) -> None:
+    """The dataset name is registered."""
+    from bench.datasets import DATASETS
+
+    if cfg.dataset not in DATASETS:
+        raise UserError(f"dataset: unknown dataset {cfg.dataset!r}{_suggest(cfg.dataset, DATASETS)} "
+                        f"known: {sorted(DATASETS)}")
+
+
+def check_methods(cfg: BenchConfig) -> None:
+    """Every swept method (``methods``, ``table1_methods``) is registered."""
+    from bench.registry import method_paths
+
+    known = method_paths()
+    for key in ("methods", "table1_methods"):
+        for name in getattr(cfg, key):
+            if name not in known:
+                raise UserError(f"{key}: unknown method {name!r}{_suggest(name, known)} known: {sorted(known)}")
+
+
+def _method_class(name: str) -> type | None:
+    """The registered class, or None when its optional dependency is missing (recorded as unavailable)."""
+    from bench.registry import MethodUnavailable, resolve
+
+    try:
+        return resolve(name)
+    except MethodUnavailable:
+        return None
+
+
+def check_method_options(cfg: BenchConfig) -> None:
+    """Every ``<method>.<option>`` key names a registered method and a field of its Config.
+
+    The swept methods' Configs are also built from every source (dataclass defaults, method
+    file, overrides), which catches a bad value that the Config itself rejects.
+    """
+    from bench.registry import method_paths
+
+    known = method_paths()
+    for method, options in cfg.method_options.items():  # names first: they need no import
+        if method not in known:
+            keys = ", ".join(f"{method}.{o}" for o in options)
+            raise UserError(f"{keys}: unknown method {method!r}{_suggest(method, known)} (a <method>.<option> key "
+                            f"needs a registered method; known: {sorted(known)})")
+    for method, options in cfg.method_options.items():
+        cls = _method_class(method)
+        if cls is None:
+            continue
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        for option in options:
+            if option not in fields:
+                raise UserError(f"{method}.{option}: unknown option of {method}{_suggest(option, fields)} "
+                                f"known: {sorted(fields)}")
+    for name in dict.fromkeys((*cfg.methods, *cfg.table1_methods)):
+        _check_method_config(cfg, name)
+
+
+def _check_method_config(cfg: BenchConfig, name: str) -> None:
+    from bench.runner import method_config
+
+    cls = _method_class(name)
+    if cls is None:
+        return
+    try:
+        method_config(cfg, cls, name)
+    except (KeyError, ValueError, TypeError) as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise UserError(f"{name} options: {one_line(text)}") from err
+
+
+def check_device(device: str) -> None:
+    """``cpu``, or ``cuda[:i]`` with that GPU visible to this torch build."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"device: {device!r} is not a device ({one_line(str(err))}); use cpu or cuda[:i]") from err
+    if dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise UserError(f"device: {device!r} is not supported; use cpu or cuda[:i]")
+    if not torch.cuda.is_available():
+        build = torch.version.cuda or "CPU-only"
+        raise UserError(f"device: {device!r} but no CUDA GPU is available (torch {torch.__version__}, {build} build); "
+                        f"use device=cpu")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device: {device!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+
+
+def check_data(cfg: BenchConfig, split: str | None = None) -> Any:
+    """Open the evaluated split (a directory walk or list-file parse, nothing decoded).
+
+    Returns:
+        The dataset, so a caller need not open it twice.
+    """
+    from bench.datasets.base import DataFormatError
+    from bench.runner import open_split
+
+    split = split or cfg.split
+    try:
+        return open_split(cfg, split)
+    except (FileNotFoundError, DataFormatError) as err:
+        raise UserError(f"data_root: {one_line(str(err))}") from err
+    except (TypeError, ValueError) as err:  # an unknown data.<kwarg>, a bad split name or value
+        raise UserError(f"data ({split} split): {one_line(str(err))}") from err
+
+
+def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
+    """Every check of a sweep, cheapest first; raises :class:`UserError` on the first failure."""
+    check_dataset(cfg)
+    check_methods(cfg)
+    check_method_options(cfg)
+    check_device(cfg.device)
+    if data:
+        check_data(cfg)

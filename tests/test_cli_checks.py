@@ -1,0 +1,129 @@
+"""Issue 11 obs. 2, 4, 5, 6, 8: honest exit codes, user errors up front, what a run opens and writes."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from bench import cli, records
+from bench.backbones import load_weights
+from bench.errors import UnsafeCheckpoint, UserError
+from bench.outcome import exit_code, summary_line
+from bench.tables import UnitResult
+from tests.cityscapes_tiny import cityscapes_flat, make_cityscapes
+from tests.test_runner import _flat
+
+
+def _config(tmp_path, flat) -> str:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps(flat))
+    return str(path)
+
+
+def _run(tmp_path, flat, *overrides):
+    return cli.main(["run", "--config", _config(tmp_path, flat), *overrides])
+
+
+def test_missing_weights_exit_1_and_are_counted_apart(tmp_path, capsys):
+    # isolated units (the default): the worker's status reaches the parent, which once said "1/1 units ok"
+    flat = _flat(tmp_path, methods=["downsample"], table1_sizes=[], train=False, save_predictions=0)
+    assert _run(tmp_path, flat) == 1
+    out = capsys.readouterr()
+    assert out.out.strip().splitlines()[-1] == "[bench] 1 units: 0 ok, 0 partial, 0 failed, 1 missing weights, 0 stale"
+    assert "downsample @ 32x16: missing weights" in out.err
+
+
+def test_summary_counts_every_outcome_and_only_all_ok_exits_0():
+    def unit(status, **kw):
+        return UnitResult("m", "M", "32x16", kw.pop("n", 0), status, **kw)
+
+    results = {("a", "1"): unit("ok", n=4, expected=4), ("b", "1"): unit("ok", n=3, expected=4),
+               ("c", "1"): unit("error"), ("d", "1"): unit("missing_checkpoint"), ("e", "1"): unit("stale_checkpoint"),
+               ("f", "1"): unit("oom"), ("g", "1"): unit("reference_mismatch")}
+    assert summary_line(results) == "7 units: 1 ok, 1 partial, 3 failed, 1 missing weights, 1 stale"
+    assert exit_code(results) == 1 and exit_code({("a", "1"): results[("a", "1")]}) == 0
+
+
+USER_ERRORS = [
+    (["methods=[magnett]"], "unknown method 'magnett'; did you mean 'magnet'"),
+    (["magnt.n_points=0.5"], "magnt.n_points: unknown method 'magnt'; did you mean 'magnet'"),
+    (["magnet.n_pointz=0.5"], "magnet.n_pointz: unknown option of magnet; did you mean 'n_points'"),
+    (["limit=0"], "limit must be an integer >= 1"),
+    (["limit=-1"], "limit must be an integer >= 1"),
+    (["limit=abc"], "limit must be an integer >= 1"),
+    (["threads=-3"], "threads must be an integer >= 1"),
+    (["absent=maybe"], "absent must be one of ['nan', 'zero']"),
+    (["input_size=abc"], "input_size: a size must be 'WxH'"),
+    (["foo=1"], "unknown config key 'foo'"),
+    (["device=cuda:7"], "device: 'cuda:7'"),
+    (["device=tpu"], "device: 'tpu'"),
+    (["data.nope=1"], "data (val split)"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), USER_ERRORS, ids=[o[0] for o, _ in USER_ERRORS])
+def test_user_error_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, overrides, message):
+    flat = _flat(tmp_path, methods=["downsample", "magnet_fast"])
+    start = time.perf_counter()
+    assert _run(tmp_path, flat, *overrides) == 2
+    assert time.perf_counter() - start < 2.0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("[bench] error: ") and message in err, err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "ck").exists()  # nothing trained or written
+
+
+def test_missing_data_root_is_a_user_error_naming_the_layout(tmp_path, capsys):
+    flat = cityscapes_flat(tmp_path, tmp_path / "nowhere")
+    assert _run(tmp_path, flat) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere does not exist" in err and "leftImg8bit/<split>" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(UserError, match="limit must be"):
+        cli.main(["--debug", "run", "--config", _config(tmp_path, _flat(tmp_path)), "limit=0"])
+
+
+class _NotWeights:
+    pass
+
+
+def test_refused_pickle_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "full_model.pt"
+    torch.save({"model": _NotWeights()}, bad)
+    with pytest.raises(UnsafeCheckpoint, match="full_model.pt: refused by torch.load"):
+        load_weights(bad)
+    root = make_cityscapes(tmp_path / "data", n=2)
+    assert _run(tmp_path, cityscapes_flat(tmp_path, root, backbone_checkpoint=str(bad))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{bad}: refused by torch.load(weights_only=True)" in err
+
+
+def test_train_split_is_opened_only_when_something_trains(tmp_path, capsys):
+    # a Cityscapes folder with val/ only, methods that need no training, train=true
+    root = make_cityscapes(tmp_path / "data", n=2, splits=("val",))
+    flat = cityscapes_flat(tmp_path, root, train=True, isolate=False)
+    assert _run(tmp_path, flat) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(": 2 ok, 0 partial, 0 failed, 0 missing weights, 0 stale")
+    # and a method that must train names the missing training folder as a user error
+    flat = cityscapes_flat(tmp_path, root, train=True, isolate=False, methods=["dgf"],
+                           checkpoint_dir=str(tmp_path / "ck2"))
+    assert _run(tmp_path, flat) == 2
+    assert "leftImg8bit/train does not exist" in capsys.readouterr().err
+
+
+def test_out_dir_moves_the_tables(tmp_path, capsys):
+    root = make_cityscapes(tmp_path / "data", n=2)
+    flat = cityscapes_flat(tmp_path, root, isolate=False, methods=["downsample"])
+    for run in ("first", "second"):
+        assert _run(tmp_path, {**flat, "out_dir": str(tmp_path / run)}, "limit=1" if run == "first" else "limit=2") == 0
+    assert "Downsample" in (tmp_path / "first" / "tables" / "table3.md").read_text()
+    assert "cityscapes val, 1 images" in (tmp_path / "first" / "tables" / "table3.md").read_text()
+    assert "cityscapes val, 2 images" in (tmp_path / "second" / "tables" / "table3.md").read_text()
+    assert (tmp_path / "second" / "tables" / "plots").is_dir()
+    assert f"tables: {tmp_path / 'second' / 'tables' / 'tables.md'}" in capsys.readouterr().out
+    assert len([r for r in records.load(tmp_path / "second") if r["type"] == "image"]) == 2
