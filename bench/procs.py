@@ -1,12 +1,13 @@
 """Runs that cannot collide: unit workers that die with their parent, and a lock on ``out_dir``.
 
-- :func:`worker_preexec` runs in each unit subprocess before it starts: the worker gets its own
-  process group and, on Linux, asks the kernel for SIGKILL when its parent dies
-  (``prctl(PR_SET_PDEATHSIG)``). A ``kill -9`` of ``bench run`` alone so never leaves a worker
-  appending records while a rerun does the same unit.
+- :func:`worker_preexec` gives each unit subprocess, before it starts, its own process group and,
+  on Linux, the kernel's promise of a SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+  A ``kill -9`` of ``bench run`` alone so never leaves a worker appending records while a rerun
+  does the same unit.
 - :func:`out_dir_lock` holds an exclusive ``flock`` on ``<out_dir>/.bench.lock`` (with the
-  holder's pid written in it) for the whole run. The kernel drops the lock when its holder dies,
-  so the lock of a killed run is taken over without any clean-up; a live holder is named.
+  holder's pid written in it) for the whole run; the workers inherit it. The kernel drops the
+  lock when the last of them dies, so the lock of a killed run is taken over without any
+  clean-up; a live holder is named.
 - :func:`clean_stale_temp` removes the temporary folders of runs whose process is gone.
 """
 
@@ -22,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.errors import UserError
@@ -32,24 +33,32 @@ TEMP_PREFIX = ".sweep-"  # <out_dir>/.sweep-<pid>-<random>/config.json of a runn
 _PR_SET_PDEATHSIG = 1
 
 
-def _prctl_death_signal() -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux; a no-op elsewhere)."""
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), or None elsewhere; resolved in the parent, never after a fork."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return libc.prctl
 
 
-def worker_preexec(parent_pid: int) -> None:
-    """``preexec_fn`` of a unit worker: its own process group, and death with ``parent_pid``.
+def worker_preexec(parent_pid: int) -> Callable[[], None]:
+    """The ``preexec_fn`` of a unit worker: its own process group, and death with ``parent_pid``.
 
-    Runs in the forked child before ``exec``; only async-signal-tolerant work here.
+    The returned function runs in the forked child before ``exec``. Loading a library there
+    could deadlock on a lock another thread of the parent held at the fork, so ``prctl`` is
+    looked up here, in the parent, and the child only makes two system calls.
     """
-    os.setpgid(0, 0)
-    _prctl_death_signal()
-    # the parent may have died between fork and prctl: then nobody would ever send the signal
-    if os.getppid() != parent_pid:
-        os._exit(1)
+    prctl = _prctl()
+
+    def preexec() -> None:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # the parent may have died between fork and prctl: then nobody would ever send the signal
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
 
 
 def pid_alive(pid: int) -> bool:

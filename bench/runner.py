@@ -373,7 +373,7 @@ def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path
            "--status-file", str(status_path)]
     parent = os.getpid()
     proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=measure.child_env(cfg.allocator),
-                          preexec_fn=lambda: procs.worker_preexec(parent), pass_fds=keep_fds)
+                          preexec_fn=procs.worker_preexec(parent), pass_fds=keep_fds)
     status = status_path.read_text().strip() if status_path.is_file() else ""
     return proc.returncode, proc.stderr, status or ("ok" if proc.returncode == 0 else "error")
 
