@@ -8,7 +8,8 @@ fields of :class:`BenchConfig`, plus two dotted families:
 - ``data.<kwarg>: value`` is passed to the dataset constructor (e.g. ``data.size``).
 
 ``paper:`` (the only nested mapping) records published values for the tables:
-``paper: {"<method>@<w>x<h>": {miou: 63.23, source: "supplement T1"}}``.
+``paper: {"<method>@<w>x<h>": {miou: 63.23, backbone: hrnet18_small_v2_ocr, source: "supplement T1"}}``.
+A value whose ``backbone`` differs from the run's is left out of the tables (not comparable).
 
 Sizes are written ``WxH`` (``256x128``) or ``[w, h]``.
 """

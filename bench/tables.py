@@ -4,7 +4,7 @@
 - Table 2: mBA and per-class IoU per method, an Improvement row (best MagNet variant minus
   Downsample), the best value of each column in bold.
 - Table 3: mIoU per method (with the paper's value and the difference where the config records
-  one), mBA, time and memory.
+  one measured with the run's backbone, see :func:`paper_comparable`), mBA, time and memory.
 
 Significance (``bootstrap`` resamples, 0 disables): a paired bootstrap over images
 (``bench.significance``) tests the Improvement row of Table 2 and, in every table, the best row by
@@ -23,7 +23,7 @@ Improvement, †) only with rows over the very same images: never with a complet
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,24 @@ def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitRes
 
 
 def _paper(cfg: BenchConfig, method: str, size: str) -> dict[str, Any] | None:
-    return cfg.paper.get(f"{method}@{size}")
+    """The published value of a unit, or None when there is none or it is not comparable."""
+    ref = cfg.paper.get(f"{method}@{size}")
+    return ref if ref and paper_comparable(cfg, ref) else None
+
+
+def paper_comparable(cfg: BenchConfig, ref: Mapping[str, Any]) -> bool:
+    """A cited value is comparable when it records no backbone or the run's own (the input size is in its key)."""
+    return ref.get("backbone") in (None, cfg.backbone)
+
+
+def paper_note(cfg: BenchConfig, rows: Sequence[UnitResult]) -> str:
+    """The caption sentence for published values left out as not comparable ("" when none)."""
+    hidden = [ref for r in rows if (ref := cfg.paper.get(f"{r.method}@{r.size}")) and not paper_comparable(cfg, ref)]
+    if not hidden:
+        return ""
+    cited = ", ".join(sorted({str(ref["backbone"]) for ref in hidden}))
+    return (f"Paper values not shown: {len(hidden)} were measured with backbone {cited}, this run uses "
+            f"{cfg.backbone}, so they are not comparable. ")
 
 
 def _paper_cols(cfg: BenchConfig, res: UnitResult, show: bool) -> list[str]:
@@ -227,7 +244,8 @@ def table1(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
     rows = [results[k] for k in table1_keys(cfg) if k in results]
     show = any(_paper(cfg, r.method, r.size) for r in rows)
     header = ["Method", "Input size", "mIoU (%)"] + (["Paper", "Δ"] if show else []) + ["mBA (%)", "Time ms", "Memory MiB"]
-    table = Table("table1", f"Table 1: accuracy, time and memory against input size. {notes}", header)
+    table = Table("table1", f"Table 1: accuracy, time and memory against input size. {paper_note(cfg, rows)}{notes}",
+                  header)
     for r in rows:
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 2))
@@ -395,7 +413,7 @@ def table3(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult], notes: 
     rows = [results[(m, size)] for m in cfg.methods if (m, size) in results]
     show = any(_paper(cfg, r.method, r.size) for r in rows)
     header = ["Method", "mIoU (%)"] + (["Paper", "Δ"] if show else []) + ["mBA (%)", "Time ms", "Memory MiB"]
-    table = Table("table3", f"Table 3: mIoU per method at input size {size}. {notes}", header)
+    table = Table("table3", f"Table 3: mIoU per method at input size {size}. {paper_note(cfg, rows)}{notes}", header)
     for r in rows:
         body = ([_pct(r.miou)] + _paper_cols(cfg, r, show) + [_pct(r.mba), _time(r), _mem(r)]
                 if r.status == "ok" else _status_row(r, len(header) - 1))
