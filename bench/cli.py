@@ -15,12 +15,60 @@ import contextlib
 import sys
 from pathlib import Path
 
-from bench.config import load, parse_overrides
+from bench.config import build, load, parse_overrides
 from bench.errors import UserError, one_line
+
+RUN_FILE = "run.json"  # <out_dir>/run.json: the resolved config of the last bench run into that folder
 
 
 def _cfg(args: argparse.Namespace):  # noqa: ANN202
     return load_config(args.dataset, args.overrides, args.config)
+
+
+def _run_cfg(args: argparse.Namespace):  # noqa: ANN202
+    """The config of a command that reads a run's records (``table``, ``score``, ``show``).
+
+    With ``out_dir=<run>`` and a ``<run>/run.json`` written by ``bench run``, the run's stored
+    config is the base and the command line's overrides go on top: no override of the run needs
+    repeating to find its records.
+    """
+    overrides = _overrides(args.overrides) if isinstance(args.overrides, list) else dict(args.overrides)
+    stored = read_run_config(overrides.get("out_dir")) if "out_dir" in overrides and not args.config else None
+    if stored is None:
+        return load_config(args.dataset, overrides, args.config)
+    if getattr(args, "dataset_given", False) and stored.get("dataset") != args.dataset:
+        raise UserError(f"out_dir {overrides['out_dir']} holds a {stored.get('dataset')!r} run, not {args.dataset!r}")
+    try:
+        return build({**stored, **overrides})
+    except KeyError as err:
+        raise UserError(one_line(err.args[0] if err.args else str(err))) from err
+    except (ValueError, TypeError) as err:
+        raise UserError(one_line(str(err))) from err
+
+
+def read_run_config(out_dir: str | None) -> dict | None:
+    """The resolved config stored in ``<out_dir>/run.json`` by ``bench run``, or None without one."""
+    import json
+
+    path = Path(str(out_dir)) / RUN_FILE
+    if out_dir is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())["config"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}: not a run file written by bench run ({err})") from err
+
+
+def write_run_config(cfg) -> Path:  # noqa: ANN001
+    """Store the run's resolved config as ``<out_dir>/run.json`` (atomically: a kill leaves the old one)."""
+    import json
+    import os
+
+    path = cfg.out_path / RUN_FILE
+    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps({"schema": 1, "config": cfg.to_dict()}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def load_config(dataset: str, overrides: list[str] | dict, config_file: str | None = None):  # noqa: ANN201
@@ -47,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with procs.exit_on_sigterm(), lock as lock_fd:
         if lock_fd is not None:
             procs.clean_stale_temp(cfg.out_path)
+            write_run_config(cfg)  # so that score, show and table find the records with out_dir= alone
         return _run_locked(cfg, lock_fd)
 
 
@@ -116,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.tables import render
 
-    paths = render(_cfg(args))
+    paths = render(_run_cfg(args))
     print(paths[0].read_text())
     return 0
 
@@ -140,7 +189,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     overrides = _overrides(args.overrides)
     if args.absent:
         overrides["absent"] = args.absent
-    cfg = load_config(args.dataset, overrides, args.config)
+    args.overrides = overrides
+    cfg = _run_cfg(args)
     try:
         text, results = run_score(cfg, _csv_list(args.methods), _csv_list(args.images), args.format)
     except ValueError as err:
@@ -158,7 +208,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from bench.panels import MissingPredictions, parse_crop, render_panels
     from bench.plots import render_plots
 
-    cfg = _cfg(args)
+    cfg = _run_cfg(args)
     try:
         panels = render_panels(cfg, _csv_list(args.images), _csv_list(args.methods),
                                parse_size(args.size) if args.size else None,
@@ -321,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "dataset", None) and "=" in args.dataset:
         args.overrides.insert(0, args.dataset)
         args.dataset = "synthetic"
+    args.dataset_given = getattr(args, "dataset", None) in argv  # typed, not the default
     try:
         return args.fn(args)
     except UserError as err:

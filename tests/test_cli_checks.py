@@ -127,3 +127,24 @@ def test_out_dir_moves_the_tables(tmp_path, capsys):
     assert (tmp_path / "second" / "tables" / "plots").is_dir()
     assert f"tables: {tmp_path / 'second' / 'tables' / 'tables.md'}" in capsys.readouterr().out
     assert len([r for r in records.load(tmp_path / "second") if r["type"] == "image"]) == 2
+
+
+def test_score_show_and_table_find_a_run_from_its_out_dir_alone(tmp_path, capsys):
+    # the run's data_root, limit and method option enter its unit keys; out_dir= alone must find them
+    root = make_cityscapes(tmp_path / "data", n=4)
+    flat = cityscapes_flat(tmp_path, root, isolate=False, out_dir=None)
+    run = tmp_path / "elsewhere"
+    assert _run(tmp_path, flat, f"out_dir={run}", "limit=3", "patching.stitch=assign") == 0
+    assert json.loads((run / "run.json").read_text())["config"]["limit"] == 3
+    capsys.readouterr()
+    assert cli.main(["score", "cityscapes", f"out_dir={run}", "--format", "json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert {u["method"]: u["n_images"] for u in scored["units"]} == {"downsample": 3, "patching": 3}
+    assert cli.main(["table", f"out_dir={run}", "bootstrap=0"]) == 0  # the dataset comes from the run too
+    table3 = (run / "tables" / "table3.md").read_text()
+    assert "cityscapes val, 3 images" in table3 and "not run" not in table3 and "| Patching | " in table3
+    capsys.readouterr()
+    assert cli.main(["score", "synthetic", f"out_dir={run}"]) == 2  # another dataset's run is named
+    assert "holds a 'cityscapes' run" in capsys.readouterr().err
+    (run / "run.json").unlink()  # without the stored config the overrides would have to be repeated
+    assert cli.main(["score", "cityscapes", f"out_dir={run}", f"data_root={root}"]) == 1
