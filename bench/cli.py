@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {run,train,table,score,show,drift,list,smoke,unit} ...``.
+"""Command line: ``python -m bench {run,train,table,score,show,check-data,drift,list,smoke,unit} ...``.
 
 Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=cuda``,
 ``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``.
@@ -253,6 +253,30 @@ def cmd_unit(args: argparse.Namespace) -> int:
                            "reference_mismatch", "oom") else 1
 
 
+def cmd_check_data(args: argparse.Namespace) -> int:
+    """Check a data folder: its layout, or with ``--full`` every image and label decoded.
+
+    Exits 0 when every file is fine, 1 naming every bad file, 2 for a missing folder or layout.
+    """
+    from bench.validate import check_data, check_dataset, scan_split
+
+    cfg = _cfg(args)
+    check_dataset(cfg)
+    status = 0
+    for split in _csv_list(args.splits) or [cfg.split]:
+        dataset = check_data(cfg, split)  # the layout: a UserError (exit 2) names what is missing
+        if not args.full:
+            n = len(dataset.ids()) if cfg.limit is None else min(cfg.limit, len(dataset.ids()))
+            print(f"[check-data] {cfg.dataset} {split}: {n} image(s), layout ok (--full decodes every file)")
+            continue
+        n, bad = scan_split(dataset, cfg.limit)
+        for image_id, reason in bad:
+            print(f"[check-data] {split} {image_id}: {reason}")
+        print(f"[check-data] {cfg.dataset} {split}: {n} image(s) decoded, {len(bad)} bad")
+        status = max(status, 1 if bad else 0)
+    return status
+
+
 def cmd_reference(args: argparse.Namespace) -> int:
     from bench.reference_cli import main as reference_main
 
@@ -319,6 +343,11 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     sh.add_argument("--crop", default=None, help="x,y,w,h in full-resolution pixels (default: chosen where methods disagree)")
     sh.add_argument("--crops", type=int, default=2, help="number of automatically chosen crops per image")
     sh.set_defaults(fn=cmd_show)
+    ck = _dataset_args(sub.add_parser("check-data", help="check the data folder before a run: the layout, or "
+                                                         "every image and label decoded (--full)"))
+    ck.add_argument("--full", action="store_true", help="decode every image and label (the first `limit`)")
+    ck.add_argument("--splits", default=None, help="comma-separated splits (default: the evaluated split)")
+    ck.set_defaults(fn=cmd_check_data)
     d = sub.add_parser("drift", help="evaluate the reference weights on a small subset, compare with results/baselines")
     d.add_argument("dataset", nargs="?", default="synthetic")
     d.add_argument("--update", action="store_true", help="store the current values as expected (tolerances kept)")

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (bench.measure.child_env)
+DATA_CHECKS = ("layout", "full")  # what bench run checks of the data before it starts (bench.validate)
 ABSENT_POLICIES = ("nan", "zero")  # as bench.metrics (not imported: config stays free of cv2)
 # integer fields and their least value (None: any integer); ``limit`` and ``threads`` may be None
 _INT_FIELDS = {"limit": 1, "threads": 1, "warmup": 0, "bootstrap": 0, "save_predictions": 0, "seed": None,
@@ -107,6 +108,10 @@ class BenchConfig:
             freed tensors for reuse; see ``bench.measure``) or ``default``.
             Not part of the unit key: it changes no result, only time and memory.
         train: train missing checkpoints (False: report them as a status).
+        data_check: what ``bench run`` checks of the evaluated split before anything runs:
+            ``layout`` (the folder walk: every listed file exists) or ``full`` (every image and
+            label of the sweep decoded and checked; a bad file stops the run before it starts).
+            Not part of the unit key: it changes no result.
         save_predictions: how many of the split's first images each unit saves as label-map PNGs
             under ``<out_dir>/predictions/`` for the qualitative panels (``bench show``); 0 saves
             none. Not part of the unit key: it changes no result.
@@ -147,6 +152,7 @@ class BenchConfig:
     allocator: str = "tuned"
     train: bool = True
     save_predictions: int = 2
+    data_check: str = "layout"
     data: Mapping[str, Any] = field(default_factory=dict)
     train_data: Mapping[str, Any] = field(default_factory=dict)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -214,6 +220,8 @@ def check_scalars(cfg: BenchConfig) -> None:
     for key in _BOOL_FIELDS:
         if not isinstance(getattr(cfg, key), bool):
             raise ValueError(f"{key} must be true or false, got {getattr(cfg, key)!r}")
+    if cfg.data_check not in DATA_CHECKS:
+        raise ValueError(f"data_check must be one of {list(DATA_CHECKS)}, got {cfg.data_check!r}")
     if cfg.absent not in ABSENT_POLICIES:
         raise ValueError(f"absent must be one of {list(ABSENT_POLICIES)}, got {cfg.absent!r}")
     for key in ("dataset", "split", "train_split", "device", "backbone"):

@@ -131,11 +131,46 @@ def check_data(cfg: BenchConfig, split: str | None = None) -> Any:
         raise UserError(f"data ({split} split): {one_line(str(err))}") from err
 
 
+def scan_split(dataset: Any, limit: int | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Decode every image and label of ``dataset`` (its first ``limit``).
+
+    Returns:
+        (images scanned, ``[(image id, reason), ...]`` of every one that cannot be evaluated).
+    """
+    from bench.runner import _load_sample
+
+    ids = dataset.ids()
+    n = len(ids) if limit is None else min(limit, len(ids))
+    bad = []
+    for index in range(n):
+        sample, reason = _load_sample(dataset, index)
+        if sample is None:
+            bad.append((ids[index], reason or "unreadable"))
+    return n, bad
+
+
+def bad_files_error(split: str, n: int, bad: list[tuple[str, str]], shown: int = 5) -> UserError:
+    """One line naming the first bad files of a scan and how many there are."""
+    items = "; ".join(f"{i}: {one_line(r)}" for i, r in bad[:shown])
+    more = f"; and {len(bad) - shown} more" if len(bad) > shown else ""
+    return UserError(f"data ({split} split): {len(bad)} of {n} image(s) cannot be evaluated: {items}{more} "
+                     f"(python -m bench check-data lists them all)")
+
+
 def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
-    """Every check of a sweep, cheapest first; raises :class:`UserError` on the first failure."""
+    """Every check of a sweep, cheapest first; raises :class:`UserError` on the first failure.
+
+    With ``data_check: full`` every image of the sweep is decoded too (seconds per hundred
+    frames), so that a bad file stops the run before any unit starts.
+    """
     check_dataset(cfg)
     check_methods(cfg)
     check_method_options(cfg)
     check_device(cfg.device)
-    if data:
-        check_data(cfg)
+    if not data:
+        return
+    dataset = check_data(cfg)
+    if cfg.data_check == "full":
+        n, bad = scan_split(dataset, cfg.limit)
+        if bad:
+            raise bad_files_error(cfg.split, n, bad)

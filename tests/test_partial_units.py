@@ -75,3 +75,28 @@ def test_unit_stopped_early_is_partial(tmp_path):
     cfg = build({"dataset": "synthetic", "input_size": "64x32", "methods": ["downsample", "patching"], "bootstrap": 0})
     res = collect(cfg, INFO, keys, recs)[("patching", "64x32")]
     assert res.partial and res.coverage() == "1 of 2 images; stopped: RuntimeError: boom"
+
+
+def test_check_data_names_every_bad_file(tmp_path, capsys):
+    root = make_cityscapes(tmp_path / "data", n=5, bad={1: "truncated", 3: "value"})
+    config = tmp_path / "cfg.yaml"
+    config.write_text(json.dumps(cityscapes_flat(tmp_path, root)))
+    assert cli.main(["check-data", "--config", str(config)]) == 0  # the layout is fine
+    assert "cityscapes val: 5 image(s), layout ok" in capsys.readouterr().out
+    assert cli.main(["check-data", "--config", str(config), "--full"]) == 1
+    out = capsys.readouterr().out
+    assert f"val {frame_id(1)}: DataFormatError: cannot read" in out
+    assert f"val {frame_id(3)}: DataFormatError: " in out and "unexpected label value(s) 200" in out
+    assert "cityscapes val: 5 image(s) decoded, 2 bad" in out
+    assert cli.main(["check-data", "--config", str(config), "--splits", "val,train"]) == 2  # no train/ folder
+    assert "leftImg8bit/train does not exist" in capsys.readouterr().err
+
+
+def test_full_data_check_stops_the_run_before_it_starts(tmp_path, capsys):
+    root = make_cityscapes(tmp_path / "data", n=4, bad={2: "size"})
+    config = tmp_path / "cfg.yaml"
+    config.write_text(json.dumps(cityscapes_flat(tmp_path, root, data_check="full")))
+    assert cli.main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"1 of 4 image(s) cannot be evaluated: {frame_id(2)}: DataFormatError" in err
+    assert not (tmp_path / "runs").exists()
