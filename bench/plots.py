@@ -89,7 +89,9 @@ def plot_accuracy_vs_cost(results: Results, cost: str, path: Path, title: str = 
             x, y = _cost(u, cost), 100 * float(getattr(u, metric))
             if np.isfinite(y):
                 ax.scatter(x, y, color=colours[u.method], marker=markers[u.size], s=45, zorder=3)
-                points.append((x, y, f"{u.display} {u.size}" if several_sizes else u.display))
+                label = f"{u.display} {u.size}" if several_sizes else u.display
+                # a partial unit's point is an average over fewer images: say so on the plot itself
+                points.append((x, y, f"{label} ({u.n_images} of {u.n_total}, partial)" if u.partial else label))
         ax.set_ylabel(name)
         ax.set_xlabel("median time per image (ms, log scale)" if cost == "time" else memory_label(units))
         if cost == "time":
@@ -225,6 +227,7 @@ def render_plots(cfg: BenchConfig, results: Results | None = None) -> tuple[list
     head = f"{cfg.dataset} {cfg.split}, {n} images"
     notes = [f"plots: {m}@{s} left out ({u.status})" for (m, s), u in results.items()
              if not (u.status == "ok" and u.n_images > 0)]
+    notes += [f"plots: {m}@{s} is PARTIAL ({u.coverage()})" for (m, s), u in results.items() if u.partial]
     files = [plot_accuracy_vs_cost(results, "time", folder / "accuracy_vs_time.png", f"{head}: accuracy against time"),
              plot_accuracy_vs_cost(results, "memory", folder / "accuracy_vs_memory.png",
                                    f"{head}: accuracy against peak memory"),

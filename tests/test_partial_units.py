@@ -100,3 +100,14 @@ def test_full_data_check_stops_the_run_before_it_starts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"1 of 4 image(s) cannot be evaluated: {frame_id(2)}: DataFormatError" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_plots_name_a_partial_unit(tmp_path):
+    from bench.plots import render_plots
+
+    recs, keys = _records()
+    recs.append({"type": "image", "unit_key": "k4", "image_id": "img2", "status": "error", "message": "bad file"})
+    cfg = build({"dataset": "synthetic", "input_size": "64x32", "table1_sizes": ["128x64"],
+                 "methods": ["downsample", "patching", "densecrf", "magnet"], "tables_dir": str(tmp_path)})
+    _, notes = render_plots(cfg, collect(cfg, INFO, keys, recs))
+    assert "plots: magnet@64x32 is PARTIAL (2 of 3 images; failed: img2 (bad file))" in notes
