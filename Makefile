@@ -6,7 +6,7 @@ DATASET ?= synthetic
 ARGS ?=
 ROOT_ARG := $(if $(DATA_ROOT),data_root=$(DATA_ROOT),)
 
-.PHONY: install test test-all bench train tables drift drift-kernels drift-measure reference seeds train-check readme list clean-runs
+.PHONY: install test test-all bench train tables check-data drift drift-kernels drift-measure reference seeds train-check readme list clean-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ train: $(PY)
 
 tables: $(PY)
 	$(PY) -m bench table $(DATASET) $(ROOT_ARG) $(ARGS)
+
+# Check a data folder before a run: every image and label decoded, every bad file named (exit 1).
+check-data: $(PY)
+	$(PY) -m bench check-data $(DATASET) $(ROOT_ARG) --full $(ARGS)
 
 # The drift gate: the reference weights on a small subset, every method of the default sweep (~1 min).
 drift: $(PY)
