@@ -38,6 +38,10 @@ def _ids(out: Path) -> list[str]:
     return [r["image_id"] for r in records.load(out) if r["type"] == "image" and r["status"] == "ok"]
 
 
+def _confusion(out: Path) -> dict[str, list]:
+    return {r["image_id"]: r["cm"] for r in records.load(out) if r["type"] == "image" and r["status"] == "ok"}
+
+
 def _workers(tmp_path: Path) -> list[int]:
     """Pids of live processes whose command line names this test's folder (the unit workers)."""
     pids = []
@@ -89,6 +93,9 @@ def _kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     assert sorted(ids) == sorted(set(ids)), "an image was recorded twice"
     assert sorted(ids) == [f"val_{i:04d}" for i in range(N_IMAGES)], "an image is missing"
     assert not list(out.glob(f"{TEMP_PREFIX}*")), "a killed run's temporary config.json was left behind"
+    clean = tmp_path / "uninterrupted"
+    assert subprocess.run([*cmd, f"out_dir={clean}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    assert _confusion(out) == _confusion(clean), "a resumed image differs from the uninterrupted run"
 
 
 def test_sigkill_of_the_parent_kills_its_worker_and_resume_is_exact(tmp_path, plugin_env):  # noqa: F811
