@@ -22,7 +22,7 @@ from typing import Any
 from bench import records
 from bench.config import BenchConfig
 from bench.interface import DatasetInfo
-from bench.tables import STATUS_TEXT, Table, UnitResult, collect, excluded_classes, to_markdown
+from bench.tables import STATUS_TEXT, Table, UnitResult, collect, excluded_classes, partial_note, to_markdown
 
 FORMATS = ("md", "csv", "json")
 UnitKeys = Mapping[tuple[str, tuple[int, int]], str | None]
@@ -94,16 +94,20 @@ def _num(value: float) -> float | None:
 
 
 def to_rows(results: Sequence[UnitResult], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Flat rows: method, display, size, status, n_images, miou, mba, mba_skipped, iou_<class>.
+    """Flat rows: method, display, size, status, n_images, n_expected, partial, failed, miou, mba,
+    mba_skipped, iou_<class>.
 
-    Metric values are fractions in [0, 1], None where undefined.
+    ``n_expected`` is the number of images the unit should cover, ``partial`` whether it covers
+    fewer, ``failed`` the ids of the images that could not be evaluated (``;``-separated). Metric
+    values are fractions in [0, 1], None where undefined.
     """
     rows = []
     for r in results:
         iou = r.iou if r.iou else [float("nan")] * len(class_names)
         rows.append({"method": r.method, "display": r.display, "size": r.size, "status": r.status,
-                     "n_images": r.n_images, "miou": _num(r.miou), "mba": _num(r.mba), "mba_skipped": r.mba_skipped,
-                     **{f"iou_{name}": _num(v) for name, v in zip(class_names, iou)}})
+                     "n_images": r.n_images, "n_expected": r.n_total, "partial": r.partial,
+                     "failed": ";".join(sorted(r.failed)), "miou": _num(r.miou), "mba": _num(r.mba),
+                     "mba_skipped": r.mba_skipped, **{f"iou_{name}": _num(v) for name, v in zip(class_names, iou)}})
     return rows
 
 
@@ -126,13 +130,16 @@ def to_table(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult],
     caption = (f"Scores recomputed from the records in {cfg.out_path}: {info.name} {cfg.split}, "
                f"{_subset_text(image_ids)}. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}{excl}; "
                f"mBA: mean over images with a boundary; n: images scored.")
+    note = "" if image_ids else partial_note(results)  # a chosen subset is not partial: the note is about the split
+    caption += f" {note}" if note else ""
     table = Table("score", caption, ["Method", "Input size", "n", "mIoU (%)", "mBA (%)", *info.class_names])
     for row, r in zip(to_rows(results, info.class_names), results):
         if r.status != "ok":
             table.rows.append([r.display, r.size, "0", STATUS_TEXT.get(r.status, r.status)]
                               + ["–"] * (len(table.header) - 4))
             continue
-        table.rows.append([r.display, r.size, str(r.n_images), _pct(row["miou"]), _pct(row["mba"]),
+        n = f"{r.n_images} of {r.n_total}" if r.partial and not image_ids else str(r.n_images)
+        table.rows.append([r.display, r.size, n, _pct(row["miou"]), _pct(row["mba"]),
                            *(_pct(row[f"iou_{c}"]) for c in info.class_names)])
     return table
 

@@ -111,3 +111,19 @@ def test_plots_name_a_partial_unit(tmp_path):
                  "methods": ["downsample", "patching", "densecrf", "magnet"], "tables_dir": str(tmp_path)})
     _, notes = render_plots(cfg, collect(cfg, INFO, keys, recs))
     assert "plots: magnet@64x32 is PARTIAL (2 of 3 images; failed: img2 (bad file))" in notes
+
+
+def test_score_shows_a_partial_unit(tmp_path):
+    from bench.score import render, score_units
+
+    recs, keys = _records()
+    recs.append({"type": "image", "unit_key": "k4", "image_id": "img2", "status": "error", "message": "bad file"})
+    cfg = _cfg()
+    results = score_units(cfg, INFO, keys, recs, ["magnet", "patching"], None)
+    md = render(cfg, INFO, results, "md")
+    assert "| MagNet | 64x32 | 2 of 3 |" in md and "MagNet at 64x32: 2 of 3 images; failed: img2 (bad file)" in md
+    data = json.loads(render(cfg, INFO, results, "json"))
+    magnet = next(u for u in data["units"] if u["method"] == "magnet")
+    assert magnet["partial"] and magnet["n_expected"] == 3 and magnet["failed"] == "img2"
+    subset = score_units(cfg, INFO, keys, recs, ["magnet"], ["img0"])
+    assert "| MagNet | 64x32 | 1 |" in render(cfg, INFO, subset, "md", ["img0"])  # a chosen subset is not partial
