@@ -39,7 +39,9 @@ BASELINE_DIR = CONFIG_DIR.parent / "results" / "baselines"
 PERF_METRICS = ("time_ms", "memory_mib")
 ACCURACY_METRICS = ("miou", "mba", "pixels")
 TOLERANCE_FACTOR = 4.0
-FLOORS = {"miou": 2e-5, "mba": 2e-5, "pixels": 4}  # fractions; pixels of the confusion matrix
+FLOORS = {"miou": 2e-5, "mba": 5e-5, "pixels": 8}  # fractions; confusion-matrix pixels. Above 4x the measured
+# spread: they allow for kernels this CPU cannot imitate (AVX-512), and stay below the smallest
+# label-moving changes the tests make (47, 91 and ~1e5 pixels)
 # Kernel sets the tolerances are measured under: env of a gate run (the native run has none).
 KERNEL_SETS = {
     "aten=default onednn=SSE41": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"},

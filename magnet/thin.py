@@ -40,7 +40,7 @@ def variants(cfg: Any, retrain: bool) -> dict[str, dict[str, Any]]:
                                         "magnet.n_points": 1.0},
     }
     for s in scales:
-        out[f"patching_{format_size(s)}"] = {"methods": ["patching"], "patching.scale": format_size(s)}
+        out[f"patching_{format_size(s)}"] = {"methods": ["patching"], "patching.scale": list(s)}
     if retrain:
         train = {"train": True, "backbone_checkpoint": str(cfg.backbone_path),
                  "checkpoint_dir": f"results/checkpoints/thin-{cfg.dataset}"}
