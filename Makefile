@@ -46,7 +46,7 @@ drift-kernels: $(PY)
 drift-measure: $(PY)
 	$(PY) -m bench drift $(DATASET) --measure
 
-# Regenerate the committed reference weights (weights/$(DATASET)): train from scratch (~25 min on
+# Regenerate the committed reference weights (weights/$(DATASET)): train from scratch (~50 min on
 # 2 cores for synthetic), evaluate, write the manifest, install. SEED=k for another seed.
 SEED ?= 0
 reference: $(PY)

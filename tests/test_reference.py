@@ -146,3 +146,27 @@ def test_committed_reference_matches_its_manifest():
     listed = reference.load_manifest(folder)["files"]
     assert sorted(listed) == sorted(p.relative_to(folder).as_posix() for p in reference.weight_files(folder))
     reference.verify(folder, [folder / rel for rel in listed if not rel.endswith(".train.json")])
+
+
+def test_train_check_reproduces_the_reference_to_the_bit(installed, capsys):
+    """Retraining on this machine (same training fingerprint) gives every file's sha256 again."""
+    from argparse import Namespace
+
+    from bench.seeds import train_check
+
+    args = Namespace(dataset="synthetic", overrides=[], config=installed["config"],
+                     staging=str(installed["root"] / "check"))
+    assert train_check(args) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical files required" in out and "identical: backbone.pt" in out and "passed" in out
+
+
+def test_train_check_reports_a_config_that_trains_otherwise(installed, capsys):
+    from argparse import Namespace
+
+    from bench.seeds import train_check
+
+    args = Namespace(dataset="synthetic", overrides=["segfix.lr=0.01"], config=installed["config"],
+                     staging=str(installed["root"] / "check-lr"))
+    assert train_check(args) == 1
+    assert "trains otherwise than the reference" in capsys.readouterr().out
