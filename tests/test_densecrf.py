@@ -12,7 +12,7 @@ import yaml
 
 from bench.interface import Coarse, config_from_mapping
 
-dcrf = pytest.importorskip("pydensecrf.densecrf")
+import pydensecrf.densecrf as dcrf  # noqa: E402  (required by pyproject.toml: a broken install fails, never skips)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "methods"
 
 

@@ -23,7 +23,7 @@ from baselines._gf_ops import (
 from bench.coarse import compute_coarse
 from bench.interface import Coarse, config_from_mapping
 
-cv2 = pytest.importorskip("cv2")
+import cv2  # noqa: E402  (required by pyproject.toml: a broken install fails, never skips)
 
 
 # ---------------------------------------------------------------- float64 references (naive loops)

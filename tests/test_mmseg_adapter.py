@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("mmseg")
+import mmcv  # noqa: E402, F401  (required by pyproject.toml: a broken install fails, never skips)
+import mmengine  # noqa: E402, F401
+import mmseg  # noqa: E402, F401
 
 from bench.backbones import create_backbone  # noqa: E402
 from bench.backbones.mmseg_adapter import MMSegBackbone, read_mmseg_checkpoint, resolve_config  # noqa: E402

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("mmseg")
+import mmcv  # noqa: E402, F401  (required by pyproject.toml: a broken install fails, never skips)
+import mmengine  # noqa: E402, F401
+import mmseg  # noqa: E402, F401
 
 from baselines._pointrend_features import coarse_and_fine  # noqa: E402
 from baselines._pointrend_head import build_point_head, point_sample  # noqa: E402
