@@ -80,6 +80,16 @@ def _images(path: Path) -> list[dict]:
     return [r for r in records.read(path) if r["type"] == "image"]
 
 
+def per_image(recs: list[dict]) -> dict[tuple[str, str, str], tuple]:
+    """(method, size, image) -> (cm, mBA, mBA radii) as recorded (floats compared exactly); each key once."""
+    out = {}
+    for r in recs:
+        key = (r["method"], r["size"], r["image_id"])
+        assert key not in out, key
+        out[key] = (r["cm"], r["mba"], r["mba_radii"])
+    return out
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     """One two-rank run (training included); returns its folder and config."""
@@ -113,6 +123,12 @@ def test_two_ranks_give_the_tables_of_one_process(two_ranks, monkeypatch):
     assert set(run_sweep(one).values()) == {"ok"}
     render(one)
     assert (one.out_path / "records.jsonl").is_file()
+    # bit for bit per image: the confusion matrix, mBA and its radii of every (method, size, image)
+    two = per_image(_images(rank_files[0]) + _images(rank_files[1]))
+    assert len(two) == len(METHODS) * N_IMAGES
+    one_records = per_image(_images(one.out_path / "records.jsonl"))
+    assert one_records.keys() == two.keys()
+    assert [k for k in two if one_records[k] != two[k]] == []
     assert metric_cells(Path(flat["tables_dir"])) == metric_cells(one.tables_path)
 
 
