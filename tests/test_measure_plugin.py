@@ -3,7 +3,7 @@
 The plugin sleeps 200 ms in every ``refine`` and touches 64 MiB in the 1st and 3rd; a plain
 Downsample unit in the same sweep is the reference for what the method costs besides that (in a
 unit subprocess the first backbone forward leaves ~12 MiB resident above the post-setup baseline,
-on every image alike; in this process ~0-2 MiB).
+on every image alike).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 
 from bench import records
 from bench.config import build
@@ -21,8 +20,10 @@ PLUGINS = str(Path(__file__).parent / "plugins")
 MIB = 64
 
 
-@pytest.mark.parametrize("isolate", [True, False], ids=["subprocess", "in-process"])
-def test_recorded_time_and_memory_match_a_known_cost(tmp_path, monkeypatch, isolate):
+def test_recorded_time_and_memory_match_a_known_cost(tmp_path, monkeypatch):
+    # each unit in its own subprocess, as the runner measures by default (in this process the
+    # post-setup baseline is noisy: after the rest of the suite, RSS can fall below it by more than
+    # 64 MiB while a unit runs)
     monkeypatch.setenv("MAGNET_BENCH_METHODS", "costly_downsample=costly_method:CostlyDownsample")
     monkeypatch.setenv("PYTHONPATH", PLUGINS + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.syspath_prepend(PLUGINS)
@@ -31,7 +32,7 @@ def test_recorded_time_and_memory_match_a_known_cost(tmp_path, monkeypatch, isol
                  "backbone_options": {"width": 8}, "backbone_train": {"iterations": 2, "batch_size": 2},
                  "checkpoint_dir": str(tmp_path / "ck"), "out_dir": str(tmp_path / "runs"),
                  "tables_dir": str(tmp_path / "tables"), "warmup": 0, "threads": 1, "bootstrap": 0,
-                 "save_predictions": 0, "isolate": isolate})
+                 "save_predictions": 0, "isolate": True})
     train_missing(cfg)  # the tiny backbone
     assert set(run_sweep(cfg).values()) == {"ok"}
     recs = {}
