@@ -5,7 +5,7 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
 - ``provenance``: which machine ran the records and which weights they used;
 - ``table3``, ``table1``, ``table2``: the tables of ``make bench`` (from its records in
   ``out_dir``; Table 2 as an excerpt of :data:`TABLE2_COLUMNS`);
-- ``seeds``, ``comparisons``, ``thin``: the spread over seeds (``results/seeds/<dataset>.json``);
+- ``seeds``, ``comparisons``, ``thin``, ``thin_seeds``: the spread over seeds (``results/seeds/<dataset>.json``);
 - ``drift``: the drift gate's measured kernel-set differences and tolerances
   (``results/baselines/<dataset>.json``);
 - ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
@@ -66,7 +66,7 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     import json
 
     from bench.datasets import dataset_info
-    from bench.seeds import class_table, comparisons_table, spread_table, summary_path
+    from bench.seeds import class_diffs_table, class_table, comparisons_table, spread_table, summary_path
     from bench.tables import build_tables, load_results
 
     results = load_results(cfg)
@@ -81,10 +81,12 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
         summary = json.loads(path.read_text())
         ref = reference.load_manifest(REPO_DIR / cfg.reference_dir)
         size = format_size(cfg.input_size)
-        out["seeds"] = spread_table(summary, ref)
+        out["seeds"] = spread_table(summary, ref, [f"{m}@{format_size(s)}" for m, s in cfg.units()])
         out["comparisons"] = comparisons_table(summary, size)
         units = [f"{m}@{size}" for m in ("downsample", "patching", "magnet_fast", "magnet_fast_paper", "magnet")]
-        out["thin"] = class_table(summary, ref, units, [c for c in THIN_CLASSES if c in info.class_names])
+        thin_classes = [c for c in THIN_CLASSES if c in info.class_names]
+        out["thin"] = class_table(summary, ref, units, thin_classes)
+        out["thin_seeds"] = class_diffs_table(summary, f"magnet@{size}", f"patching@{size}", thin_classes)
     from bench.drift import baseline_path
 
     if baseline_path(cfg.dataset).is_file():

@@ -84,12 +84,14 @@ def _pct(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
-def spread_table(summary: dict[str, Any], ref: dict[str, Any]) -> str:
-    """Markdown: per unit, the reference value and mean ± sd, min-max over seeds (mIoU, mBA in %)."""
+def spread_table(summary: dict[str, Any], ref: dict[str, Any], order: list[str] | None = None) -> str:
+    """Markdown: per unit (in ``order``, default the manifest's), the reference value and mean ± sd,
+    min-max over seeds (mIoU, mBA in %)."""
     n = len(summary["seeds"])
     lines = [f"| Method | Size | mIoU ref. | mIoU mean ± sd ({n} seeds) | mIoU min–max | mBA ref. | "
              f"mBA mean ± sd | mBA min–max |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for unit, m in ref["metrics"].items():
+    for unit in order or list(ref["metrics"]):
+        m = ref["metrics"].get(unit, {})
         method, size = unit.split("@")
         cells = [m.get("display", method), size]
         for metric in ("miou", "mba"):
@@ -148,6 +150,23 @@ def class_table(summary: dict[str, Any], ref: dict[str, Any], units: list[str], 
     return "\n".join(lines) + "\n"
 
 
+def class_diffs_table(summary: dict[str, Any], a: str, b: str, classes: list[str]) -> str:
+    """Markdown: per class, unit ``a``'s IoU minus unit ``b``'s in each seed (points) and whether the sign holds."""
+    seeds = list(summary["seeds"])
+    lines = ["| Class | " + " | ".join(f"seed {k}" for k in seeds) + " | Same sign in every seed |",
+             "|---|" + "---:|" * len(seeds) + "---|"]
+    for c in classes:
+        diffs = [float(s["metrics"][a]["iou"][c]) - float(s["metrics"][b]["iou"][c]) for s in summary["seeds"].values()
+                 if s["metrics"].get(a, {}).get("iou", {}).get(c) is not None
+                 and s["metrics"].get(b, {}).get("iou", {}).get(c) is not None]
+        if not diffs:
+            continue
+        holds = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+        verdict = ("yes (better)" if diffs[0] > 0 else "yes (worse)") if holds else "**no**"
+        lines.append(f"| {c} | " + " | ".join(f"{100 * d:+.2f}" for d in diffs) + f" | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def reference_manifest(dataset: str, overrides: dict[str, Any], config_file: str | None = None) -> dict[str, Any]:
     """The manifest of the dataset's reference folder (``reference_dir``)."""
     cfg = load(dataset, overrides, config_file)
@@ -167,8 +186,9 @@ def main(args: Any) -> int:
     else:
         summary = run_seeds(args.dataset, overrides, seeds, args.config)
     ref = reference_manifest(args.dataset, overrides, args.config)
-    size = load(args.dataset, overrides, args.config).input_size
-    print(spread_table(summary, ref))
+    cfg = load(args.dataset, overrides, args.config)
+    size = cfg.input_size
+    print(spread_table(summary, ref, [f"{m}@{s[0]}x{s[1]}" for m, s in cfg.units()]))
     print(comparisons_table(summary, f"{size[0]}x{size[1]}"))
     print(f"[seeds] summary: {summary_path(args.dataset)}", file=sys.stderr)
     return 0

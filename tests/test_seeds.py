@@ -91,3 +91,12 @@ def test_select_columns_keeps_bold_with_its_column():
     t = Table("t", "c", ["Method", "a", "b", "c"], rows=[["m", "1", "2", "3"]], bold={(0, 3), (0, 1)})
     out = select_columns(t, ("Method", "c"))
     assert out.header == ["Method", "c"] and out.rows == [["m", "3"]] and out.bold == {(0, 1)}
+
+
+def test_class_diffs_say_when_a_class_flips(summary):
+    summary["seeds"]["1"]["metrics"]["magnet@128x64"]["iou"]["pole"] = 0.05  # below Patching's 0.2 in seed 1 only
+    text = seeds.class_diffs_table(summary, "magnet@128x64", "patching@128x64", ["pole", "person"])
+    assert "| pole | -10.00 | -15.00 | -10.00 | yes (worse) |" in text
+    summary["seeds"]["0"]["metrics"]["magnet@128x64"]["iou"]["pole"] = 0.5
+    text = seeds.class_diffs_table(summary, "magnet@128x64", "patching@128x64", ["pole"])
+    assert "| pole | +30.00 | -15.00 | -10.00 | **no** |" in text
