@@ -8,6 +8,7 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
 - ``seeds``, ``comparisons``, ``thin``, ``thin_seeds``: the spread over seeds (``results/seeds/<dataset>.json``);
 - ``drift``: the drift gate's measured kernel-set differences and tolerances
   (``results/baselines/<dataset>.json``);
+- ``smoke``: the tables of ``make smoke`` (``results/smoke/smoke.md``, rendered from its records);
 - ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
   (``results/thin/<dataset>.json``).
 
@@ -91,6 +92,9 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
 
     if baseline_path(cfg.dataset).is_file():
         out["drift"] = drift_table(json.loads(baseline_path(cfg.dataset).read_text()))
+    smoke = Path("results/smoke/smoke.md")  # bench.smoke's default output folder
+    if smoke.is_file():
+        out["smoke"] = smoke.read_text()
     thin = REPO_DIR / "results" / "thin" / f"{cfg.dataset}.json"
     if thin.is_file():
         out["thin_experiments"] = experiments_table(json.loads(thin.read_text()),
