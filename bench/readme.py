@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import REPO_DIR, BenchConfig, format_size, load, parse_overrides
-from bench.tables import Table, to_markdown
+from bench.tables import Table, _pct, to_markdown
 
 TABLE2_COLUMNS = ("Method", "mBA (%)", "mIoU (%)", "sidewalk", "wall", "pole", "traffic light", "traffic sign", "person",
                   "motorcycle", "bicycle")
@@ -127,12 +127,9 @@ def drift_table(spec: dict[str, Any]) -> str:
 
 def experiments_table(results: dict[str, dict[str, Any]], classes: list[str]) -> str:
     """Markdown: each experiment variant's mIoU, mBA and per-class IoU of ``classes`` (%)."""
-    def pct(v: float | None) -> str:
-        return "–" if v is None or v != v else f"{100 * v:.2f}"
-
     lines = ["| Variant | mIoU | mBA | " + " | ".join(classes) + " |", "|---|---:|---:|" + "---:|" * len(classes)]
     for name, r in results.items():
-        cells = [pct(r["miou"]), pct(r["mba"])] + [pct(r["iou"].get(c)) for c in classes]
+        cells = [_pct(r["miou"]), _pct(r["mba"])] + [_pct(r["iou"].get(c)) for c in classes]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

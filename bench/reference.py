@@ -19,11 +19,12 @@ sidecar's) with the manifest: an edited, truncated or unlisted file is refused w
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from bench.config import file_digest
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -38,12 +39,8 @@ class ReferenceWrite(RuntimeError):
 
 
 def sha256(path: Path) -> str:
-    """Full hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Full hex sha256 of a file's bytes (``bench.config.file_digest`` untruncated)."""
+    return file_digest(path, length=64)
 
 
 def is_reference(folder: Path) -> bool:

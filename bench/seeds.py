@@ -15,7 +15,6 @@ sha256; elsewhere each unit's mIoU and mBA must lie within the measured seed spr
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import shutil
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 from bench import reference
 from bench.config import REPO_DIR, load, parse_overrides
+from bench.tables import _pct
 
 SUMMARY_DIR = REPO_DIR / "results" / "seeds"
 # Headline comparisons the README reports across seeds: (better?, than, what it shows).
@@ -78,10 +78,6 @@ def spread(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=float)
     sd = float(arr.std(ddof=1)) if arr.size > 1 else float("nan")
     return {"mean": float(arr.mean()), "sd": sd, "min": float(arr.min()), "max": float(arr.max()), "n": int(arr.size)}
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
 def spread_table(summary: dict[str, Any], ref: dict[str, Any], order: list[str] | None = None) -> str:
