@@ -6,6 +6,13 @@ and ``tables/``. ``--install`` then replaces ``weights/<dataset>/`` (the committ
 with the staged weights and manifest. A staging folder whose weights are already trained is
 evaluated and described without training again (its manifest says so: ``train_seconds`` null).
 
+``--add METHOD[,METHOD]`` extends the installed reference set by the weights of methods it lacks
+(a method added to the harness after the set was made): the set is copied to
+``results/reference/<dataset>-add/weights``, only the missing weights are trained there with the
+set's own seed, every file of the old set must come out byte-identical, the whole sweep is
+evaluated again and the manifest rewritten with an ``additions`` entry (method, seconds, command,
+git sha, fingerprint). ``--install`` then installs the extended set.
+
 A seed ``k`` sets the config's ``seed`` (backbone, MagNet) and the ``seed`` option of every method
 that has one (DGF, PointRend, SegFix), so two seeds differ in every learned weight.
 """
@@ -154,6 +161,67 @@ def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[s
     return manifest
 
 
+def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], command: str, note: str = "",
+                config_file: str | None = None, staging: Path | None = None) -> tuple[BenchConfig, dict[str, Any]]:
+    """Train only ``methods``' weights into a copy of the installed reference set and describe the result.
+
+    Returns:
+        The staged config and the new manifest (written to its checkpoint folder).
+
+    Raises:
+        RuntimeError: no installed set, a method not in the sweep, a method whose weights the set
+            already has, or training that touched a file of the old set.
+    """
+    base = load(dataset, overrides, config_file)
+    if not base.reference_dir or not reference.is_reference(REPO_DIR / base.reference_dir):
+        raise RuntimeError(f"dataset {dataset!r} has no installed reference set to add to: run "
+                           f"`python -m bench reference {dataset} --install` first")
+    ref = REPO_DIR / base.reference_dir
+    old = json.loads((ref / reference.MANIFEST).read_text())
+    swept = {name for name, _ in base.units()}
+    unknown = sorted(set(methods) - swept)
+    if unknown:
+        raise RuntimeError(f"--add {','.join(unknown)}: not in the sweep's methods {sorted(swept)}; add it to the "
+                           f"dataset config's methods (or pass methods=[...]) so its units are evaluated")
+    have = sorted(m for m in methods if any(u.split("@")[0] == m for u in old["metrics"]))
+    if have:
+        raise RuntimeError(f"--add {','.join(have)}: the reference set was already made with it; regenerate the "
+                           f"whole set to retrain (`python -m bench reference {dataset} --install`)")
+    staging = Path(staging) if staging else staging_dir(dataset, old["seed"]).with_name(f"{dataset}-add")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(ref, staging / "weights")
+    (staging / "weights" / reference.MANIFEST).unlink()
+    cfg = staged_config(dataset, overrides, old["seed"], staging, config_file)
+    from bench.runner import run_sweep, setup_torch, train_missing
+
+    setup_torch(cfg)
+    start = time.perf_counter()
+    status = train_missing(cfg)
+    seconds = time.perf_counter() - start
+    bad = {k: v for k, v in status.items() if v not in ("trained", "present", "none needed")}
+    if bad:
+        raise RuntimeError(f"training did not complete: {bad}")
+    folder = cfg.checkpoint_path
+    for rel, entry in old["files"].items():
+        if not (folder / rel).is_file() or reference.sha256(folder / rel) != entry["sha256"]:
+            raise RuntimeError(f"training --add {','.join(methods)} changed {rel} of the reference set: refusing")
+    results = run_sweep(cfg)
+    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
+    if failed:
+        raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    from bench.tables import render
+
+    render(cfg)
+    manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""))
+    new_files = sorted(set(manifest["files"]) - set(old["files"]))
+    manifest["additions"] = [*old.get("additions", []), {
+        "methods": list(methods), "files": new_files, "train_seconds": seconds, "command": command,
+        "git_sha": measure.provenance(torch.device("cpu"), cfg.seed)["git_sha"],
+        "fingerprint": measure.training_fingerprint(), "created": time.strftime("%Y-%m-%d %H:%M:%S"), "note": note}]
+    (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return cfg, manifest
+
+
 def install(staged: Path, target: Path) -> Path:
     """Replace the reference folder ``target`` with the staged checkpoint folder ``staged`` (it must have a manifest)."""
     if not reference.is_reference(staged):
@@ -178,16 +246,23 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (every learned weight)")
     p.add_argument("--staging", default=None, help="staging folder (default results/reference/<dataset>-seed<k>)")
     p.add_argument("--install", action="store_true", help="replace weights/<dataset>/ with the staged set")
+    p.add_argument("--add", default=None, metavar="METHOD[,METHOD]",
+                   help="train only these methods' weights into a copy of the installed set (old files unchanged)")
     p.add_argument("--note", default="", help="free text stored in the manifest (how the staged weights were made)")
 
 
 def main(args: Any) -> int:
     from bench.config import parse_overrides
 
-    staging = Path(args.staging) if args.staging else staging_dir(args.dataset, args.seed)
-    cfg = staged_config(args.dataset, parse_overrides(args.overrides), args.seed, staging, args.config)
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    manifest = train_and_evaluate(cfg, command, args.note)
+    if args.add:
+        cfg, manifest = add_methods(args.dataset, [m.strip() for m in args.add.split(",") if m.strip()],
+                                    parse_overrides(args.overrides), command, args.note, args.config,
+                                    Path(args.staging) if args.staging else None)
+    else:
+        staging = Path(args.staging) if args.staging else staging_dir(args.dataset, args.seed)
+        cfg = staged_config(args.dataset, parse_overrides(args.overrides), args.seed, staging, args.config)
+        manifest = train_and_evaluate(cfg, command, args.note)
     for unit, m in manifest["metrics"].items():
         if m.get("status") == "ok":
             print(f"[reference] {unit}: mIoU {100 * m['miou']:.2f}  mBA {100 * (m['mba'] or float('nan')):.2f}")

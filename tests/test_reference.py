@@ -170,3 +170,26 @@ def test_train_check_reports_a_config_that_trains_otherwise(installed, capsys):
                      staging=str(installed["root"] / "check-lr"))
     assert train_check(args) == 1
     assert "trains otherwise than the reference" in capsys.readouterr().out
+
+
+def test_add_trains_only_the_new_method_and_keeps_the_old_files(installed, tmp_path):
+    """``--add dgf`` on the tiny set: old files byte-identical, new weights listed, an additions entry."""
+    extra = {"methods": ["downsample", "segfix", "dgf"], "dgf.iterations": 2, "dgf.batch_size": 2,
+             "dgf.crop_size": [48, 48], "dgf.hidden": 8, "dgf.cache_images": 2}
+    old = json.loads((installed["target"] / reference.MANIFEST).read_text())
+    cfg, manifest = reference_cli.add_methods("synthetic", ["dgf"], extra, "test --add dgf",
+                                              config_file=installed["config"], staging=tmp_path / "add")
+    for rel, entry in old["files"].items():
+        assert manifest["files"][rel]["sha256"] == entry["sha256"]
+    added = manifest["additions"][-1]
+    assert added["methods"] == ["dgf"] and added["files"]
+    assert all("dgf" in f for f in added["files"]), added["files"]
+    assert "dgf@32x16" in manifest["metrics"] and manifest["metrics"]["dgf@32x16"]["status"] == "ok"
+    assert manifest["training_config"]["methods"]["dgf"]
+    reference.verify(cfg.checkpoint_path, reference.weight_files(cfg.checkpoint_path))
+    with pytest.raises(RuntimeError, match="already made with it"):
+        reference_cli.add_methods("synthetic", ["segfix"], extra, "x", config_file=installed["config"],
+                                  staging=tmp_path / "again")
+    with pytest.raises(RuntimeError, match="not in the sweep"):
+        reference_cli.add_methods("synthetic", ["pointrend"], {}, "x", config_file=installed["config"],
+                                  staging=tmp_path / "again")
