@@ -132,7 +132,7 @@ def evaluate(dataset: str, overrides: dict[str, Any]) -> tuple[dict[tuple[str, s
         cfg = load(dataset, {**overrides, "out_dir": f"{tmp}/runs", "tables_dir": f"{tmp}/tables"})
         setup_torch(cfg)
         run_sweep(cfg)
-        return load_results(cfg), dataset_info(cfg.dataset).class_names
+        return load_results(cfg), dataset_info(cfg).class_names
 
 
 def unit_values(results: dict[tuple[str, str], UnitResult]) -> dict[str, dict[str, Any]]:

@@ -453,4 +453,4 @@ def cfg_info(cfg: BenchConfig) -> DatasetInfo:
     """The config's :class:`DatasetInfo` (palette, ignore index, thin classes)."""
     from bench.datasets import dataset_info
 
-    return dataset_info(cfg.dataset)
+    return dataset_info(cfg)

@@ -71,7 +71,7 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     from bench.tables import build_tables, load_results
 
     results = load_results(cfg)
-    info = dataset_info(cfg.dataset)
+    info = dataset_info(cfg)
     t1, t2, t3 = build_tables(cfg, info, results)
     out = {"provenance": provenance_text(cfg, results), "table1": to_markdown(t1), "table3": to_markdown(t3),
            "table2": to_markdown(select_columns(t2, TABLE2_COLUMNS))}

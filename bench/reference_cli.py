@@ -90,7 +90,7 @@ def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     from bench.datasets import dataset_info
     from bench.tables import load_results
 
-    names = dataset_info(cfg.dataset).class_names
+    names = dataset_info(cfg).class_names
     out = {}
     for (method, size), res in load_results(cfg).items():
         entry: dict[str, Any] = {"status": res.status, "n_images": res.n_images, "display": res.display}

@@ -134,7 +134,7 @@ def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], dev
 def context_for(cfg: BenchConfig, cls: type, size: tuple[int, int] | None = None) -> MethodContext:
     """A ready context for one method: the config's device and input size, the trained backbone."""
     device = torch.device(cfg.device)
-    info = dataset_info(cfg.dataset)
+    info = dataset_info(cfg)
     klass = dataset_class(cfg.dataset)
     nominal = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
     full = parse_size(cfg.data["size"]) if cfg.data.get("size") else tuple(nominal)
@@ -173,13 +173,13 @@ def unit_weights(cfg: BenchConfig, name: str, size: tuple[int, int]) -> dict[str
     """The weight files of unit (``name``, ``size``) at the config's nominal image size."""
     cls = resolve(name)
     full = parse_size(cfg.data["size"]) if cfg.data.get("size") else (0, 0)
-    ctx = make_context(cfg, dataset_info(cfg.dataset), size, torch.device("cpu"), None, full)
+    ctx = make_context(cfg, dataset_info(cfg), size, torch.device("cpu"), None, full)
     return checkpoint_files(cfg, cls, method_config(cfg, cls, name), ctx)
 
 
 def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str | None]:
     """The current key of every unit (None where the method cannot be resolved)."""
-    info = dataset_info(cfg.dataset)
+    info = dataset_info(cfg)
     device = torch.device("cpu")
     full = parse_size(cfg.data["size"]) if cfg.data.get("size") else (0, 0)  # "WxH" or [w, h]
     keys: dict[tuple[str, tuple[int, int]], str | None] = {}

@@ -177,6 +177,6 @@ def run_score(cfg: BenchConfig, methods: Sequence[str] | None = None, image_ids:
     from bench.datasets import dataset_info
     from bench.runner import unit_keys
 
-    info = dataset_info(cfg.dataset)
+    info = dataset_info(cfg)
     results = score_units(cfg, info, unit_keys(cfg), records.load(cfg.out_path), methods, image_ids)
     return render(cfg, info, results, fmt, image_ids), results

@@ -135,7 +135,7 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
     from bench.runner import make_context, method_config
 
     cls = resolve(name)
-    ctx = make_context(cfg, dataset_info(cfg.dataset), tuple(cfg.input_size), torch.device("cpu"), None,
+    ctx = make_context(cfg, dataset_info(cfg), tuple(cfg.input_size), torch.device("cpu"), None,
                        trained_image_size(cfg))
     paths = dict(cls.checkpoints(method_config(cfg, cls, name), ctx))
     if cls.needs_backbone or cls.uses_coarse:
@@ -256,7 +256,7 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
     sample, data_info = load_sample(image, Path(spec["data"]))
     full = (sample.image.shape[1], sample.image.shape[0])
     size = input_size_for(full, tuple(cfg.input_size))
-    model_info = dataset_info(cfg.dataset)
+    model_info = dataset_info(cfg)
     cls = resolve(name)
     mcfg = method_config(cfg, cls, name)
     probe = measure.MemoryProbe(device)

@@ -506,7 +506,7 @@ def load_results(cfg: BenchConfig) -> dict[tuple[str, str], UnitResult]:
     from bench.datasets import dataset_info
     from bench.runner import unit_keys
 
-    return collect(cfg, dataset_info(cfg.dataset), unit_keys(cfg), records.load(cfg.out_path))
+    return collect(cfg, dataset_info(cfg), unit_keys(cfg), records.load(cfg.out_path))
 
 
 def render(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult] | None = None) -> list[Path]:
@@ -514,4 +514,4 @@ def render(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult] | None =
     from bench.datasets import dataset_info
 
     results = load_results(cfg) if results is None else results
-    return write_tables(build_tables(cfg, dataset_info(cfg.dataset), results), cfg.tables_path)
+    return write_tables(build_tables(cfg, dataset_info(cfg), results), cfg.tables_path)

@@ -33,7 +33,7 @@ def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
         return "present"
     if not cfg.train:
         return "missing"
-    info = dataset_info(cfg.dataset)
+    info = dataset_info(cfg)
     tcfg = backbone_train_config(cfg)
     model = create_backbone(cfg.backbone, info.num_classes, **dict(cfg.backbone_options))
     _log(f"backbone {cfg.backbone}: {tcfg.iterations} iterations -> {cfg.backbone_path}")
@@ -54,7 +54,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     mcfg = method_config(cfg, cls, name)
     # the weights' paths need the images' size only: the split is opened when something is trained
     full = split_image_size(cfg, cfg.train_split) or image_size(train_set())
-    ctx = make_context(cfg, dataset_info(cfg.dataset), size, device, backbone, full)
+    ctx = make_context(cfg, dataset_info(cfg), size, device, backbone, full)
     paths = cls.checkpoints(mcfg, ctx)
     if not paths:
         return "none needed"
@@ -104,7 +104,7 @@ def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str |
     status = {"backbone": share(_ensure_backbone(cfg, train_set, device))}
     if status["backbone"] not in ("present", "trained"):  # missing, or stale: nothing can train on it
         return status
-    backbone = load_backbone(cfg, dataset_info(cfg.dataset), device)
+    backbone = load_backbone(cfg, dataset_info(cfg), device)
     for p in backbone.parameters():
         p.requires_grad_(False)
     for name, size in cfg.units():

@@ -63,6 +63,24 @@ def create_dataset(name: str, root: str | Path | None = None, split: str = "val"
     return dataset_class(name)(root, split=split, **kw)
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of ``name`` without touching any data."""
-    return dataset_class(name).info
+def dataset_info(cfg: Any) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a dataset, without decoding any data.
+
+    Args:
+        cfg: a registry key, or a config (``dataset``, ``data_root``, ``data``: a
+            :class:`bench.config.BenchConfig`). A dataset whose classes are described next to its
+            data (``folder``: ``<data_root>/classes.yaml``) defines ``info_for(root, **data)`` and
+            needs the config; the others carry a class-level ``info``.
+
+    Raises:
+        KeyError: unknown name.
+        FileNotFoundError / ValueError: the class description of a ``folder`` dataset is missing
+            or malformed (the message names the file).
+    """
+    name = cfg if isinstance(cfg, str) else cfg.dataset
+    klass = dataset_class(name)
+    info_for = getattr(klass, "info_for", None)
+    if info_for is None:
+        return klass.info
+    root, data = (None, {}) if isinstance(cfg, str) else (cfg.data_root, dict(cfg.data))
+    return info_for(root, **data)
