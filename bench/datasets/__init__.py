@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # bench.interface imports torch: naming a dataset must not co
 DATASETS: dict[str, str] = {
     "cityscapes": "bench.datasets.cityscapes:Cityscapes",
     "deepglobe": "bench.datasets.deepglobe:DeepGlobe",
+    "folder": "bench.datasets.folder:Folder",
     "gleason": "bench.datasets.gleason:Gleason",
     "inria": "bench.datasets.inria:InriaAerial",
     "synthetic": "bench.datasets.synthetic_streets:SyntheticStreets",
