@@ -355,7 +355,7 @@ class Folder(PairedDataset):
                 return match_pairs(image_root, mask_root)
             return [p for s in subs for p in match_pairs(image_root / s, mask_root / s)]
         known = sorted({p.name for p in image_root.iterdir() if p.is_dir()}
-                       | {p.stem for p in (base / "splits").glob("*.txt")} | {"all"})
+                       | {p.stem for p in (*(base / "splits").glob("*.txt"), *base.glob("*.txt"))} | {"all"})
         raise FileNotFoundError(f"folder dataset: no split {split!r} under {base}: neither {image_root / split}/ "
                                 f"nor {base / 'splits' / (split + '.txt')}; found: {known}. Expected layout:\n{LAYOUT}")
 
