@@ -6,12 +6,27 @@ pixels it covers), exactly DGF's ``BoxFilter(x) / BoxFilter(ones)``. The filter 
 per-channel guided filter of He et al.: channel k of the signal is guided by channel k of the
 guide (or by the single guide channel), never the 3x3-covariance colour filter.
 
+Two implementations of the filter give the same numbers (max |diff| ~2e-7 in float32):
+
+- the differentiable one (:func:`box_mean` by depthwise convolutions), used for training and on
+  CUDA;
+- a CPU inference kernel (:func:`_guided_filter_cpu`), used when no gradient is needed: every
+  (image, channel) plane is filtered on its own, so the dozen intermediate maps of one plane
+  (2 MiB each at 1024x512) stay in cache, planes run on ``torch.get_num_threads()`` threads,
+  and the box sums are OpenCV's running sums (``cv2.boxFilter``, which accumulates float32
+  input in float64: O(1) per pixel and no cancellation, unlike a float32 cumulative sum). On 19
+  channels at 1024x512 it is about 15x faster than the DGF authors' ``guided-filter-pytorch``
+  (``python -m bench.perf``).
+
 It also holds the input checks and the coarse upsampling shared by the CPU post-processing
 baselines (DenseCRF, grey-guide GF).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -102,8 +117,82 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) ->
     Returns:
         (N, C, H, W) filtered signal.
     """
+    if _use_cpu_kernel(guide, src):
+        _check_pair(guide, src)
+        return _guided_filter_cpu(guide, src, r, eps)
     a, b = guided_filter_coeffs(guide, src, r, eps)
     return box_mean(a, r) * guide + box_mean(b, r)
+
+
+# The CPU inference kernel (no autograd) is used for float32 CPU tensors when no gradient flows;
+# set False to time or test the convolution path on the same inputs (``bench.perf``).
+USE_CPU_KERNEL = True
+
+
+def _use_cpu_kernel(guide: torch.Tensor, src: torch.Tensor) -> bool:
+    needs_grad = torch.is_grad_enabled() and (guide.requires_grad or src.requires_grad)
+    return (USE_CPU_KERNEL and not needs_grad and guide.device.type == "cpu" and src.device.type == "cpu"
+            and guide.dtype == torch.float32 and src.dtype == torch.float32 and guide.dim() == 4 and src.dim() == 4)
+
+
+def _box_sum(x: np.ndarray, k: int, out: np.ndarray) -> np.ndarray:
+    """(H, W) float32 sum over the in-image part of the k x k window (zeros outside), into ``out``."""
+    return cv2.boxFilter(x, -1, (k, k), dst=out, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+
+def _plane(guide: np.ndarray, src: np.ndarray, out: np.ndarray, inv_count: np.ndarray, k: int, eps: float) -> None:
+    """He's guided filter of one (H, W) float32 plane into ``out``, in place where it can be.
+
+    Same formulas and order as :func:`guided_filter_coeffs` / :func:`guided_filter`; four
+    scratch planes are enough.
+    """
+    t1, t2, mean_i, mean_p = (np.empty_like(src) for _ in range(4))
+    _box_sum(guide, k, mean_i)
+    mean_i *= inv_count
+    _box_sum(src, k, mean_p)
+    mean_p *= inv_count
+    np.multiply(guide, src, out=t1)
+    _box_sum(t1, k, t2)
+    t2 *= inv_count
+    t2 -= np.multiply(mean_i, mean_p, out=t1)  # cov(I, p)
+    np.multiply(guide, guide, out=t1)
+    _box_sum(t1, k, out)
+    out *= inv_count
+    out -= np.multiply(mean_i, mean_i, out=t1)  # var(I)
+    out += eps
+    a = np.divide(t2, out, out=t2)
+    b = np.subtract(mean_p, np.multiply(a, mean_i, out=mean_i), out=mean_p)
+    _box_sum(a, k, t1)
+    t1 *= inv_count
+    t1 *= guide
+    _box_sum(b, k, out)
+    out *= inv_count
+    out += t1
+
+
+def _guided_filter_cpu(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+    """:func:`guided_filter` for float32 CPU tensors without autograd: (N, C, H, W) float32."""
+    if r < 0:
+        raise ValueError(f"box radius must be >= 0, got {r}")
+    g = guide.detach().contiguous().numpy()
+    p = src.detach().contiguous().numpy()
+    out = np.empty_like(p)
+    n, c, h, w = p.shape
+    counts = _window_counts(h, r, src)[:, None] * _window_counts(w, r, src)[None, :]
+    inv_count = (1.0 / counts).numpy().astype(np.float32)
+    planes = [(g[i, j if g.shape[1] > 1 else 0], p[i, j], out[i, j]) for i in range(n) for j in range(c)]
+
+    def run(plane: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        _plane(*plane, inv_count, 2 * r + 1, eps)
+
+    workers = min(torch.get_num_threads(), len(planes))
+    if workers > 1:  # OpenCV and numpy release the GIL: planes run in parallel
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, planes))
+    else:
+        for plane in planes:
+            run(plane)
+    return torch.from_numpy(out)
 
 
 def fast_guided_filter(

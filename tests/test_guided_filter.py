@@ -109,6 +109,66 @@ def test_guided_filter_rejects_mismatched_channels():
         guided_filter(torch.zeros(1, 1, 8, 9), torch.zeros(1, 3, 8, 8), 1, 1e-2)
 
 
+# ---------------------------------------------------------------- CPU inference kernel (float32, no grad)
+@pytest.mark.parametrize("guide_channels,r,size", [(1, 2, (12, 15)), (3, 3, (20, 31)), (3, 9, (11, 17))])
+def test_cpu_kernel_matches_float64_reference(guide_channels, r, size):
+    """The float32 kernel (cv2 running sums) against the naive float64 loops, also when r > size."""
+    from baselines import _gf_ops
+
+    guide, src = _rand(2, guide_channels, *size, seed=11), _rand(2, 3, *size, seed=12)
+    g32, s32 = torch.from_numpy(guide).float(), torch.from_numpy(src).float()
+    assert _gf_ops._use_cpu_kernel(g32, s32)
+    got = guided_filter(g32, s32, r, 1e-2).numpy()
+    assert got.dtype == np.float32
+    for n in range(2):
+        for c in range(3):
+            g = guide[n, 0 if guide_channels == 1 else c]
+            np.testing.assert_allclose(got[n, c], ref_guided(g, src[n, c], r, 1e-2, ref_box_truncated), atol=2e-6)
+
+
+def test_cpu_kernel_only_without_gradient_and_equals_conv_path(monkeypatch):
+    """Training (gradients) keeps the differentiable path; both paths agree on the same inputs."""
+    from baselines import _gf_ops
+
+    guide = torch.from_numpy(_rand(1, 4, 40, 56, seed=13)).float()
+    src = torch.from_numpy(_rand(1, 4, 40, 56, seed=14)).float()
+    fast = guided_filter(guide, src, 4, 1e-2)
+    leaf = guide.clone().requires_grad_(True)
+    assert not _gf_ops._use_cpu_kernel(leaf, src) and not _gf_ops._use_cpu_kernel(guide.double(), src.double())
+    out = guided_filter(leaf, src, 4, 1e-2)
+    out.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    torch.testing.assert_close(fast, out.detach(), atol=1e-6, rtol=0)
+    monkeypatch.setattr(_gf_ops, "USE_CPU_KERNEL", False)
+    torch.testing.assert_close(fast, guided_filter(guide, src, 4, 1e-2), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("guide_channels", [1, 19])
+def test_cpu_kernel_matches_reference_package(guide_channels):
+    """Oracle: the DGF authors' ``guided-filter-pytorch`` GuidedFilter(4, 1e-2), max |diff| <= 1e-4.
+
+    Inputs in [0, 1] as probabilities and images are; 1 thread and 2 threads give the same bits.
+    """
+    from guided_filter_pytorch.guided_filter import GuidedFilter
+
+    gen = torch.Generator().manual_seed(15)
+    guide = torch.rand(2, guide_channels, 96, 160, generator=gen)
+    src = torch.rand(2, 19, 96, 160, generator=gen)
+    with torch.inference_mode():
+        ref = GuidedFilter(4, 1e-2)(guide, src)
+        got = guided_filter(guide, src, 4, 1e-2)
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            single = guided_filter(guide, src, 4, 1e-2)
+        finally:
+            torch.set_num_threads(threads)
+    assert (got - ref).abs().max().item() <= 1e-4
+    assert torch.equal(got, single)
+    # a wrong eps or radius is caught by the oracle
+    assert (guided_filter(guide, src, 3, 1e-2) - ref).abs().max().item() > 1e-3
+
+
 def _smooth(h: int, w: int, phase: float) -> np.ndarray:
     """A smooth field sampled on the align_corners=True grid of an (h, w) image."""
     v, u = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
