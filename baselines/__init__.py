@@ -8,4 +8,5 @@ METHODS = {
     "dgf": "baselines.dgf:DeepGuidedFilter",
     "pointrend": "baselines.pointrend:PointRend",
     "segfix": "baselines.segfix:SegFix",
+    "cascadepsp": "baselines.cascadepsp:CascadePSP",
 }
