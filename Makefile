@@ -13,6 +13,8 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install -e ".[dev]"
+	# test oracle of cascadepsp (its model code needs only torch; it declares torchvision, which has no CPU build here)
+	$(PY) -m pip install --no-deps segmentation-refinement==0.6
 
 test: $(PY)
 	$(PY) -m pytest -q
