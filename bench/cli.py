@@ -75,11 +75,14 @@ def load_config(dataset: str, overrides: list[str] | dict, config_file: str | No
     """The config of a command; a bad key, value or file name is a :class:`UserError`."""
     try:
         values = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-        return load(dataset, values, config_file)
+        cfg = load(dataset, values, config_file)
     except KeyError as err:  # KeyError's str() quotes its message
         raise UserError(one_line(err.args[0] if err.args else str(err))) from err
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise UserError(one_line(str(err))) from err
+    from bench.released import resolve  # issue 12: released_weights= -> checked files, else cfg unchanged
+
+    return resolve(cfg)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -90,6 +90,11 @@ class BenchConfig:
             ``checkpoint_dir`` named after the input size and the backbone weights' digest, so
             weights trained on another backbone or size are never reused; set it to use given
             (e.g. released) weights.
+        released_weights: folder of MagNet's released files under their released names
+            (``cityscapes_hrnet.pth``, ``cityscapes_refinement_{512,1024,2048}.pth``;
+            ``deepglobe_fpn.pth``, ``deepglobe_refinement.pth``). The command line turns it into
+            ``backbone_checkpoint`` and ``method_checkpoint_dir`` after checking every file
+            strictly (``bench.released.resolve``); None: not used.
         out_dir: where records go; default ``results/runs/<dataset>``.
         tables_dir: where tables, plots and panels go; default ``<out_dir>/tables`` when ``out_dir``
             is given (so a second run never overwrites the first one's tables), else
@@ -138,6 +143,7 @@ class BenchConfig:
     checkpoint_dir: str | None = None
     reference_dir: str | None = None
     method_checkpoint_dir: str | None = None
+    released_weights: str | None = None
     out_dir: str | None = None
     tables_dir: str | None = None
     device: str = "cpu"

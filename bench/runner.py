@@ -319,6 +319,9 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int],
     """Every pending image of one unit; returns ``ok``, ``partial`` (some image failed) or ``oom``."""
     prov = measure.provenance(ctx.device, cfg.seed)
     prov["warmup"] = cfg.warmup
+    from bench.released import provenance as released_provenance  # issue 12: the released files' sha256
+
+    prov.update(released_provenance(cfg))  # {} unless released_weights= is set
     out, ids, expected = records_file(cfg), dataset.ids(), n_expected(cfg, dataset)
     status, warm = "ok", False
     with torch.inference_mode():

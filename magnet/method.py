@@ -95,6 +95,15 @@ class MagNet(Method):
         return {f"refiner_{r}": Path(ctx.checkpoint_dir) / refiner_filename(plan, r) for r in range(plan.n_refiners)}
 
     @classmethod
+    def checkpoint_modules(cls, cfg: MagNetConfig, ctx: MethodContext) -> dict[str, torch.nn.Module]:
+        """A freshly built module per key of :meth:`checkpoints`: the key set and shapes a given file must hold.
+
+        ``bench.released`` compares MagNet's released refiner files with these before a sweep
+        starts (strictly, after the clean-up of ``bench.backbones.clean_state_dict``).
+        """
+        return {key: RefinementModule(ctx.num_classes) for key in cls.checkpoints(cfg, ctx)}
+
+    @classmethod
     def train(cls, cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
         """Train the refiners on the frozen ``ctx.backbone`` (see ``magnet.train``)."""
         train_refiners(cfg, ctx, train_set, paths)

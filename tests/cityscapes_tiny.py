@@ -19,14 +19,14 @@ def frame_id(i: int) -> str:
 
 
 def make_cityscapes(root: Path, n: int = 4, splits: tuple[str, ...] = ("val",), bad: dict[int, str] | None = None,
-                    seed: int = 0) -> Path:
-    """Write ``n`` frames per split; ``bad = {index: kind}`` spoils the val frame ``index``.
+                    seed: int = 0, size: tuple[int, int] = SIZE) -> Path:
+    """Write ``n`` frames of ``size`` (w, h) per split; ``bad = {index: kind}`` spoils the val frame ``index``.
 
     Kinds: ``value`` (a label value 200, outside labelIds), ``truncated`` (half a PNG), ``size``
     (a label of another size than its image).
     """
     rng = np.random.default_rng(seed)
-    w, h = SIZE
+    w, h = size
     for split in splits:
         images, labels = root / "leftImg8bit" / split / CITY, root / "gtFine" / split / CITY
         images.mkdir(parents=True, exist_ok=True)
