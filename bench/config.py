@@ -108,6 +108,17 @@ class BenchConfig:
         warmup: untimed refine() calls on the first image of each (method, size).
         absent: absent-class policy for per-class IoU (``nan`` or ``zero``).
         excluded: classes left out of the mIoU mean (default: the dataset's own).
+        metric_columns: the mIoU variants the tables show, in order (``bench.metrics.MIOU_VARIANTS``:
+            ``miou`` the config's policy, ``miou_2class``, ``iou_building``, ``miou_mmseg``).
+        ours: the methods Table 2 counts as "ours" (default: the MagNet family, every method whose
+            key starts with ``magnet``); every other method is "previous".
+        table2_methods: Table 2's rows in order (default: the previous methods, then ours, in
+            ``methods`` order); methods without results are left out.
+        table3_methods: Table 3's rows in order (default: ``methods``); ``cited:<id>`` places the
+            row ``cited[<id>]``.
+        cited: published rows of methods this harness does not run, by id: ``{name, source}`` and
+            any of ``miou``, ``memory`` (MB as printed), ``metric`` (the variant it holds), ``ref``.
+            Typeset as cited, never as measured. Not part of the unit key (as every table field).
         isolate: run each (method, size) in a fresh subprocess (needed for CPU peak memory).
         allocator: memory allocator of those subprocesses: ``tuned`` (glibc thresholds that keep
             freed tensors for reuse; see ``bench.measure``) or ``default``.
@@ -154,6 +165,11 @@ class BenchConfig:
     warmup: int = 1
     absent: str = "nan"
     excluded: tuple[int, ...] | None = None
+    metric_columns: tuple[str, ...] = ("miou",)
+    ours: tuple[str, ...] | None = None
+    table2_methods: tuple[str, ...] | None = None
+    table3_methods: tuple[str, ...] | None = None
+    cited: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     isolate: bool = True
     allocator: str = "tuned"
     train: bool = True
@@ -238,7 +254,7 @@ def check_scalars(cfg: BenchConfig) -> None:
 _FIELDS = {f.name: f for f in dataclasses.fields(BenchConfig)}
 _SIZE_FIELDS = {"table1_sizes"}
 _ONE_SIZE_FIELDS = {"input_size", "coarse_scale"}
-_TUPLE_FIELDS = {"methods", "table1_methods", "excluded"}
+_TUPLE_FIELDS = {"methods", "table1_methods", "excluded", "metric_columns", "ours", "table2_methods", "table3_methods"}
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -199,3 +199,90 @@ class SegEvaluator:
             "mba_images": len(self.mba_values),
             "mba_skipped": self.mba_skipped,
         }
+
+
+# --- Named mIoU variants (the literature disagrees on what "mIoU" averages) -------------------------
+# ``miou``: the config's policy (``absent``, ``excluded``): the tables' headline.
+# ``miou_2class``: the mean of both classes of a two-class dataset (Inria: background, building).
+# ``iou_building``: class 1's IoU alone, what GLNet, FCtL (mean of iou[1:] of two classes) and ISDNet
+#     call "mIoU" on Inria.
+# ``miou_mmseg``: every class, absent ones NaN and left out (mmsegmentation's ``nanmean``: ISDNet and
+#     its successors on DeepGlobe, class 0 "unknown" included).
+MIOU_VARIANTS = ("miou", "miou_2class", "iou_building", "miou_mmseg")
+VARIANT_HEADERS = {"miou": "mIoU (%)", "miou_2class": "mIoU 2-class (%)", "iou_building": "IoU building (%)",
+                   "miou_mmseg": "mIoU mmseg (%)"}
+
+
+def miou_2class(cm: np.ndarray, absent: str = "nan") -> float:
+    """Mean IoU of both classes of a (2, 2) confusion matrix (rows = ground truth), in [0, 1]."""
+    cm = np.asarray(cm)
+    if cm.shape != (2, 2):
+        raise ValueError(f"miou_2class needs a two-class (2, 2) confusion matrix, got shape {cm.shape}")
+    return mean_iou(iou_per_class(cm, absent))
+
+
+def iou_building(cm: np.ndarray, absent: str = "nan", building: int = 1) -> float:
+    """IoU of the building class (id ``building``, Inria's 1) alone, in [0, 1] (NaN/0 when absent)."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] <= building:
+        raise ValueError(f"iou_building needs class {building} in the confusion matrix, got shape {cm.shape}")
+    return float(iou_per_class(cm, absent)[building])
+
+
+def miou_mmseg(cm: np.ndarray) -> float:
+    """mmsegmentation's mIoU: every class, a class with an empty union NaN and left out of the mean."""
+    return mean_iou(iou_per_class(cm, "nan"))
+
+
+def metric_variant(name: str, cm: np.ndarray, absent: str, excluded: Sequence[int]) -> float:
+    """The named variant ``name`` (one of :data:`MIOU_VARIANTS`) of a summed (C, C) confusion matrix.
+
+    ``absent`` and ``excluded`` are the config's policy, used by ``miou`` (and ``absent`` by the
+    two Inria variants); ``miou_mmseg`` has its own fixed policy.
+    """
+    if name == "miou":
+        return mean_iou(iou_per_class(cm, absent), excluded)
+    if name == "miou_2class":
+        return miou_2class(cm, absent)
+    if name == "iou_building":
+        return iou_building(cm, absent)
+    if name == "miou_mmseg":
+        return miou_mmseg(cm)
+    raise ValueError(f"unknown mIoU variant {name!r}; known: {list(MIOU_VARIANTS)}")
+
+
+def _class_list(ids: Sequence[int]) -> str:
+    ids = sorted(ids)
+    if len(ids) > 2 and ids == list(range(ids[0], ids[-1] + 1)):
+        return f"{ids[0]}-{ids[-1]}"
+    return ", ".join(map(str, ids))
+
+
+def describe_absent(absent: str) -> str:
+    """The absent-class policy by name and by who uses it."""
+    if absent == "zero":
+        return "a class absent from ground truth and prediction scores 0 (`zero`: MagNet, GLNet, FCtL)"
+    return "a class absent from ground truth and prediction is NaN and left out of the mean (`nan`: mmsegmentation, cityscapesScripts)"
+
+
+def describe_variant(name: str, class_names: Sequence[str], absent: str, excluded: Sequence[int]) -> str:
+    """One sentence defining the variant ``name`` for a caption note."""
+    n = len(class_names)
+    if name == "miou":
+        kept = [i for i in range(n) if i not in set(excluded)]
+        if excluded:
+            names = ", ".join(f"{i} '{class_names[i]}'" for i in sorted(excluded))
+            over = (f"mean over classes {_class_list(kept)} (class {names} excluded from the mean, its pixels "
+                    f"kept in the confusion matrix: MagNet, GLNet, FCtL)")
+        else:
+            over = f"mean over all {n} classes"
+        return f"mIoU: {over}; {describe_absent(absent)}"
+    if name == "miou_2class":
+        return f"mIoU 2-class: mean of the IoU of both classes ({', '.join(class_names)}); {describe_absent(absent)}"
+    if name == "iou_building":
+        return (f"IoU building: the IoU of class 1 '{class_names[1] if n > 1 else '?'}' alone, what GLNet, FCtL "
+                "(mean of iou[1:] of two classes) and ISDNet report as Inria \"mIoU\"")
+    if name == "miou_mmseg":
+        return (f"mIoU mmseg: mean over all {n} classes with absent classes NaN and left out "
+                "(mmsegmentation's nanmean: ISDNet and its successors)")
+    raise ValueError(f"unknown mIoU variant {name!r}; known: {list(MIOU_VARIANTS)}")

@@ -33,12 +33,7 @@ BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /
 
 def select_columns(table: Table, names: tuple[str, ...]) -> Table:
     """A copy of ``table`` with only the columns named in ``names`` (bold cells follow their column)."""
-    keep = [j for j, h in enumerate(table.header) if h in names]
-    out = Table(table.name, table.caption, [table.header[j] for j in keep])
-    out.rows = [[row[j] for j in keep] for row in table.rows]
-    out.bold = {(i, keep.index(j)) for i, j in table.bold if j in keep}
-    out.rule_before = set(table.rule_before)
-    return out
+    return table.select(names)  # notes and the best-of marks follow (bench.tables.Table.select)
 
 
 def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any]) -> str:

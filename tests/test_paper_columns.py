@@ -22,12 +22,12 @@ def test_paper_values_of_another_backbone_are_left_out_and_said_so():
     for t in (t1, t3):
         assert "Paper" not in t.header and "Δ" not in t.header
         assert ("Paper values not shown: 2 were measured with backbone hrnet18_small_v2_ocr, this run uses light"
-                in t.caption)
+                in t.text)
 
 
 def test_paper_values_of_the_same_backbone_are_compared():
     t1, _, t3 = _tables("hrnet18_small_v2_ocr")
-    assert t3.header[2:4] == ["Paper", "Δ"] and "Paper values not shown" not in t3.caption
+    assert t3.header[2:4] == ["Paper", "Δ"] and "Paper values not shown" not in t3.text
     assert t3.rows[0][2:4] == ["50.00", "+6.95"]  # Downsample: 56.95 mIoU on the toy records
 
 

@@ -57,12 +57,12 @@ def test_partial_unit_gets_no_mark_no_bold_and_no_difference():
     assert t3.rows[magnet][3] == "–"  # no Δ against the paper from a partial unit
     row2 = next(i for i, r in enumerate(t2.rows) if r[0].startswith("MagNet"))
     assert not any(i == row2 for i, _ in t2.bold) and "†" not in "".join(t2.rows[row2])
-    assert all(r[0] != "Improvement" for r in t2.rows) and "Improvement not shown: MagNet" in t2.caption
+    assert all(r[0] != "Improvement" for r in t2.rows) and "Improvement not shown: MagNet" in t2.text
     for t in (t1, t2, t3):
-        assert "MagNet at 64x32: 2 of 3 images; failed: img2 (DataFormatError: /data/img2_label.png" in t.caption
+        assert "MagNet at 64x32: 2 of 3 images; failed: img2 (DataFormatError: /data/img2_label.png" in t.text
         # neither test involves MagNet: best vs runner-up is among the complete rows, no Improvement
-        assert "MagNet - Patching at" not in t.caption and "MagNet - Downsample at" not in t.caption
-    assert "Patching - Downsample at 64x32" in t3.caption
+        assert "MagNet - Patching at" not in t.text and "MagNet - Downsample at" not in t.text
+    assert "Patching - Downsample at 64x32" in t3.text
     assert "MagNet (2 of 3 images)" in to_markdown(t3) and "MagNet (2 of 3 images)" in to_latex(t3)
 
 

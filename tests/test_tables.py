@@ -1,4 +1,5 @@
-"""Tables from records: golden Markdown and LaTeX, recomputation, statuses, paper deltas."""
+"""Tables from records: golden Markdown and LaTeX, recomputation, statuses, paper deltas, marks, cited rows,
+metric variants, and every generated table compiled with pdflatex where it is installed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from bench.config import build
 from bench.interface import DatasetInfo
-from bench.tables import aggregate, build_tables, collect, to_latex, to_markdown
+from bench.tables import aggregate, build_all_tables, build_tables, collect, to_latex, to_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 INFO = DatasetInfo("toy", ("road", "pole", "sky"), 255, ((0, 0, 0), (1, 1, 1), (2, 2, 2)), thin_classes=(1,))
@@ -48,10 +49,10 @@ def _cfg():
 
 def _tables():
     recs, keys = _records()
-    return build_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))
+    return build_all_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_golden(index):
     table = _tables()[index]
     for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table))):
@@ -73,11 +74,11 @@ def test_aggregate_recomputes_dataset_level():
 
 
 def test_status_and_improvement_rows():
-    t2 = _tables()[1]
+    t1, t2 = _tables()[:2]
     md = to_markdown(t2)
     assert "| DenseCRF | unavailable |" in md or "| densecrf | unavailable |" in md
-    assert t2.rows[-1][0] == "Improvement"
-    assert "Test CPU" in t2.caption and "absent classes -> nan" in t2.caption
+    assert [r[0] for r in t2.rows[-2:]] == ["Improvement", "MagNet − Downsample"]
+    assert "Test CPU" in t1.text and "absent from ground truth and prediction is NaN" in t2.text
 
 
 def test_duplicate_records_do_not_double_count():
@@ -92,38 +93,43 @@ def _tables_with(**overrides):
     recs, keys = _records()
     cfg = build({**{"dataset": "synthetic", "input_size": "64x32", "table1_sizes": ["128x64"],
                     "methods": ["downsample", "patching", "densecrf", "magnet"]}, **overrides})
-    return build_tables(cfg, INFO, collect(cfg, INFO, keys, recs))
+    return build_all_tables(cfg, INFO, collect(cfg, INFO, keys, recs))
 
 
 def test_significance_marks_and_caption():
-    t1, t2, t3 = _tables()
-    # Improvement (MagNet - Downsample) and best vs runner-up (MagNet - Patching) are both
-    # significant on the toy records: every resample of the two images keeps the sign
-    assert t2.rows[-1][:3] == ["Improvement", "+30.00†", "+35.90†"]
-    assert t2.rows[3][:3] == ["MagNet", "85.00†", "92.86†"] and (3, 2) in t2.bold
+    t1, t2, t3 = _tables()[:3]
+    # the supplement's Improvement (MagNet - Patching, the best previous row), MagNet - Downsample
+    # and best vs runner-up (MagNet - Patching) are all significant on the toy records: every
+    # resample of the two images keeps the sign
+    assert t2.rows[-2][:3] == ["Improvement", "15.0†", "11.0†"]
+    assert t2.rows[-1][:3] == ["MagNet − Downsample", "30.0†", "35.9†"]
+    assert t2.rows[3][:3] == ["MagNet", "85.0", "92.9"] and (3, 2) in t2.best_ours and (1, 2) in t2.best_previous
     assert t3.rows[3][1] == "92.86†" and t3.rows[1][1] == "81.94"
     for t in (t1, t2, t3):
-        assert "Significance: paired bootstrap over images (1000 resamples with replacement" in t.caption
-        assert "numpy seed 0" in t.caption and "95% percentile interval excludes zero" in t.caption
+        assert "Significance: paired bootstrap over images (1000 resamples with replacement" in t.text
+        assert "numpy seed 0" in t.text and "95% percentile interval lies above zero" in t.text
+    for t in (t1, t3):
         assert ("Best vs runner-up (the best row by mIoU against the best row of another method at the same "
-                "input size)") in t.caption
-    assert ("Improvement: MagNet - Downsample at 64x32 on 2 paired image(s): mIoU +35.90 [+29.23, +45.83]†, "
-            "mBA +30.00 [+30.00, +30.00]†") in t2.caption
-    assert "MagNet - Patching at 64x32 on 2 paired image(s): mIoU +10.91" in t3.caption
+                "input size)") in t.text
+    assert ("Improvement tested (best of ours - best of previous, per metric): MagNet - Patching at 64x32 on 2 "
+            "paired image(s): mIoU +10.91 [+8.03, +15.28]†, mBA +15.00 [+10.00, +15.00]†") in t2.text
+    assert ("MagNet - Downsample at 64x32 on 2 paired image(s): mIoU +35.90 [+29.23, +45.83]†, "
+            "mBA +30.00 [+30.00, +30.00]†") in t2.text
+    assert "MagNet - Patching at 64x32 on 2 paired image(s): mIoU +10.91" in t3.text
     assert r"92.86\textsuperscript{\dag}" in to_latex(t3)
 
 
 def test_bootstrap_zero_disables_marks():
     for t in _tables_with(bootstrap=0):
         text = to_markdown(t) + to_latex(t)
-        assert "†" not in text and "dag" not in text and "Significance" not in t.caption
+        assert "†" not in text and "↓" not in text and "dag" not in text and "Significance" not in t.text
 
 
 def test_bootstrap_is_deterministic_and_seeded():
     a = [to_markdown(t) for t in _tables_with(seed=0)]
     assert a == [to_markdown(t) for t in _tables_with(seed=0)]
     b = _tables_with(seed=7)
-    assert "numpy seed 7" in b[1].caption and to_markdown(b[1]) != a[1]
+    assert "numpy seed 7" in b[1].text and to_markdown(b[1]) != a[1]
 
 
 def test_no_mark_without_a_significant_difference():
@@ -133,8 +139,8 @@ def test_no_mark_without_a_significant_difference():
                  mba=next(d["mba"] for d in recs if d.get("unit_key") == "k1" and d["image_id"] == r["image_id"]))
             if r.get("unit_key") == "k4" else r for r in recs]
     t2 = build_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))[1]
-    assert t2.rows[-1][:3] == ["Improvement", "+0.00", "+0.00"]
-    assert "mIoU +0.00 [+0.00, +0.00], mBA +0.00 [+0.00, +0.00];" in t2.caption
+    assert t2.rows[-1][:3] == ["MagNet − Downsample", "0.0", "0.0"]
+    assert "mIoU +0.00 [+0.00, +0.00], mBA +0.00 [+0.00, +0.00]." in t2.text
 
 
 def test_best_vs_runner_up_definition():
@@ -152,7 +158,151 @@ def test_best_vs_runner_up_definition():
     assert (best.method, runner.method) == ("magnet", "patching")
     assert best_vs_runner_up([row("magnet", "64x32", float("nan"))]) is None
     t1 = _tables_with(table1_sizes=["128x64"], input_size="64x32")[0]
-    assert "MagNet - Downsample at 64x32" in t1.caption
+    assert "MagNet - Downsample at 64x32" in t1.text
     t1 = _tables_with(methods=["downsample", "patching"])[0]
-    assert "none, Downsample at 128x64 is the only method at that size." in t1.caption
+    assert "none, Downsample at 128x64 is the only method at that size." in t1.text
     assert not any("†" in c for r in t1.rows for c in r)
+
+
+def _replace(recs, key, **fields_by_image):
+    """``recs`` with unit ``key``'s image records updated: ``field={image_id: value}``."""
+    out = []
+    for r in recs:
+        if r.get("unit_key") == key and r.get("type") == "image":
+            r = dict(r, **{f: v[r["image_id"]] for f, v in fields_by_image.items() if r["image_id"] in v})
+        out.append(r)
+    return out
+
+
+def test_a_significantly_lower_value_never_gets_the_better_mark():
+    recs, keys = _records()
+    # MagNet keeps the best mIoU but its mBA is far below Patching's on the one image both have
+    recs = _replace(recs, "k4", mba={"img0": 0.30, "img1": 0.20})
+    t1, t2, t3 = build_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))
+    magnet = t3.rows[3]
+    assert magnet[1] == "92.86†" and magnet[4] == "25.00↓"  # mIoU higher, mBA significantly lower
+    assert "MagNet - Patching at 64x32 on 2 paired image(s): mIoU +10.91 [+8.03, +15.28]†, mBA -45.00" in t3.text
+    improvement = next(r for r in t2.rows if r[0] == "Improvement")
+    # best of ours (MagNet, 25.0) - best of previous (Patching, 70.0) in mBA: negative and marked so
+    assert improvement[1] == "-45.0↓" and "†" not in improvement[1]
+    assert r"-45.0\textsuperscript{$\downarrow$}" in to_latex(t2)
+    assert "↓ one whose interval lies below zero (significantly lower)" in t2.text
+
+
+def test_ours_comes_from_the_config():
+    # a user benchmarking Patching as their own method: Improvement = Patching - best of the rest
+    t2 = _tables_with(ours=["patching"])[1]
+    assert [r[0] for r in t2.rows[:4]] == ["Downsample", "DenseCRF", "MagNet", "Patching"]  # previous, then ours
+    improvement = next(r for r in t2.rows if r[0] == "Improvement")
+    assert improvement[1:3] == ["-15.0↓", "-11.0↓"]  # Patching 70.0 / 81.9 against MagNet 85.0 / 92.9
+    assert (3, 1) in t2.best_ours and (2, 1) in t2.best_previous
+    assert "Ours: Patching (config `ours`); previous: Downsample, DenseCRF, MagNet." in t2.text
+    order = _tables_with(table2_methods=["magnet", "patching", "downsample"])[1]
+    assert [r[0] for r in order.rows[:3]] == ["MagNet", "Patching", "Downsample"]
+
+
+def test_best_of_each_side_named_and_marked_in_both_formats():
+    t2 = _tables()[1]
+    assert "Best of previous: Patching (mBA, mIoU, road, pole, sky); Downsample (sky)." in t2.text
+    md, tex = to_markdown(t2), to_latex(t2)
+    assert "| MagNet | **85.0** | **92.9** |" in md and "| Patching | _70.0_ | _81.9_ |" in md
+    assert r"\textcolor{red}{85.0}" in tex and r"\textcolor{blue}{70.0}" in tex
+    assert "% Colours: red = best of ours (MagNet), blue = best of the previous methods" in tex
+
+
+def test_latex_shape():
+    for t in _tables():
+        tex = to_latex(t)
+        caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+        assert "Table" not in caption and "\n" not in caption and len(caption) < 200
+        assert r"\resizebox" not in tex and r"\textit{Notes.}" in tex
+        assert tex.splitlines()[1].startswith("% Packages: \\usepackage{booktabs}")
+    t2 = to_latex(_tables()[1])
+    assert r"\rotatebox{90}{pole}" in t2 and r"\begin{table*}" in t2 and "graphicx" in t2.splitlines()[1]
+
+
+def test_cited_rows_from_the_config_typeset_as_cited():
+    cited = {"glnet": {"name": "GLNet", "miou": 71.2, "memory": 1865, "ref": "[5]", "metric": "iou_building",
+                       "source": "GLNet's own Inria number, as the MagNet supplement's Table 3 cites it"}}
+    t3, comp = _tables_with(cited=cited, table3_methods=["downsample", "patching", "cited:glnet", "magnet"])[2:]
+    row = t3.rows.index(next(r for r in t3.rows if r[0] == "GLNet (reported in [5])"))
+    assert row == 2 and t3.rows[row][1:4] == ["–", "71.20", "–"] and row in t3.cited
+    assert "(holds iou_building)" in t3.text and "not measured here" in t3.text
+    assert r"GLNet (reported in [5]) & \textit{--}" in to_latex(t3) or r"\textit{71.20}" in to_latex(t3)
+    assert r"\textit{71.20}" in to_latex(t3)
+    glnet = comp.rows[-1]
+    assert glnet == ["GLNet (reported in [5])", "–", "–", "71.20", "1865"] and len(comp.rows) - 1 in comp.cited
+    with pytest.raises(ValueError, match="cited:nope is not in the config's cited rows"):
+        _tables_with(table3_methods=["cited:nope"])
+    with pytest.raises(ValueError, match="cited.bad must be a mapping with 'name' and 'source'"):
+        _tables_with(cited={"bad": {"miou": 1.0}})
+
+
+INRIA = DatasetInfo("inria", ("background", "building"), None, ((0, 0, 0), (255, 255, 255)))
+
+
+def test_inria_variants_named_and_hand_computed():
+    cms = {"k1": [[[90, 10], [5, 15]]], "k4": [[[95, 5], [2, 18]]]}
+    recs = [_image(k, "t0", cm[0], 0.5, 10, 5, d) for (k, cm), d in zip(cms.items(), ("Downsample", "MagNet"))]
+    cited = {"glnet": {"name": "GLNet", "miou": 71.2, "ref": "[5]", "metric": "iou_building", "source": "GLNet"}}
+    cfg = build({"dataset": "inria", "input_size": "64x32", "methods": ["downsample", "magnet"], "bootstrap": 0,
+                 "metric_columns": ["miou_2class", "iou_building"], "cited": cited,
+                 "table3_methods": ["downsample", "cited:glnet", "magnet"],
+                 "paper": {"magnet@64x32": {"miou": 87.01, "metric": "miou_2class", "source": "supplement"}}})
+    keys = {("downsample", (64, 32)): "k1", ("magnet", (64, 32)): "k4"}
+    t3 = build_tables(cfg, INRIA, collect(cfg, INRIA, keys, recs))[2]
+    assert t3.header[:5] == ["Method", "mIoU 2-class (%)", "IoU building (%)", "Paper", "Δ"]
+    # Downsample: background 90/105, building 15/30; MagNet: 95/102, 18/25
+    assert t3.rows[0][1:3] == [f"{100 * (90 / 105 + 15 / 30) / 2:.2f}", "50.00"]
+    assert t3.rows[2][1:5] == [f"{100 * (95 / 102 + 18 / 25) / 2:.2f}", "72.00", "87.01",
+                               f"{100 * (95 / 102 + 18 / 25) / 2 - 87.01:+.2f}"]
+    assert "IoU building: the IoU of class 1 'building' alone" in t3.text
+    assert "mIoU 2-class: mean of the IoU of both classes (background, building)" in t3.text
+    assert "MagNet@64x32: supplement, compared with miou_2class" in t3.text
+    with pytest.raises(ValueError, match="metric_columns: 'iou_building' needs a two-class dataset"):
+        _tables_with(metric_columns=["iou_building"])
+    with pytest.raises(ValueError, match="metric_columns: unknown mIoU variant 'mIoU'"):
+        _tables_with(metric_columns=["mIoU"])
+
+
+def test_excluded_class_variants_and_table2_columns():
+    # the toy's class 0 excluded (DeepGlobe's protocol) beside the mmseg mean over all classes
+    t1, t2 = _tables_with(excluded=[0], metric_columns=["miou", "miou_mmseg"], bootstrap=0)[:2]
+    assert t2.header == ["Method", "mBA (%)", "mIoU (%)", "mIoU mmseg (%)", "pole", "sky"]
+    assert "Not shown: class 0 'road' (excluded from the mean, still counted in the confusion matrix)." in t2.text
+    assert "mean over classes 1, 2 (class 0 'road' excluded from the mean" in t1.text
+    assert "mIoU mmseg: mean over all 3 classes" in t1.text
+    cm = np.array([[17, 3, 0], [5, 1, 0], [0, 1, 13]])  # Downsample at 64x32 (test_aggregate)
+    iou = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    assert t1.rows[0][2:4] == [f"{100 * iou[1:].mean():.2f}", f"{100 * iou.mean():.2f}"]
+
+
+def test_mba_radii_in_every_caption():
+    for t in _tables_with(**{"data.size": [2448, 2448]}):
+        if "mBA (%)" in t.header:
+            assert "radii {1,4,7,10,13} px at 2448x2448" in t.text
+
+
+def _compile(tex: str, folder: Path, width_pt: int | None = None) -> str:
+    """pdflatex a document holding ``tex`` with exactly the packages its comment names; returns the log."""
+    import subprocess
+
+    packages = tex.splitlines()[1].removeprefix("% Packages: ").replace(", ", "\n")
+    width = rf"\setlength{{\textwidth}}{{{width_pt}pt}}" if width_pt else ""
+    (folder / "doc.tex").write_text("\\documentclass[twocolumn]{article}\n" + packages + "\n" + width
+                                    + "\n\\begin{document}\n" + tex + "\\end{document}\n")
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
+                         capture_output=True, text=True, timeout=120)
+    log = (folder / "doc.log").read_text(errors="replace") if (folder / "doc.log").is_file() else run.stdout
+    assert run.returncode == 0, log[-3000:]
+    return log
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
+def test_every_table_compiles_and_fits(tmp_path):
+    from tests.test_table2_golden import supplement_tables
+
+    # CVPR's two-column text width (6.875 in): Table 2 spans it (table*), the others fit one column
+    for t in [*_tables(), *supplement_tables()]:
+        log = _compile(to_latex(t), tmp_path, 496)
+        assert "Overfull \\hbox" not in log, (t.name, [ln for ln in log.splitlines() if "Overfull" in ln])
