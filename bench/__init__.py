@@ -6,7 +6,15 @@ and the metric functions in ``bench.metrics``. Importing ``bench`` imports no op
 
 from bench.config import load as load_config
 from bench.records import load as load_records
-from bench.registry import MethodUnavailable, create_method, list_methods
+from bench.registry import MethodUnavailable, list_methods
+
+
+def __getattr__(name: str):  # noqa: ANN202 - ``create_method`` lives in bench.unit, which imports torch
+    if name == "create_method":
+        from bench.unit import create_method
+
+        return create_method
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")
 
 __all__ = ["MethodUnavailable", "create_method", "list_methods", "load_config", "load_records"]
 __version__ = "0.1.0"

@@ -54,7 +54,7 @@ def backbone_training_options(cfg: BenchConfig) -> dict[str, Any]:
     The resolved ``BackboneTrainConfig`` (seed included) as ``backbone_train.<field>``, the
     backbone name and builder options, the crop size (the input size), the dataset, the training
     split and its constructor kwargs (``data`` merged with ``train_data``, the size parsed, as
-    ``bench.runner.open_split`` builds it).
+    ``bench.unit.open_split`` builds it).
     """
     from bench.train_backbone import backbone_train_config  # lazily: it imports OpenCV
 

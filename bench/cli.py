@@ -18,7 +18,6 @@ from pathlib import Path
 from bench.config import build, load, parse_overrides
 from bench.errors import UserError, one_line
 
-RUN_FILE = "run.json"  # <out_dir>/run.json: the resolved config of the last bench run into that folder
 
 
 def _cfg(args: argparse.Namespace):  # noqa: ANN202
@@ -48,27 +47,10 @@ def _run_cfg(args: argparse.Namespace):  # noqa: ANN202
 
 def read_run_config(out_dir: str | None) -> dict | None:
     """The resolved config stored in ``<out_dir>/run.json`` by ``bench run``, or None without one."""
-    import json
+    from bench import run_folder
 
-    path = Path(str(out_dir)) / RUN_FILE
-    if out_dir is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())["config"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"{path}: not a run file written by bench run ({err})") from err
-
-
-def write_run_config(cfg) -> Path:  # noqa: ANN001
-    """Store the run's resolved config as ``<out_dir>/run.json`` (atomically: a kill leaves the old one)."""
-    import json
-    import os
-
-    path = cfg.out_path / RUN_FILE
-    tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"schema": 1, "config": cfg.to_dict()}, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    data = run_folder.read(out_dir)
+    return None if data is None else data["config"]
 
 
 def load_config(dataset: str, overrides: list[str] | dict, config_file: str | None = None):  # noqa: ANN201
@@ -90,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _cfg(args)
     check_run(cfg)  # names, options, device and data folder, before any training or file write
-    from bench import distributed, procs  # after the checks: distributed imports torch (seconds)
+    from bench import distributed, procs, run_folder  # after the checks: distributed imports torch (seconds)
 
     distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
     # rank 0 holds the out_dir lock for the run; the other ranks write only their own record files
@@ -98,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with procs.exit_on_sigterm(), lock as lock_fd:
         if lock_fd is not None:
             procs.clean_stale_temp(cfg.out_path)
-            write_run_config(cfg)  # so that score, show and table find the records with out_dir= alone
+            run_folder.write(cfg)  # the config now; the sweep adds its unit keys and image ids
         return _run_locked(cfg, lock_fd)
 
 
@@ -107,7 +89,8 @@ def _run_locked(cfg, lock_fd: int | None) -> int:  # noqa: ANN001
     from bench import distributed
     from bench.outcome import exit_code, problem_lines, summary_line
     from bench.runner import run_sweep
-    from bench.tables import load_results, render
+    from bench.results import load_results
+    from bench.tables import render
 
     status = _train(cfg)
     if status.get("backbone") == "missing" and distributed.is_main():
@@ -252,8 +235,9 @@ def cmd_unit(args: argparse.Namespace) -> int:
     status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size))
     if args.status_file:  # the sweep reads the unit's status here (the exit code only says it ran to the end)
         Path(args.status_file).write_text(status + "\n")
-    return 0 if status in ("ok", "done", "partial", "unavailable", "missing_checkpoint", "stale_checkpoint",
-                           "reference_mismatch", "oom") else 1
+    from bench.status import HANDLED
+
+    return 0 if status in HANDLED else 1
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
@@ -308,6 +292,24 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     from bench.smoke import run
 
     return run(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The method contract on one registered method (``bench.contract``)."""
+    from bench.contract import main as contract_main
+    from bench.registry import MethodUnavailable
+
+    try:
+        return contract_main(args.method, _overrides(args.options), device=args.device)
+    except (KeyError, MethodUnavailable) as err:
+        raise UserError(one_line(err.args[0] if err.args else str(err))) from err
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    """Write the skeleton of a new method (``bench.new_method``)."""
+    from bench.new_method import main as new_method_main
+
+    return new_method_main(args.name, args.root, force=args.force)
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -383,6 +385,16 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     sm = sub.add_parser("smoke", help="every method once on the real samples of ../shared/data, at native size")
     smoke_arguments(sm)
     sm.set_defaults(fn=cmd_smoke)
+    chk = sub.add_parser("check", help="the method contract on a registered method, on tiny generated images")
+    chk.add_argument("method")
+    chk.add_argument("options", nargs="*", help="option=value of the method's Config (a short schedule: iterations=2)")
+    chk.add_argument("--device", default="cpu")
+    chk.set_defaults(fn=cmd_check)
+    nm = sub.add_parser("new-method", help="write the skeleton of a method: its file, config YAML and test")
+    nm.add_argument("name", help="registry key, e.g. my_refiner")
+    nm.add_argument("--root", default=None, help="repository to write into (default: this one)")
+    nm.add_argument("--force", action="store_true", help="overwrite existing files")
+    nm.set_defaults(fn=cmd_new_method)
     u = sub.add_parser("unit", help="(internal) one method x size in this process")
     u.add_argument("config_json")
     u.add_argument("method")

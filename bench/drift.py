@@ -125,8 +125,9 @@ def baseline_path(dataset: str) -> Path:
 def evaluate(dataset: str, overrides: dict[str, Any]) -> tuple[dict[tuple[str, str], UnitResult], tuple[str, ...]]:
     """Run the gate's sweep into a fresh temporary folder (never resumed); its results and class names."""
     from bench.datasets import dataset_info
-    from bench.runner import run_sweep, setup_torch
-    from bench.tables import load_results
+    from bench.runner import run_sweep
+    from bench.unit import setup_torch
+    from bench.results import load_results
 
     with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
         cfg = load(dataset, {**overrides, "out_dir": f"{tmp}/runs", "tables_dir": f"{tmp}/tables"})

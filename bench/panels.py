@@ -352,7 +352,7 @@ def _display_name(cfg: BenchConfig, method: str, size: tuple[int, int]) -> str:
 
 
 def _samples(cfg: BenchConfig, image_ids: Sequence[str]) -> tuple[Any, dict[str, int]]:
-    from bench.runner import open_split
+    from bench.unit import open_split
 
     dataset = open_split(cfg, cfg.split)
     index = {i: k for k, i in enumerate(dataset.ids())}

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from bench.config import BenchConfig, parse_size
-from bench.tables import load_results, table1_keys
+from bench.results import load_results
+from bench.tables import table1_keys
 
 Results = Mapping[tuple[str, str], Any]
 """``{(method, "WxH"): bench.tables.UnitResult}`` as ``bench.tables.collect`` returns."""
@@ -216,7 +217,7 @@ def render_plots(cfg: BenchConfig, results: Results | None = None) -> tuple[list
     """Write the three plots of ``cfg`` into ``<tables_dir>/plots/``.
 
     Args:
-        results: the aggregates (default :func:`bench.tables.load_results`).
+        results: the aggregates (default :func:`bench.results.load_results`).
 
     Returns:
         (files written, notes on what was left out).

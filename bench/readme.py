@@ -63,7 +63,8 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
 
     from bench.datasets import dataset_info
     from bench.seeds import class_diffs_table, class_table, comparisons_table, spread_table, summary_path
-    from bench.tables import build_tables, load_results
+    from bench.results import load_results
+    from bench.tables import build_tables
 
     results = load_results(cfg)
     info = dataset_info(cfg)

@@ -1,5 +1,8 @@
 """Append-only JSONL records, from which every table is derived.
 
+Every line carries ``schema`` (:data:`SCHEMA`, the version of this layout) and ``type``.
+:func:`append` checks the fields its type requires (:data:`REQUIRED`) and that ``status`` is
+one of ``bench.status.Status``, so a record that would not describe itself is never written.
 Record types (field ``type``):
 
 - ``image``: one (method, input size, image): ``unit_key``, ``image_id``, ``n_expected`` (how
@@ -10,7 +13,8 @@ Record types (field ``type``):
   methods that use the coarse map), ``time_e2e_ms`` (also the host-side preparation), memory
   fields of ``bench.measure.MemoryProbe``, provenance.
 - ``unit``: a (method, input size) that could not run: ``status`` in ``unavailable``,
-  ``missing_checkpoint``, ``oom``, ``error``, with ``message``.
+  ``missing_checkpoint``, ``stale_checkpoint``, ``reference_mismatch``, ``oom``, ``error``, with
+  ``message``.
 - ``summary``: aggregates of a finished unit (convenience; tables recompute from ``image``).
 
 Records are appended with a flush and fsync per line, so a crash loses at most the image in
@@ -25,6 +29,58 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.status import IMAGE_STATUSES, UNIT_FAILURES, Status, parse
+
+SCHEMA = 2  # 2: a schema field in every line, typed statuses; 1 (no field): the records before
+# the fields each record type must hold, by type and status
+REQUIRED: dict[tuple[str, Status | None], tuple[str, ...]] = {
+    ("image", Status.OK): ("unit_key", "method", "size", "image_id", "cm", "mba"),
+    ("image", Status.ERROR): ("unit_key", "method", "size", "image_id", "n_expected", "message"),
+    ("unit", None): ("unit_key", "method", "size", "message"),
+}
+
+
+class RecordError(ValueError):
+    """A record lacks a field its type requires, or has an unknown status."""
+
+
+def check(record: dict[str, Any]) -> None:
+    """Raise :class:`RecordError` when ``record`` does not hold what its type requires."""
+    kind = record.get("type")
+    if not kind:
+        raise RecordError(f"record without a type: {sorted(record)}")
+    if kind not in ("image", "unit"):
+        return  # summary, smoke, ...: free-form
+    try:
+        status = parse(record.get("status", ""))
+    except ValueError as err:
+        raise RecordError(f"{kind} record: {err}") from None
+    allowed = IMAGE_STATUSES if kind == "image" else UNIT_FAILURES
+    if status not in allowed:
+        raise RecordError(f"{kind} record with status {status.value!r}; allowed: {sorted(s.value for s in allowed)}")
+    missing = [k for k in REQUIRED[(kind, status if kind == "image" else None)] if k not in record]
+    if missing:
+        raise RecordError(f"{kind} record ({status.value}) lacks {missing}")
+
+
+def unit_record(unit_key: str, method: str, size: str, status: Status, message: str,
+                display_name: str | None = None) -> dict[str, Any]:
+    """A unit that could not run (or stopped): ``status`` is one of ``bench.status.UNIT_FAILURES``.
+
+    ``display_name`` (the method's row name, when its class could be imported) lets the tables
+    name the row without importing the method.
+    """
+    out = {"type": "unit", "unit_key": unit_key, "method": method, "size": size, "status": status,
+           "message": message[-4000:]}
+    return {**out, "display_name": display_name} if display_name else out
+
+
+def failed_image_record(unit_key: str, method: str, size: str, image_id: str, reason: str,
+                        n_expected: int) -> dict[str, Any]:
+    """An image of a unit that could not be read; the unit went on without it."""
+    return {"type": "image", "unit_key": unit_key, "method": method, "size": size, "image_id": image_id,
+            "status": Status.ERROR, "message": reason[-2000:], "n_expected": n_expected}
 
 
 def _clean(value: Any) -> Any:
@@ -52,7 +108,13 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def append(path: Path, record: dict[str, Any]) -> None:
-    """Append one record as a JSON line, flushed and fsynced."""
+    """Append one record as a JSON line (with ``schema``), flushed and fsynced.
+
+    Raises:
+        RecordError: the record lacks a field its type requires (nothing is written).
+    """
+    record = {"schema": SCHEMA, **record}
+    check(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_clean(record), sort_keys=True)
     # a kill mid-write leaves a torn last line; starting a fresh line keeps this record whole

@@ -66,7 +66,7 @@ def training_config(cfg: BenchConfig) -> dict[str, Any]:
     """The resolved config fields that shape training, plus every learned method's training options."""
     from bench import checkpoint_meta
     from bench.registry import resolve
-    from bench.runner import method_config
+    from bench.unit import method_config
 
     out = {k: v for k, v in cfg.to_dict().items() if k in TRAINING_FIELDS}
     out["methods"] = {}
@@ -80,7 +80,7 @@ def training_config(cfg: BenchConfig) -> dict[str, Any]:
 
 def unit_files(cfg: BenchConfig) -> dict[str, list[Path]]:
     """``{"method@WxH": [weight files it loads]}`` for every unit of the sweep."""
-    from bench.runner import unit_weights
+    from bench.unit import unit_weights
 
     return {f"{name}@{format_size(size)}": list(unit_weights(cfg, name, size).values()) for name, size in cfg.units()}
 
@@ -88,7 +88,7 @@ def unit_files(cfg: BenchConfig) -> dict[str, list[Path]]:
 def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     """Per unit of the sweep: status, images, mIoU, mBA and per-class IoU (fractions) from its records."""
     from bench.datasets import dataset_info
-    from bench.tables import load_results
+    from bench.results import load_results
 
     names = dataset_info(cfg).class_names
     out = {}
@@ -136,7 +136,8 @@ def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[s
     Raises:
         RuntimeError: a learned method could not be trained, or a unit did not run.
     """
-    from bench.runner import run_sweep, setup_torch, train_missing
+    from bench.runner import run_sweep, train_missing
+    from bench.unit import setup_torch
 
     folder = cfg.checkpoint_path
     if reference.is_reference(folder):
@@ -153,9 +154,10 @@ def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[s
     failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
     if failed:
         raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    from bench.results import load_results
     from bench.tables import render
 
-    render(cfg)
+    render(cfg, load_results(cfg))
     manifest = build_manifest(cfg, command, seconds, note)
     (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
@@ -192,7 +194,8 @@ def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], com
     shutil.copytree(ref, staging / "weights")
     (staging / "weights" / reference.MANIFEST).unlink()
     cfg = staged_config(dataset, overrides, old["seed"], staging, config_file)
-    from bench.runner import run_sweep, setup_torch, train_missing
+    from bench.runner import run_sweep, train_missing
+    from bench.unit import setup_torch
 
     setup_torch(cfg)
     start = time.perf_counter()
@@ -209,9 +212,10 @@ def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], com
     failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
     if failed:
         raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    from bench.results import load_results
     from bench.tables import render
 
-    render(cfg)
+    render(cfg, load_results(cfg))
     manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""))
     new_files = sorted(set(manifest["files"]) - set(old["files"]))
     manifest["additions"] = [*old.get("additions", []), {

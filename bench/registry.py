@@ -14,7 +14,6 @@ import fnmatch
 import importlib
 import os
 from importlib.metadata import entry_points
-from typing import Any
 
 ENTRY_POINT_GROUP = "magnet_bench.methods"
 ENV_VAR = "MAGNET_BENCH_METHODS"
@@ -93,34 +92,3 @@ def resolve(name: str) -> type:
             ) from err
         raise
     return getattr(module, attr)
-
-
-def create_method(name: str, ctx: Any = None, *, dataset: str = "synthetic",
-                  overrides: dict[str, Any] | None = None, **config: Any) -> Any:
-    """Build a method by name, ready for ``refine(image, coarse)``.
-
-    Args:
-        name: registry key.
-        ctx: a ``MethodContext``. When None, one is made from ``configs/datasets/<dataset>.yaml``
-            plus ``overrides`` (e.g. ``{"device": "cuda", "input_size": "256x128"}``), with the
-            trained backbone loaded from the config's checkpoint.
-        dataset: dataset config used when ``ctx`` is None.
-        overrides: config overrides used when ``ctx`` is None.
-        **config: options of the method's ``Config`` dataclass, on top of
-            ``configs/methods/<name>.yaml`` and the dataset config.
-
-    Raises:
-        KeyError: unknown method or option.
-        MethodUnavailable: a needed package is missing.
-    """
-    from bench.interface import config_from_mapping
-
-    cls = resolve(name)
-    if ctx is None:
-        from bench.config import load, method_config_values
-        from bench.runner import context_for
-
-        cfg = load(dataset, overrides or {})
-        ctx = context_for(cfg, cls)
-        config = {**method_config_values(cfg, name), **config}
-    return cls(config_from_mapping(cls.Config, config), ctx)

@@ -22,7 +22,8 @@ from typing import Any
 from bench import records
 from bench.config import BenchConfig
 from bench.interface import DatasetInfo
-from bench.tables import STATUS_TEXT, Table, UnitResult, collect, excluded_classes, partial_note, to_markdown
+from bench.results import collect
+from bench.tables import STATUS_TEXT, Table, UnitResult, excluded_classes, partial_note, to_markdown
 
 FORMATS = ("md", "csv", "json")
 UnitKeys = Mapping[tuple[str, tuple[int, int]], str | None]
@@ -75,7 +76,7 @@ def score_units(cfg: BenchConfig, info: DatasetInfo, keys: UnitKeys, recs: Seque
     Args:
         cfg: the config (absent-class policy ``cfg.absent``, excluded classes).
         info: the dataset's description (class names, default excluded classes).
-        keys: ``{(method, (w, h)): unit_key}`` as ``bench.runner.unit_keys`` returns.
+        keys: ``{(method, (w, h)): unit_key}`` as ``bench.unit.unit_keys`` returns.
         recs: every record of the run folder.
         methods: method keys to score (None: all the config's).
         image_ids: image ids to score (None: all recorded).
@@ -175,8 +176,10 @@ def run_score(cfg: BenchConfig, methods: Sequence[str] | None = None, image_ids:
               fmt: str = "md") -> tuple[str, list[UnitResult]]:
     """Load the records of ``cfg`` and score them; returns the rendered text and the results."""
     from bench.datasets import dataset_info
-    from bench.runner import unit_keys
+    from bench import run_folder
 
     info = dataset_info(cfg)
-    results = score_units(cfg, info, unit_keys(cfg), records.load(cfg.out_path), methods, image_ids)
+    recs = records.load(cfg.out_path)
+    recs = run_folder.restrict(recs, run_folder.image_ids(cfg))
+    results = score_units(cfg, info, run_folder.unit_keys(cfg, recs), recs, methods, image_ids)
     return render(cfg, info, results, fmt, image_ids), results

@@ -22,7 +22,7 @@ the trained files.
 
 Each (method, image) runs in a fresh subprocess, as the runner's units do, so the memory figure
 is that method's alone. Per image: one untimed warm-up call (``--warmup``), then ``--repeats``
-timed calls through the runner's own measurement (``bench.runner._predict``). Time is the median
+timed calls through the runner's own measurement (``bench.unit.predict``). Time is the median
 over the repeats of the coarse pass plus ``refine()``, in ms of wall clock. CPU time is the
 process's CPU time over the same calls (all threads); it barely moves when other processes share
 the cores, so it gives the more reliable growth factor on a busy machine. Memory is the largest
@@ -132,7 +132,7 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
 
     from bench.datasets import dataset_info
     from bench.registry import resolve
-    from bench.runner import make_context, method_config
+    from bench.unit import make_context, method_config
 
     cls = resolve(name)
     ctx = make_context(cfg, dataset_info(cfg), tuple(cfg.input_size), torch.device("cpu"), None,
@@ -147,7 +147,7 @@ def _stale(cfg: BenchConfig, name: str, paths: dict[str, Path]) -> str | None:
     """Why ``name``'s weights were trained under other options than ``cfg`` asks for (their sidecars), or None."""
     from bench import checkpoint_meta
     from bench.registry import resolve
-    from bench.runner import method_config
+    from bench.unit import method_config
 
     cls = resolve(name)
     options = checkpoint_meta.training_options(cls, method_config(cfg, cls, name), cfg.backbone_path, cfg.seed)
@@ -248,7 +248,7 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
     from bench.datasets import dataset_info
     from bench.interface import MethodContext
     from bench.registry import resolve
-    from bench.runner import _predict, load_backbone, method_config, setup_torch
+    from bench.unit import load_backbone, method_config, predict as _predict, setup_torch
 
     cfg, name, image = build(spec["config"]), spec["method"], SmokeImage(**spec["image"])
     trained = build(spec["trained_config"])

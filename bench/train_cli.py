@@ -45,7 +45,7 @@ def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
 
 def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set: Any, device: Any,
                    backbone: Any) -> str:
-    from bench.runner import image_size, make_context, method_config, split_image_size
+    from bench.unit import image_size, make_context, method_config, split_image_size
 
     try:
         cls = resolve(name)
@@ -89,7 +89,7 @@ def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str |
     calling ``job()``) and ``share(state)`` agrees on each status across processes (default: as
     is); ``bench.distributed.train_all`` passes its rank-aware versions.
     """
-    from bench.runner import load_backbone, open_split, setup_torch
+    from bench.unit import load_backbone, open_split, setup_torch
 
     run = run or (lambda name, job: job())
     share = share or (lambda state: state)

@@ -81,7 +81,7 @@ def check_method_options(cfg: BenchConfig) -> None:
 
 
 def _check_method_config(cfg: BenchConfig, name: str) -> None:
-    from bench.runner import method_config
+    from bench.unit import method_config
 
     cls = _method_class(name)
     if cls is None:
@@ -120,7 +120,7 @@ def check_data(cfg: BenchConfig, split: str | None = None) -> Any:
         The dataset, so a caller need not open it twice.
     """
     from bench.datasets.base import DataFormatError
-    from bench.runner import open_split
+    from bench.unit import open_split
 
     split = split or cfg.split
     try:
@@ -137,7 +137,7 @@ def scan_split(dataset: Any, limit: int | None = None) -> tuple[int, list[tuple[
     Returns:
         (images scanned, ``[(image id, reason), ...]`` of every one that cannot be evaluated).
     """
-    from bench.runner import _load_sample
+    from bench.unit import load_sample as _load_sample
 
     ids = dataset.ids()
     n = len(ids) if limit is None else min(limit, len(ids))

@@ -55,7 +55,7 @@ def run_variant(dataset: str, name: str, overrides: dict[str, Any], base: dict[s
     """Sweep one variant (resuming), return its unit's metrics."""
     from bench.datasets import dataset_info
     from bench.runner import run_sweep, train_missing
-    from bench.tables import load_results
+    from bench.results import load_results
 
     folder = Path(f"results/runs/thin-{dataset}/{name}")
     cfg = load(dataset, {**base, "table1_sizes": [], "out_dir": str(folder / "runs"),

@@ -124,7 +124,8 @@ def test_backbone_sidecar_records_its_training_and_refuses_changes(tmp_path):
     import torch
 
     from bench.datasets import dataset_info
-    from bench.runner import load_backbone, run_sweep, train_missing
+    from bench.runner import run_sweep, train_missing
+    from bench.unit import load_backbone
 
     cfg = build(_flat(tmp_path, **BACKBONE_ONLY))
     assert train_missing(cfg) == {"backbone": "trained", "downsample@32x16": "none needed"}

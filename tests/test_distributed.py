@@ -161,7 +161,8 @@ def test_the_shard_is_taken_before_recorded_images_are_removed(tmp_path, monkeyp
 
     cfg = build(_flat(tmp_path, "runs"))
     records.append(cfg.out_path / "records-rank0.jsonl",
-                   {"type": "image", "unit_key": "k", "image_id": "a", "status": "ok"})
+                   {"type": "image", "unit_key": "k", "image_id": "a", "status": "ok", "method": "m", "size": "8x8",
+                    "cm": [[1]], "mba": 1.0})
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert _pending(cfg, Four(), "k") == [1, 3]  # rank 1 owns b and d, whatever rank 0 has done

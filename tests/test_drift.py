@@ -77,7 +77,7 @@ def _gate(tmp_path, method: str, **overrides):
     from bench.config import load
     from bench.datasets import dataset_info
     from bench.runner import run_sweep
-    from bench.tables import load_results
+    from bench.results import load_results
 
     cfg = load("synthetic", {**SPEC["overrides"], "methods": [method], "table1_sizes": [], "isolate": False,
                              "out_dir": str(tmp_path / "runs"), "tables_dir": str(tmp_path / "tables"), **overrides})

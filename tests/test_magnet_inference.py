@@ -206,7 +206,7 @@ def test_dataset_files_follow_the_presets_and_fast_inherits_geometry(dataset):
     import dataclasses
 
     from bench.config import load
-    from bench.runner import method_config
+    from bench.unit import method_config
     from magnet.method import MagNet, MagNetFast, MagNetFastPaper
 
     cfg = load(dataset)

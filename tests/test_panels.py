@@ -125,7 +125,7 @@ def _cfg(tmp_path, **extra):
 
 
 def _save_fake_maps(cfg, methods, image_ids):
-    from bench.runner import open_split
+    from bench.unit import open_split
 
     dataset = open_split(cfg, cfg.split)
     by_id = {i: k for k, i in enumerate(dataset.ids())}

@@ -14,7 +14,8 @@ import pytest
 
 from bench import records
 from bench.config import build
-from bench.runner import run_sweep, train_missing, unit_keys
+from bench.runner import run_sweep, train_missing
+from bench.unit import unit_keys
 from bench.tables import render
 
 PLUGINS = str(Path(__file__).parent / "plugins")

@@ -30,7 +30,8 @@ def _records():
     recs += [_rec("km", i, [[4, 0, 0], [0, 2, 0], [0, 0, 0]], 0.8, "MagNet") for i in ("img1", "img0")]
     # a superseded record of img0 must not count: the latest one per image wins
     recs.insert(0, _rec("kd", "img0", [[0, 4, 0], [2, 0, 0], [0, 0, 0]], 0.0, "Downsample"))
-    recs.append({"type": "unit", "unit_key": "kd2", "status": "oom", "message": "out of memory"})
+    recs.append({"type": "unit", "unit_key": "kd2", "status": "oom", "message": "out of memory",
+                 "display_name": "Downsample"})
     return recs
 
 
@@ -96,7 +97,7 @@ def test_cli_scores_records_on_disk(tmp_path, capsys):
     from bench import records
     from bench.cli import main
     from bench.config import load, parse_overrides
-    from bench.runner import unit_keys
+    from bench.unit import unit_keys
 
     # keys as the CLI computes them; checkpoint_dir in tmp_path keeps them off results/
     overrides = [f"out_dir={tmp_path / 'runs'}", f"checkpoint_dir={tmp_path / 'ckpt'}",
@@ -106,7 +107,8 @@ def test_cli_scores_records_on_disk(tmp_path, capsys):
     down = keys[("downsample", cfg.input_size)]
     diag = [[10 if i == j else 0 for j in range(19)] for i in range(19)]
     for image_id, mba in (("val_0000", 0.4), ("val_0001", 0.6)):
-        records.append(tmp_path / "runs" / "records.jsonl", _rec(down, image_id, diag, mba, "Downsample"))
+        records.append(tmp_path / "runs" / "records.jsonl",
+                       {**_rec(down, image_id, diag, mba, "Downsample"), "method": "downsample", "size": "128x64"})
 
     assert main(["score", "synthetic", *overrides, "--images", "val_0001", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
