@@ -9,4 +9,5 @@ METHODS = {
     "pointrend": "baselines.pointrend:PointRend",
     "segfix": "baselines.segfix:SegFix",
     "cascadepsp": "baselines.cascadepsp:CascadePSP",
+    "glnet": "baselines.glnet:GLNetMethod",
 }
