@@ -15,6 +15,9 @@ install: $(PY)
 	$(PY) -m pip install -e ".[dev]"
 	# test oracle of cascadepsp (its model code needs only torch; it declares torchvision, which has no CPU build here)
 	$(PY) -m pip install --no-deps segmentation-refinement==0.6
+	# test oracle of the Cityscapes metric; --no-deps: it declares the Python 2 era `typing` backport,
+	# which breaks pip on Python 3 (its real imports, numpy/pillow/pyquaternion, are in the dev extra)
+	$(PY) -m pip install --no-deps cityscapesscripts==2.3.0
 
 test: $(PY)
 	$(PY) -m pytest -q
