@@ -832,22 +832,10 @@ def comparison_table(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[st
 
 def collect(cfg: BenchConfig, info: DatasetInfo, keys: dict[tuple[str, tuple[int, int]], str | None],
             recs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], UnitResult]:
-    """UnitResult per (method, "WxH") for the current unit keys."""
-    from bench.registry import list_methods, resolve
+    """UnitResult per (method, "WxH"), from the records alone (``bench.results.collect``)."""
+    from bench.results import collect as collect_records
 
-    excluded = excluded_classes(cfg, info)
-    known = set(list_methods())
-    out = {}
-    for (method, size), key in keys.items():
-        display = method
-        if method in known:
-            try:
-                display = resolve(method).display_name or method
-            except Exception:  # noqa: BLE001 - an unavailable method keeps its key as display name
-                pass
-        out[(method, format_size(size))] = aggregate(recs, key or "", method, format_size(size), info, cfg.absent,
-                                                     excluded, display)
-    return out
+    return collect_records(cfg, info, keys, recs)
 
 
 def build_tables(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult]) -> list[Table]:
@@ -877,11 +865,10 @@ def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:
 
 
 def load_results(cfg: BenchConfig) -> dict[tuple[str, str], UnitResult]:
-    """The aggregates of every unit of ``cfg``: :func:`collect` over its records and current unit keys."""
-    from bench.datasets import dataset_info
-    from bench.runner import unit_keys
+    """The aggregates of the run folder ``cfg.out_path`` (``bench.results.load_results``: records only)."""
+    from bench.results import load_results as load_run
 
-    return collect(cfg, dataset_info(cfg), unit_keys(cfg), records.load(cfg.out_path))
+    return load_run(cfg)
 
 
 def render(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult] | None = None) -> list[Path]:

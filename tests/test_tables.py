@@ -35,7 +35,8 @@ def _records():
     for (_, _), (key, disp, cms, mbas, times, mems) in specs.items():
         for i, (cm, mba, t, m) in enumerate(zip(cms, mbas, times, mems)):
             recs.append(_image(key, f"img{i}", cm, mba, t, m, disp))
-    recs.append({"type": "unit", "unit_key": "k5", "status": "unavailable", "message": "install x"})
+    recs.append({"type": "unit", "unit_key": "k5", "status": "unavailable", "message": "install x",
+                 "display_name": "DenseCRF"})  # the runner names a failed unit when its class imports
     keys = {("downsample", (64, 32)): "k1", ("downsample", (128, 64)): "k2", ("patching", (64, 32)): "k3",
             ("densecrf", (64, 32)): "k5", ("magnet", (64, 32)): "k4"}
     return recs, keys
