@@ -805,7 +805,7 @@ def comparison_table(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[st
     names = metric_columns(cfg, info)
     header = ["Method", *(VARIANT_HEADERS[n] for n in names), "Mem. (MiB)", "Paper mIoU (%)", "Paper mem. (MB)"]
     table = Table("comparison", f"mIoU and memory per method on {info.name} {cfg.split} at input size {size}, "
-                                f"beside the published values.", header, label="Comparison", small="3pt", wide=len(header) > 6)
+                                f"beside the published values.", header, label="Comparison", small="3pt", wide=len(header) > 5)
     for r in rows:
         ref = _paper(cfg, r.method, r.size) or {}
         paper = [f"{ref['miou']:.2f}" if ref.get("miou") is not None else "–",

@@ -307,3 +307,54 @@ def test_every_table_compiles_and_fits(tmp_path):
     for t in [*_tables(), *supplement_tables()]:
         log = _compile(to_latex(t), tmp_path, 496)
         assert "Overfull \\hbox" not in log, (t.name, [ln for ln in log.splitlines() if "Overfull" in ln])
+
+
+def _shipped_tables(dataset):
+    """Every table of a shipped dataset config, over fake records (2 images per unit)."""
+    from bench.config import format_size, load
+    from bench.datasets import dataset_info
+
+    cfg = load(dataset, {"bootstrap": 50})
+    info = dataset_info(cfg)
+    rng = np.random.default_rng(0)
+    results = {}
+    for method, size in cfg.units():
+        recs = [_image(method, f"i{k}", (rng.integers(1, 50, (info.num_classes,) * 2)
+                                         + np.eye(info.num_classes, dtype=np.int64) * 400).tolist(),
+                       float(rng.uniform(0.4, 0.8)), 10.0 + k, 5.0, method) for k in range(2)]
+        results[(method, format_size(size))] = aggregate(recs, method, method, format_size(size), info, cfg.absent,
+                                                         tuple(cfg.excluded if cfg.excluded is not None
+                                                               else info.excluded_from_mean), method)
+    return cfg, build_all_tables(cfg, info, results)
+
+
+def test_shipped_inria_tables_name_both_variants_and_cite_glnet():
+    _, (t1, t2, t3, comp) = _shipped_tables("inria")
+    assert t3.header[1:5] == ["mIoU 2-class (%)", "IoU building (%)", "Paper", "Δ"]
+    assert [r[0] for r in t3.rows] == ["downsample", "patching", "GLNet (reported in [5])", "magnet"]
+    assert t3.rows[2][3] == "71.20" and 2 in t3.cited  # the supplement's column, typeset as cited
+    assert "compared with miou_2class" in t3.text and "(holds iou_building)" in t3.text
+    for t in (t1, t2, t3):
+        assert "radii {1,7,13,20,26} px at 5000x5000" in t.text
+    assert "mIoU 2-class (%)" in t1.header and "IoU building (%)" in t2.header
+
+
+def test_shipped_deepglobe_tables_name_the_class_0_variants():
+    cfg, (t1, t2, t3, comp) = _shipped_tables("deepglobe")
+    assert "mIoU mmseg (%)" in t3.header and "unknown" not in t2.header
+    assert "mean over classes 1-6 (class 0 'unknown' excluded from the mean" in t3.text
+    assert "mIoU mmseg: mean over all 7 classes with absent classes NaN" in t3.text
+    assert "scores 0 (`zero`: MagNet, GLNet, FCtL)" in t3.text
+    assert "radii {1,4,7,10,13} px at 2448x2448" in t2.text
+    magnet = next(r for r in comp.rows if r[0] == "magnet")
+    assert magnet[-2:] == ["72.96", "1559"]
+    assert [r[0] for r in comp.rows[-3:]] == ["GLNet (cited)", "PPN (cited)", "CascadePSP (cited)"]
+    assert comp.rows[-3][-2:] == ["71.60", "1865"]
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.parametrize("dataset", ["cityscapes", "deepglobe", "inria", "synthetic"])
+def test_shipped_tables_compile_and_fit(tmp_path, dataset):
+    for t in _shipped_tables(dataset)[1]:
+        log = _compile(to_latex(t), tmp_path, 496)
+        assert "Overfull \\hbox" not in log, (dataset, t.name, [ln for ln in log.splitlines() if "Overfull" in ln])
