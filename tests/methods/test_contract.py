@@ -1,7 +1,9 @@
 """Every registered method against the contract of bench/interface.py, on tiny images.
 
-Learned methods are trained for a few steps first (SMOKE overrides): the contract is about
-shapes, determinism and devices, not accuracy. Methods whose optional dependency is missing skip.
+The checks are ``bench.contract``'s (also ``python -m bench check NAME`` for any method, a
+plugin's included). Learned methods are trained for a few steps first (``bench.contract.SMOKE``):
+the contract is about shapes, determinism and devices, not accuracy. Methods whose optional
+dependency is missing skip.
 """
 
 from __future__ import annotations
@@ -11,25 +13,9 @@ import pytest
 import torch
 
 import bench
+from bench import contract
 from bench.coarse import compute_coarse
-from bench.interface import config_from_mapping
 from bench.registry import MethodUnavailable, resolve
-
-# a handful of optimiser steps, so training code runs without taking minutes
-SMOKE: dict[str, dict] = {
-    "dgf": {"iterations": 2},
-    "pointrend": {"iterations": 2},
-    "segfix": {"iterations": 2},
-    "magnet": {"epochs": 1},
-    "magnet_fast": {"epochs": 1},
-    "magnet_fast_paper": {"epochs": 1},
-}
-# sizes the tiny context implies for MagNet (image 128x64, input 32x16)
-TINY_OPTIONS: dict[str, dict] = {
-    "magnet": {"scales": [[32, 16], [64, 32], [128, 64]], "n_points": 256},
-    "magnet_fast": {"scales": [[32, 16], [64, 32], [128, 64]], "n_patches": 2},
-    "magnet_fast_paper": {"scales": [[32, 16], [64, 32], [128, 64]], "n_patches": 2},
-}
 
 
 def _build(name, ctx, dataset):
@@ -37,29 +23,17 @@ def _build(name, ctx, dataset):
         cls = resolve(name)
     except MethodUnavailable as err:
         pytest.skip(str(err))
-    values = {**TINY_OPTIONS.get(name, {}), **SMOKE.get(name, {})}
-    known = {f for f in getattr(cls.Config, "__dataclass_fields__", {})}
-    cfg = config_from_mapping(cls.Config, {k: v for k, v in values.items() if k in known})
-    paths = cls.checkpoints(cfg, ctx)
-    if paths and not all(p.is_file() for p in paths.values()):
-        cls.train(cfg, ctx, dataset, paths)
-    return cls, cls(cfg, ctx)
+    return cls, contract.build(name, cls, ctx, dataset)
 
 
 @pytest.mark.parametrize("name", bench.list_methods())
 def test_method_contract(name, tiny_ctx, tiny_dataset):
     cls, method = _build(name, tiny_ctx, tiny_dataset)
-    sample = tiny_dataset[0]
-    coarse = compute_coarse(tiny_ctx.backbone, sample.image, tiny_ctx.input_size, tiny_ctx.device) if cls.uses_coarse else None
-    if coarse is not None:
+    contract.check_class(name, cls)
+    if cls.uses_coarse:
+        coarse = compute_coarse(tiny_ctx.backbone, tiny_dataset[0].image, tiny_ctx.input_size, tiny_ctx.device)
         assert coarse.probs.shape == (4, 16, 32)
-    out = method.refine(sample.image, coarse)
-    assert isinstance(out, torch.Tensor)
-    assert out.shape == sample.label.shape and out.dtype == torch.int64 and out.device.type == "cpu"
-    assert int(out.min()) >= 0 and int(out.max()) < 4
-    again = method.refine(sample.image, coarse)
-    assert torch.equal(out, again), "refine must be deterministic"
-    assert cls.display_name and cls.name == name
+    contract.check_refine(name, cls, method, tiny_ctx, tiny_dataset)
 
 
 def test_downsample_is_upsampled_coarse_argmax(tiny_ctx, tiny_dataset):
