@@ -23,7 +23,9 @@ from bench import records
 from bench.config import BenchConfig
 from bench.interface import DatasetInfo
 from bench.results import collect
-from bench.tables import STATUS_TEXT, Table, UnitResult, excluded_classes, partial_note, to_markdown
+from bench.metrics import VARIANT_HEADERS, describe_variant
+from bench.tables import (STATUS_TEXT, Table, UnitResult, excluded_classes, metric_columns, partial_note, to_markdown,
+                          variant_value)
 
 FORMATS = ("md", "csv", "json")
 UnitKeys = Mapping[tuple[str, tuple[int, int]], str | None]
@@ -94,20 +96,24 @@ def _num(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def to_rows(results: Sequence[UnitResult], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Flat rows: method, display, size, status, n_images, n_expected, partial, failed, miou, mba,
-    mba_skipped, iou_<class>.
+def to_rows(results: Sequence[UnitResult], class_names: Sequence[str],
+            variants: Mapping[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
+    """Flat rows: method, display, size, status, n_images, n_expected, partial, failed, miou, the
+    other named mIoU variants of ``variants`` (``{name: value per result}``, e.g. ``iou_building``),
+    mba, mba_skipped, iou_<class>.
 
     ``n_expected`` is the number of images the unit should cover, ``partial`` whether it covers
     fewer, ``failed`` the ids of the images that could not be evaluated (``;``-separated). Metric
     values are fractions in [0, 1], None where undefined.
     """
     rows = []
-    for r in results:
+    extra = {k: v for k, v in (variants or {}).items() if k != "miou"}
+    for i, r in enumerate(results):
         iou = r.iou if r.iou else [float("nan")] * len(class_names)
         rows.append({"method": r.method, "display": r.display, "size": r.size, "status": r.status,
                      "n_images": r.n_images, "n_expected": r.n_total, "partial": r.partial,
-                     "failed": ";".join(sorted(r.failed)), "miou": _num(r.miou), "mba": _num(r.mba),
+                     "failed": ";".join(sorted(r.failed)), "miou": _num(r.miou),
+                     **{k: _num(v[i]) for k, v in extra.items()}, "mba": _num(r.mba),
                      "mba_skipped": r.mba_skipped, **{f"iou_{name}": _num(v) for name, v in zip(class_names, iou)}})
     return rows
 
@@ -128,21 +134,34 @@ def to_table(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult],
     """A :class:`bench.tables.Table` (percentages) whose caption names the metric policy and the subset."""
     excluded = excluded_classes(cfg, info)
     excl = f", classes {list(excluded)} excluded from the mean" if excluded else ""
+    names = _variant_names(cfg, info)
+    defined = " ".join(describe_variant(n, info.class_names, cfg.absent, excluded) + "." for n in names)
     caption = (f"Scores recomputed from the records in {cfg.out_path}: {info.name} {cfg.split}, "
-               f"{_subset_text(image_ids)}. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}{excl}; "
+               f"{_subset_text(image_ids)}. mIoU: dataset-level confusion matrix, absent classes -> {cfg.absent}{excl}. "
+               f"{defined} "
                f"mBA: mean over images with a boundary; n: images scored.")
     note = "" if image_ids else partial_note(results)  # a chosen subset is not partial: the note is about the split
     caption += f" {note}" if note else ""
-    table = Table("score", caption, ["Method", "Input size", "n", "mIoU (%)", "mBA (%)", *info.class_names])
-    for row, r in zip(to_rows(results, info.class_names), results):
+    table = Table("score", caption, ["Method", "Input size", "n", *(VARIANT_HEADERS[n] for n in names), "mBA (%)",
+                                     *info.class_names])
+    for row, r in zip(to_rows(results, info.class_names, _variants(cfg, info, results)), results):
         if r.status != "ok":
             table.rows.append([r.display, r.size, "0", STATUS_TEXT.get(r.status, r.status)]
                               + ["–"] * (len(table.header) - 4))
             continue
         n = f"{r.n_images} of {r.n_total}" if r.partial and not image_ids else str(r.n_images)
-        table.rows.append([r.display, r.size, n, _pct(row["miou"]), _pct(row["mba"]),
+        table.rows.append([r.display, r.size, n, *(_pct(row[v]) for v in names), _pct(row["mba"]),
                            *(_pct(row[f"iou_{c}"]) for c in info.class_names)])
     return table
+
+
+def _variant_names(cfg: BenchConfig, info: DatasetInfo) -> list[str]:
+    """``miou`` (always: the config's policy) and the config's other ``metric_columns``."""
+    return list(dict.fromkeys(["miou", *metric_columns(cfg, info)]))
+
+
+def _variants(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> dict[str, list[float]]:
+    return {n: [variant_value(r, n, cfg, info) for r in results] for n in _variant_names(cfg, info)}
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -163,7 +182,7 @@ def render(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult], f
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     if fmt == "md":
         return to_markdown(to_table(cfg, info, results, image_ids))
-    rows = to_rows(results, info.class_names)
+    rows = to_rows(results, info.class_names, _variants(cfg, info, results))
     if fmt == "csv":
         return to_csv(rows)
     excluded = excluded_classes(cfg, info)

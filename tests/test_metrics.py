@@ -168,3 +168,49 @@ def test_scoring_cost_cityscapes_size():
     ev.update(gt, pred)
     # measured ~0.1 s on 2 cores; the bound leaves room for a loaded CI machine
     assert time.perf_counter() - t < 2.0
+
+
+def test_inria_variants_hand_computed():
+    from bench.metrics import iou_building, metric_variant, miou_2class
+
+    cm = np.array([[90, 10], [5, 15]])  # background 90/105, building 15/30
+    assert miou_2class(cm) == pytest.approx((90 / 105 + 15 / 30) / 2)
+    assert iou_building(cm) == pytest.approx(0.5)
+    assert metric_variant("miou_2class", cm, "nan", ()) == miou_2class(cm)
+    assert metric_variant("iou_building", cm, "nan", ()) == 0.5
+    # FCtL's "mIoU" on Inria is mean(iou[1:]) of the two classes: the building IoU
+    assert metric_variant("miou", cm, "nan", (0,)) == iou_building(cm)
+    no_building = np.array([[100, 0], [0, 0]])
+    assert np.isnan(iou_building(no_building)) and iou_building(no_building, "zero") == 0.0
+    assert miou_2class(no_building) == 1.0 and miou_2class(no_building, "zero") == 0.5
+    with pytest.raises(ValueError, match="two-class"):
+        miou_2class(np.eye(3))
+
+
+def test_deepglobe_class_0_variants():
+    from bench.metrics import metric_variant, miou_mmseg
+
+    # 7 classes; class 5 (water) absent from ground truth and prediction
+    cm = np.diag([50, 40, 30, 20, 10, 0, 5]).astype(np.int64)
+    cm[0, 1] = 10  # "unknown" pixels predicted as urban: a false positive of urban, kept in the matrix
+    iou = iou_per_class(cm, "zero")
+    magnet = metric_variant("miou", cm, "zero", (0,))
+    assert magnet == pytest.approx(np.mean(iou[1:]))  # MagNet/GLNet: IoU[1:], water scores 0
+    assert iou[1] == pytest.approx(40 / 50) and iou[5] == 0.0
+    mmseg = miou_mmseg(cm)  # all 7 classes, water NaN and left out
+    assert mmseg == pytest.approx(np.mean([50 / 60, 40 / 50, 1, 1, 1, 1]))
+    assert metric_variant("miou", cm, "nan", ()) == mmseg
+    with pytest.raises(ValueError, match="unknown mIoU variant 'iou'"):
+        metric_variant("iou", cm, "nan", ())
+
+
+def test_variant_descriptions_name_who_uses_them():
+    from bench.metrics import describe_variant
+
+    names = ("unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren")
+    magnet = describe_variant("miou", names, "zero", (0,))
+    assert "classes 1-6 (class 0 'unknown' excluded from the mean, its pixels kept" in magnet
+    assert "scores 0 (`zero`: MagNet, GLNet, FCtL)" in magnet
+    assert "mean over all 7 classes" in describe_variant("miou", names, "nan", ())
+    assert "mmsegmentation" in describe_variant("miou_mmseg", names, "nan", ())
+    assert "ISDNet" in describe_variant("iou_building", ("background", "building"), "nan", ())

@@ -117,3 +117,20 @@ def test_cli_scores_records_on_disk(tmp_path, capsys):
 
     assert main(["score", "synthetic", *overrides, "--methods", "downsample,segfix"]) == 2
     assert "unknown method(s) ['segfix']" in capsys.readouterr().err
+
+
+def test_named_variants_in_every_format():
+    # Inria's two "mIoU"s on a two-class toy: the two-class mean and the building IoU alone
+    info = DatasetInfo("inria", ("background", "building"), None, ((0, 0, 0), (255, 255, 255)))
+    rec = {"type": "image", "unit_key": "k", "image_id": "t0", "status": "ok", "cm": [[90, 10], [5, 15]], "mba": 0.5,
+           "time_ms": 1.0, "display_name": "Downsample"}
+    cfg = build({"dataset": "inria", "input_size": "64x32", "methods": ["downsample"],
+                 "metric_columns": ["miou_2class", "iou_building"]})
+    res = score_units(cfg, info, {("downsample", (64, 32)): "k"}, [rec])
+    two = (90 / 105 + 15 / 30) / 2
+    md = render(cfg, info, res, "md")
+    assert f"| Downsample | 64x32 | 1 | {100 * two:.2f} | {100 * two:.2f} | 50.00 | 50.00 |" in md
+    assert "IoU building: the IoU of class 1 'building' alone" in md
+    unit = json.loads(render(cfg, info, res, "json"))["units"][0]
+    assert unit["miou_2class"] == pytest.approx(two) and unit["iou_building"] == pytest.approx(0.5)
+    assert "miou_2class,iou_building,mba" in render(cfg, info, res, "csv").splitlines()[0]

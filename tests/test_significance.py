@@ -203,3 +203,16 @@ def test_fast_enough_for_hundreds_of_images():
     res = paired_bootstrap(b, a)
     assert time.perf_counter() - start < 3.0
     assert res.miou.excludes_zero and res.mba.excludes_zero
+
+
+def test_marks_follow_the_sign_of_the_interval():
+    from bench.significance import DiffInterval
+    from bench.tables import HIGHER, LOWER, mark
+
+    a, b = _noisy_pair()
+    assert mark(paired_bootstrap(a, b).miou) == HIGHER == "†"
+    # A significantly worse than B: never the mark that reads "better"
+    assert mark(paired_bootstrap(b, a).miou) == LOWER == "↓"
+    assert mark(paired_bootstrap(a, a).mba) == ""
+    assert mark(DiffInterval(-0.0702, -0.0879, -0.0502, True)) == LOWER  # MagNet-Fast (paper)'s mBA case
+    assert mark(DiffInterval(0.01, -0.002, 0.03, False)) == ""
