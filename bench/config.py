@@ -352,27 +352,53 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def method_config_values(cfg: BenchConfig, method: str, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+def method_config_values(cfg: BenchConfig, method: str) -> dict[str, Any]:
     """Option values for ``method``, lowest precedence first.
 
-    A method file may name a parent with ``inherits: <method>`` (``magnet_fast`` inherits
-    ``magnet``): the parent's resolved values (its file, then the sweep's ``<parent>.*``
-    overrides) come first, so variants share geometry and training options, then
+    A variant inherits the option values of the method it extends (:func:`option_parent`:
+    ``magnet_fast`` those of ``magnet``): the parent's resolved values (its file, then the sweep's
+    ``<parent>.*`` overrides) come first, so variants share geometry and training options, then
     ``configs/methods/<method>.yaml``, then the sweep's ``<method>.*`` overrides.
 
     Raises:
-        ValueError: an ``inherits`` cycle.
+        ValueError: a method file holds ``inherits:`` or ``version:`` (no longer read: the
+            inheritance is the classes', the version the class attribute's).
     """
-    if method in _chain:
-        raise ValueError(f"configs/methods: 'inherits' cycle {' -> '.join((*_chain, method))}")
     path = CONFIG_DIR / "methods" / f"{method}.yaml"
     own = read_yaml(path) if path.is_file() else {}
-    own.pop("version", None)
-    parent = own.pop("inherits", None)
-    values = method_config_values(cfg, str(parent), (*_chain, method)) if parent else {}
+    for key, where in (("inherits", "a method inherits the options of the method its class and Config extend"),
+                       ("version", "the version is the method class's `version` attribute")):
+        if key in own:
+            raise ValueError(f"{path}: '{key}:' is not read ({where}); remove the line")
+    parent = option_parent(method)
+    values = method_config_values(cfg, parent) if parent else {}
     values.update(own)
     values.update(cfg.method_options.get(method, {}))
     return values
+
+
+def option_parent(method: str) -> str | None:
+    """The registered method whose options ``method`` inherits, or None.
+
+    That is the nearest base class of ``method``'s class that is a registered method and whose
+    ``Config`` its own ``Config`` extends (``MagNetFast(MagNet)`` with
+    ``MagNetFastConfig(MagNetConfig)``: ``magnet``). Declared once, by subclassing; a method that
+    cannot be imported has none.
+    """
+    from bench.registry import MethodUnavailable, method_paths, resolve  # lazily: the registry imports methods
+
+    try:
+        cls = resolve(method)
+    except (KeyError, MethodUnavailable):
+        return None
+    known = method_paths()
+    for base in cls.__mro__[1:]:
+        name = getattr(base, "name", "")
+        config = getattr(base, "Config", None)
+        if name and name != method and name in known and isinstance(config, type) \
+                and issubclass(getattr(cls, "Config", object), config) and resolve(name) is base:
+            return name
+    return None
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

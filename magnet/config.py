@@ -1,8 +1,9 @@
-"""MagNet / MagNet-Fast options, per-dataset presets, and the resolved per-run plan.
+"""MagNet / MagNet-Fast options and the resolved per-run plan.
 
 The dataclass defaults are the paper's Cityscapes settings and training schedule (magnet.md §1.1,
-§2.1). ``DATASET_PRESETS`` lists the options each dataset sets (the lead copies them into
-``configs/datasets/<name>.yaml`` as ``magnet.<field>: value`` lines).
+§2.1). The settings of each dataset live in one place only: its ``configs/datasets/<name>.yaml``
+(``magnet.<field>: value`` lines). ``MagNetFastConfig`` extends ``MagNetConfig``, which is also what
+makes ``magnet_fast`` inherit the ``magnet.*`` values of a sweep (``bench.config.option_parent``).
 """
 
 from __future__ import annotations
@@ -102,39 +103,6 @@ class MagNetFastPaperConfig(MagNetFastConfig):
     """MagNet-Fast with the paper's patch order and point placement."""
 
     behaviour: str = "paper"
-
-
-# <method>.<field> values per dataset. magnet_fast (and magnet_fast_paper) inherit the magnet entries
-# (configs/methods/magnet_fast.yaml: ``inherits: magnet``; same geometry and training fields, hence
-# the same refiner checkpoints) and add their own n_patches / n_points.
-DATASET_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "cityscapes": {
-        "magnet": {"scales": ["256x128", "512x256", "1024x512", "2048x1024"], "crop_size": "256x128",
-                   "n_points": 32768, "blur_kernel": 5, "n_refiners": 3},
-        "magnet_fast": {"n_patches": 4, "n_points": 0.9},
-    },
-    "deepglobe": {
-        "magnet": {"scales": ["612x612", "1224x1224", "2448x2448"], "crop_size": "612x612", "n_points": 0.75,
-                   "blur_kernel": 11, "n_refiners": 1},
-        "magnet_fast": {"n_patches": 3, "n_points": 0.9},
-    },
-    "gleason": {
-        "magnet": {"scales": ["625x625", "1250x1250", "2500x2500", "5000x5000"], "crop_size": "625x625",
-                   "n_points": 1.0, "blur_kernel": 11, "n_refiners": 1},
-        "magnet_fast": {"n_patches": 4, "n_points": 0.9},
-    },
-    "inria": {  # not in the released code: chosen like Gleason (5000^2 tiles), see the report
-        "magnet": {"scales": ["625x625", "1250x1250", "2500x2500", "5000x5000"], "crop_size": "625x625",
-                   "n_points": 0.75, "blur_kernel": 11, "n_refiners": 1},
-        "magnet_fast": {"n_patches": 4, "n_points": 0.9},
-    },
-    "synthetic": {  # Cityscapes geometry scaled by 1/2 per side; one refiner; see configs/datasets/synthetic.yaml
-        "magnet": {"scales": ["128x64", "256x128", "512x256", "1024x512"], "crop_size": "128x64",
-                   "n_points": 0.75, "blur_kernel": 5, "n_refiners": 1, "mask_inset": 5,
-                   "epochs": 30, "iterations_per_epoch": 25, "lr": 0.005, "milestones": [24], "bn_recalibration": 6},
-        "magnet_fast": {"n_patches": 4, "n_points": 0.9},
-    },
-}
 
 
 @dataclass(frozen=True)

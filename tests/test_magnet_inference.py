@@ -11,7 +11,7 @@ import torch
 from bench.coarse import compute_coarse
 from bench.config import parse_size
 from bench.interface import Coarse, MethodContext, normalize
-from magnet.config import DATASET_PRESETS, MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
+from magnet.config import MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.geometry import patch_boxes
 from magnet.inference import progressive
 from magnet.method import MagNet, MagNetFast
@@ -169,18 +169,50 @@ def test_checkpoints_shared_by_magnet_and_magnet_fast(ctx):
         MagNet(MagNetConfig(), ctx)
 
 
+# The released scripts' settings (magnet.md §1.1), an oracle for the dataset files that hold them.
+RELEASED_SETTINGS = {
+    "cityscapes": {"magnet": {"scales": ["256x128", "512x256", "1024x512", "2048x1024"], "crop_size": "256x128",
+                              "n_points": 32768, "blur_kernel": 5, "n_refiners": 3},
+                   "magnet_fast": {"n_patches": 4, "n_points": 0.9}},
+    "deepglobe": {"magnet": {"scales": ["612x612", "1224x1224", "2448x2448"], "crop_size": "612x612",
+                             "n_points": 0.75, "blur_kernel": 11, "n_refiners": 1},
+                  "magnet_fast": {"n_patches": 3, "n_points": 0.9}},
+    "gleason": {"magnet": {"scales": ["625x625", "1250x1250", "2500x2500", "5000x5000"], "crop_size": "625x625",
+                           "n_points": 1.0, "blur_kernel": 11, "n_refiners": 1}, "magnet_fast": {}},
+}
+
+
+def _magnet_config(dataset, cls=MagNet):
+    from bench.config import load
+    from bench.unit import method_config
+
+    return method_config(load(dataset), cls, cls.name)
+
+
 @pytest.mark.parametrize("dataset, patches, refiners", [
     ("cityscapes", [1, 4, 16, 64], (0, 1, 2)), ("deepglobe", [1, 4, 16], (0, 0)), ("gleason", [1, 4, 16, 64], (0, 0, 0)),
     ("inria", [1, 4, 16, 64], (0, 0, 0)), ("synthetic", [1, 4, 16, 64], (0, 0, 0)),
 ])
-def test_dataset_presets(dataset, patches, refiners):
-    preset = DATASET_PRESETS[dataset]
-    cfg = MagNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in preset["magnet"].items()})
+def test_dataset_settings(dataset, patches, refiners):
+    """The dataset files' MagNet settings (their one source) tile exactly and assign the refiners as released."""
+    cfg = _magnet_config(dataset)
     crop = parse_size(cfg.crop_size)
     plan = resolve_plan(cfg, (508, 508) if dataset == "deepglobe" else crop, (1, 1))
     check_coarse_scale(plan, crop)  # no warning when the coarse pass goes through S_1
     assert [len(patch_boxes(s, plan.crop)) for s in plan.scales] == patches
     assert plan.refiner_of_stage == refiners
+
+
+@pytest.mark.parametrize("dataset", sorted(RELEASED_SETTINGS))
+def test_dataset_files_hold_the_released_settings(dataset):
+    from magnet.method import MagNetFast
+
+    full, fast = _magnet_config(dataset), _magnet_config(dataset, MagNetFast)
+    for key, value in RELEASED_SETTINGS[dataset]["magnet"].items():
+        got = getattr(full, key)
+        assert (list(got) if isinstance(got, tuple) else got) == value, (dataset, key)
+    for key, value in RELEASED_SETTINGS[dataset]["magnet_fast"].items():
+        assert getattr(fast, key) == value, (dataset, key)
 
 
 def test_coarse_scale_warning_for_two_step_datasets():
@@ -200,39 +232,39 @@ def test_method_yaml_files_match_the_dataclass_defaults():
         assert config(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}) == config()
 
 
-@pytest.mark.parametrize("dataset", ["cityscapes", "deepglobe", "gleason", "inria", "synthetic"])
-def test_dataset_files_follow_the_presets_and_fast_inherits_geometry(dataset):
+@pytest.mark.parametrize("dataset", ["cityscapes", "deepglobe", "folder", "gleason", "inria", "synthetic"])
+def test_fast_variants_inherit_magnets_geometry_and_training(dataset):
     """magnet_fast and magnet_fast_paper run magnet's geometry and training (and so its refiner files)."""
     import dataclasses
 
-    from bench.config import load
+    from bench.config import load, option_parent
     from bench.unit import method_config
-    from magnet.method import MagNet, MagNetFast, MagNetFastPaper
+    from magnet.method import MagNetFast, MagNetFastPaper
 
-    cfg = load(dataset)
+    assert option_parent("magnet_fast") == "magnet" and option_parent("magnet_fast_paper") == "magnet_fast"
+    assert option_parent("magnet") is None and option_parent("downsample") is None
+    cfg = load(dataset, {"magnet.epochs": 7})  # a sweep's magnet.* line reaches the variants too
     full = method_config(cfg, MagNet, "magnet")
-    for key, value in DATASET_PRESETS[dataset]["magnet"].items():
-        got = getattr(full, key)
-        assert (list(got) if isinstance(got, tuple) else got) == value, (dataset, key)
+    assert full.epochs == 7
     for cls in (MagNetFast, MagNetFastPaper):
         fast = method_config(cfg, cls, cls.name)
         same = {f.name for f in dataclasses.fields(MagNetConfig)} - {"n_points", "n_patches", "behaviour"}
         assert {k: getattr(fast, k) for k in same} == {k: getattr(full, k) for k in same}, (dataset, cls.name)
-        for key, value in DATASET_PRESETS[dataset]["magnet_fast"].items():
-            assert getattr(fast, key) == value
+        own = dict(cfg.method_options.get("magnet_fast", {}))
+        assert fast.n_patches == own.get("n_patches", 4) and fast.n_points == own.get("n_points", 0.9)
     assert method_config(cfg, MagNetFast, "magnet_fast").behaviour == "released"
     assert method_config(cfg, MagNetFastPaper, "magnet_fast_paper").behaviour == "paper"
 
 
-def test_inherits_cycle_is_reported(tmp_path, monkeypatch):
+def test_method_files_may_not_declare_inherits_or_version(tmp_path, monkeypatch):
     import bench.config as bc
 
     (tmp_path / "methods").mkdir()
-    (tmp_path / "methods" / "a.yaml").write_text("inherits: b\n")
-    (tmp_path / "methods" / "b.yaml").write_text("inherits: a\n")
     monkeypatch.setattr(bc, "CONFIG_DIR", tmp_path)
-    with pytest.raises(ValueError, match="cycle a -> b -> a"):
-        bc.method_config_values(bc.BenchConfig(), "a")
+    for line, message in (("inherits: magnet\n", "'inherits:' is not read"), ("version: 2\n", "'version:' is not read")):
+        (tmp_path / "methods" / "magnet_fast.yaml").write_text(line)
+        with pytest.raises(ValueError, match=message):
+            bc.method_config_values(bc.BenchConfig(), "magnet_fast")
 
 
 def test_variant_labels_name_the_behaviour_once():
