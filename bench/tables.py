@@ -321,9 +321,11 @@ def comparison_table(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[st
         table.rows.append([cited_label(e)] + ["–"] * (len(names) + 1)
                           + [f"{e['miou']:.2f}" if e.get("miou") is not None else "–",
                              f"{e['memory']:.0f}" if e.get("memory") is not None else "–"])
-    table.notes = (data_note(cfg, info, rows) + metric_notes(cfg, info, names) + timing_note(cfg, rows)[1:]
-                   + ["Paper memory: MB as printed (the tool and the GPU are not stated; GPU tools print MiB as MB); "
-                      "ours is measured as defined above, on another machine: compare the ranking, not the numbers."])
+    table.notes = data_note(cfg, info, rows) + metric_notes(cfg, info, names) + timing_note(cfg, rows)[1:]
+    if any(row[-1] != "–" for row in table.rows):
+        table.notes.append("Paper memory: MB as printed (the tool and the GPU are not stated; GPU tools print MiB as "
+                           "MB); ours is measured as defined above, on another machine: compare the ranking, not the "
+                           "numbers.")
     table.notes += [n for n in (paper_note(cfg, rows), paper_sources(cfg, rows), cited_note(entries)) if n]
     return table
 
