@@ -11,6 +11,17 @@ ROOT_ARG := $(if $(DATA_ROOT),data_root=$(DATA_ROOT),)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# Every command but `install` needs the installed project: without it, stop with the command to run
+# (instead of creating an empty .venv and failing on `No module named 'yaml'`). Finds, not imports.
+READY_CHECK := import importlib.metadata as m, importlib.util as u, sys; m.distribution('magnet-bench'); \
+  sys.exit(any(u.find_spec(n) is None for n in ('yaml', 'torch', 'cv2', 'mmseg', 'pydensecrf')))
+.PHONY: ready
+ready:
+	@test -x $(PY) && $(PY) -c "$(READY_CHECK)" 2>/dev/null || { \
+	  echo "make: $(VENV) lacks magnet-bench or its dependencies. Run first:  make install" >&2; \
+	  echo "      (creates $(VENV) with $(PYTHON) and installs the pinned dependencies; pydensecrf compiles for about a minute)" >&2; \
+	  exit 1; }
+
 install: $(PY)
 	$(PY) -m pip install -e ".[dev]"
 	# test oracle of cascadepsp (its model code needs only torch; it declares torchvision, which has no CPU build here)
@@ -19,61 +30,61 @@ install: $(PY)
 	# which breaks pip on Python 3 (its real imports, numpy/pillow/pyquaternion, are in the dev extra)
 	$(PY) -m pip install --no-deps cityscapesscripts==2.3.0
 
-test: $(PY)
+test: ready
 	$(PY) -m pytest -q
 
-test-all: $(PY)
+test-all: ready
 	$(PY) -m pytest -q -m ""
 
-bench: $(PY)
+bench: ready
 	$(PY) -m bench run $(DATASET) $(ROOT_ARG) $(ARGS)
 
-train: $(PY)
+train: ready
 	$(PY) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)
 
-tables: $(PY)
+tables: ready
 	$(PY) -m bench table $(DATASET) $(ROOT_ARG) $(ARGS)
 
 # Check a data folder before a run: every image and label decoded, every bad file named (exit 1).
-check-data: $(PY)
+check-data: ready
 	$(PY) -m bench check-data $(DATASET) $(ROOT_ARG) --full $(ARGS)
 
 # The drift gate: the reference weights on a small subset, every method of the default sweep (~1 min).
-drift: $(PY)
+drift: ready
 	$(PY) -m bench drift $(DATASET)
 
 # The gate under other CPU kernels (what CI runs besides `make drift`): a pass means other CPUs pass too.
-drift-kernels: $(PY)
+drift-kernels: ready
 	ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4" \
 	  OPENCV_CPU_DISABLE=AVX2,FMA3,AVX,FP16 $(PY) -m bench drift $(DATASET)
 
 # Re-measure the gate's tolerances under every kernel set this CPU allows and rewrite the baseline.
-drift-measure: $(PY)
+drift-measure: ready
 	$(PY) -m bench drift $(DATASET) --measure
 
 # Regenerate the committed reference weights (weights/$(DATASET)): train from scratch (~50 min on
 # 2 cores for synthetic), evaluate, write the manifest, install. SEED=k for another seed.
 SEED ?= 0
-reference: $(PY)
+reference: ready
 	$(PY) -m bench reference $(DATASET) --seed $(SEED) --install $(ARGS)
 
 # The spread of training: the reference schedule with SEEDS, then the spread table (results/seeds/).
 SEEDS ?= 0,1,2
-seeds: $(PY)
+seeds: ready
 	$(PY) -m bench seeds $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 # Training drift (slow, not in CI): retrain the backbone, DGF and SegFix with the reference's seed
 # and compare with weights/$(DATASET)/manifest.json (bit-identical on its fingerprint, else within
 # the seed spread). TRAIN_CHECK_ARGS= retrains every learned method.
 TRAIN_CHECK_ARGS ?= methods=[downsample,patching,dgf,segfix] table1_sizes=[]
-train-check: $(PY)
+train-check: ready
 	$(PY) -m bench train-check $(DATASET) $(TRAIN_CHECK_ARGS) $(ARGS)
 
 # Render the README's result blocks from the records of `make bench` and results/seeds/.
-readme: $(PY)
+readme: ready
 	$(PY) -m bench readme $(DATASET) $(ARGS)
 
-list: $(PY)
+list: ready
 	$(PY) -m bench list
 
 clean-runs:
@@ -85,7 +96,7 @@ clean-runs:
 # Skips (exit 0) without the data; uses the reference weights (weights/synthetic).
 SMOKE_DATA ?= ../shared/data
 .PHONY: smoke
-smoke: $(PY)
+smoke: ready
 	OMP_NUM_THREADS=1 $(PY) -m bench smoke --data $(SMOKE_DATA) $(ARGS)
 
 # The sweep and the training under torchrun: NPROC processes on this node, each on its shard of
@@ -94,8 +105,8 @@ smoke: $(PY)
 NPROC ?= 2
 TORCHRUN_ARGS ?= --standalone
 .PHONY: bench-dist train-dist
-bench-dist: $(PY)
+bench-dist: ready
 	$(PY) -m torch.distributed.run $(TORCHRUN_ARGS) --nproc_per_node=$(NPROC) -m bench run $(DATASET) $(ROOT_ARG) $(ARGS)
 
-train-dist: $(PY)
+train-dist: ready
 	$(PY) -m torch.distributed.run $(TORCHRUN_ARGS) --nproc_per_node=$(NPROC) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)
