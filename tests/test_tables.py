@@ -358,3 +358,15 @@ def test_shipped_tables_compile_and_fit(tmp_path, dataset):
     for t in _shipped_tables(dataset)[1]:
         log = _compile(to_latex(t), tmp_path, 496)
         assert "Overfull \\hbox" not in log, (dataset, t.name, [ln for ln in log.splitlines() if "Overfull" in ln])
+
+
+def test_a_partial_unit_is_never_marked_best():
+    recs, keys = _records()
+    recs = _replace(recs, "k4", n_expected={"img0": 3, "img1": 3})
+    recs.append({"type": "image", "unit_key": "k4", "image_id": "img2", "status": "error", "n_expected": 3,
+                 "message": "bad file"})
+    t2 = build_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))[1]
+    magnet = next(i for i, r in enumerate(t2.rows) if r[0].startswith("MagNet"))
+    assert t2.rows[magnet][0] == "MagNet (2 of 3 images)" and not any(i == magnet for i, _ in t2.best_ours)
+    assert "Improvement not shown: MagNet did not cover every image; no complete row of ours." in t2.text
+    assert "MagNet − Downsample not shown: MagNet did not cover every image." in t2.text
