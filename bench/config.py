@@ -7,7 +7,8 @@ fields of :class:`BenchConfig`, plus two dotted families:
   from the dataclass, then ``configs/methods/<method>.yaml``, then the dataset file, then the CLI);
 - ``data.<kwarg>: value`` is passed to the dataset constructor (e.g. ``data.size``).
 
-``paper:`` (a nested mapping, as ``cited:``, the published rows of methods not run here) records published values for the tables:
+``paper:`` (a nested mapping, as is ``cited:``, the published rows of methods not run here)
+records published values for the tables:
 ``paper: {"<method>@<w>x<h>": {miou: 63.23, backbone: hrnet18_small_v2_ocr, source: "supplement T1"}}``.
 A value whose ``backbone`` differs from the run's is left out of the tables (not comparable).
 
