@@ -21,10 +21,10 @@ Multi-class protocol (``refine``)
 Weights
     The released ``model`` file (ResNet-50, keys ``module.feats.conv1.weight`` ...) loads strictly
     into ``RefinementModule(depth=50, width=64, psp_channels=1024, up_channels=(512, 256, 32),
-    head_channels=32)`` after the ``module.`` prefix is stripped
-    (``bench.backbones.load_checkpoint``); a mismatch lists the missing and unexpected keys. Set
-    the config to those values and ``method_checkpoint_dir`` to a folder holding it as
-    ``cascadepsp.pt``. The synthetic default is a ResNet-18 extractor at width 16 with
+    head_channels=32)`` after the ``module.`` prefix is stripped and missing BN
+    ``num_batches_tracked`` counters are set to 0 (:func:`load_released`); a mismatch lists the
+    missing and unexpected keys. Set the config to those values and ``method_checkpoint_dir`` to
+    a folder holding it as ``cascadepsp.pt``. The synthetic default is a ResNet-18 extractor at width 16 with
     narrower decoder channels, trained from scratch (no ImageNet weights here).
 """
 
@@ -44,7 +44,7 @@ from baselines._cascadepsp_infer import refine_masks
 from baselines._cascadepsp_net import RefinementModule
 from baselines._cascadepsp_train import train_net
 from bench import training
-from bench.backbones import load_checkpoint
+from bench.backbones import clean_state_dict, load_state_dict_strict, load_weights
 from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,29 @@ def build_net(cfg: Any) -> RefinementModule:
     return RefinementModule(cfg.depth, cfg.width, cfg.psp_channels, tuple(cfg.up_channels), cfg.head_channels)
 
 
+def load_released(net: torch.nn.Module, path: Path) -> None:
+    """Load our weights or the release's ``model`` file strictly into ``net``.
+
+    Clean-up: a leading ``module.`` (DataParallel) or ``model.`` is stripped
+    (``bench.backbones.clean_state_dict``), and BN ``num_batches_tracked`` counters the file does
+    not hold are set to 0, as ``torch`` itself does for files saved without them (the release's
+    own loader, a plain ``load_state_dict`` of a plain dict, does the same). Nothing else is
+    forgiven.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        RuntimeError: keys or shapes differ; the message lists the missing and unexpected keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = clean_state_dict(load_weights(path))
+    for key, value in net.state_dict().items():
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = torch.zeros_like(value)
+    load_state_dict_strict(net, state, source=str(path))
+
+
 def combine(probs: torch.Tensor, classes: torch.Tensor, coarse_labels: torch.Tensor, min_confidence: float = 0.0) -> torch.Tensor:
     """Per-class refined probabilities -> labels (the multi-class protocol of the module docstring).
 
@@ -145,7 +168,7 @@ class CascadePSP(Method):
     def __init__(self, cfg: CascadePSPConfig, ctx: MethodContext) -> None:
         super().__init__(cfg, ctx)
         self.net = build_net(cfg)
-        load_checkpoint(self.net, self.checkpoints(cfg, ctx)["cascadepsp"])
+        load_released(self.net, self.checkpoints(cfg, ctx)["cascadepsp"])
         self.net.to(ctx.device).eval()
 
     def refine_binary(self, image: np.ndarray, masks: torch.Tensor) -> torch.Tensor:

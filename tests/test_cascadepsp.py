@@ -105,6 +105,22 @@ def test_released_model_file_loads_through_the_method(released_pair, tiny_ctx, t
     torch.testing.assert_close(ours, theirs[:, 0], rtol=0, atol=1e-6)
 
 
+def test_release_file_without_bn_counters_loads(released_pair, tmp_path):
+    """A plain dict without ``num_batches_tracked`` (as torch fills in for old files) loads; the
+    counters become 0 and every other tensor is the file's."""
+    from baselines.cascadepsp import load_released
+
+    _, state = released_pair
+    kept = {f"module.{k}": v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(kept) < len(state)
+    torch.save(kept, tmp_path / "model")
+    net = RefinementModule(**RELEASED)
+    load_released(net, tmp_path / "model")
+    own = net.state_dict()
+    assert all(torch.equal(own[k[7:]], v) for k, v in kept.items())
+    assert all(int(v) == 0 for k, v in own.items() if k.endswith("num_batches_tracked"))
+
+
 def test_mismatched_file_lists_missing_and_unexpected_keys(released_pair, tiny_ctx, tmp_path):
     _, state = released_pair
     bad = {f"module.{k}": v for k, v in state.items() if k != "final_21.weight"}
