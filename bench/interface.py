@@ -54,6 +54,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from bench.data_types import Dataset, DatasetInfo, Sample  # torch-free, so datasets load without torch
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -106,59 +108,6 @@ class Coarse:
     @property
     def num_classes(self) -> int:
         return int(self.probs.shape[0])
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image.
-
-    Attributes:
-        id: stable identifier (file stem or synthetic index).
-        image: (H, W, 3) uint8 RGB.
-        label: (H, W) uint8 class ids; ``ignore_index`` marks unlabelled pixels.
-    """
-
-    id: str
-    image: np.ndarray
-    label: np.ndarray
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Facts about a dataset that metrics and tables need.
-
-    Attributes:
-        name: registry key (``cityscapes``, ``synthetic``, ...).
-        class_names: one name per class id.
-        ignore_index: label value excluded from every metric, or None.
-        palette: (C, 3) uint8 RGB colours for pictures.
-        excluded_from_mean: class ids left out of the mIoU mean but counted in the confusion
-            matrix (DeepGlobe excludes 0 "unknown").
-        thin_classes: class ids the tables single out as thin or small objects.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    ignore_index: int | None
-    palette: tuple[tuple[int, int, int], ...]
-    excluded_from_mean: tuple[int, ...] = ()
-    thin_classes: tuple[int, ...] = ()
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
-class Dataset(Protocol):
-    """A dataset split: indexable ``Sample`` s plus ``info``."""
-
-    info: DatasetInfo
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> Sample: ...
-
-    def ids(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from bench.datasets import create_dataset, dataset_class, dataset_info
 from bench.interface import DatasetInfo, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix
 from bench.registry import MethodUnavailable, resolve
+from bench.splits import open_split, split_image_size  # noqa: F401 - part of this module's API
 
 KEY_VERSION = 2  # 2: dataset identity by split digest; limit and data_root left out
 
@@ -60,33 +61,6 @@ def setup_torch(cfg: BenchConfig) -> torch.device:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
     return device
-
-
-def split_image_size(cfg: BenchConfig, split: str) -> tuple[int, int] | None:
-    """Nominal (w, h) of a split's images from the config and the dataset class, without opening it.
-
-    The same value :func:`image_size` gives for an opened split: ``data.size`` (with
-    ``train_data.size`` on the training split), else the class's default or nominal size;
-    None when the class has neither (its images vary).
-    """
-    size = cfg.data.get("size")
-    if split == cfg.train_split:
-        size = cfg.train_data.get("size", size)
-    if size is not None:
-        return parse_size(size)
-    klass = dataset_class(cfg.dataset)
-    nominal = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None)
-    return tuple(nominal) if nominal else None
-
-
-def open_split(cfg: BenchConfig, split: str) -> Any:
-    """The dataset split, with ``train_data.*`` kwargs applied to the training split."""
-    kwargs = dict(cfg.data)
-    if split == cfg.train_split:
-        kwargs.update(cfg.train_data)
-    if kwargs.get("size") is not None:
-        kwargs["size"] = parse_size(kwargs["size"])
-    return create_dataset(cfg.dataset, root=cfg.data_root, split=split, **kwargs)
 
 
 @lru_cache(maxsize=32)

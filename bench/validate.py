@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from bench.config import BenchConfig
@@ -93,23 +95,42 @@ def _check_method_config(cfg: BenchConfig, name: str) -> None:
         raise UserError(f"{name} options: {one_line(text)}") from err
 
 
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
+def _torch_cuda_build() -> str | None:
+    """The CUDA version torch was built with (None: a CPU-only build), read without importing torch."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.origin:
+        raise UserError("torch is not installed in this environment: run `make install`")
+    version = Path(spec.origin).with_name("version.py")
+    found = re.search(r"^cuda\s*(?::[^=]*)?=\s*(.+)$", version.read_text(), re.M) if version.is_file() else None
+    value = found.group(1).strip() if found else "unknown"
+    return None if value == "None" else value.strip("'\"")
+
+
 def check_device(device: str) -> None:
-    """``cpu``, or ``cuda[:i]`` with that GPU visible to this torch build."""
+    """``cpu``, or ``cuda[:i]`` with that GPU visible to this torch build.
+
+    ``cpu`` and a CPU-only torch build are decided without importing torch (seconds), so that
+    these mistakes cost no more than a typo.
+    """
+    match = _DEVICE.match(str(device))
+    if not match:
+        raise UserError(f"device: {device!r} is not a device; use cpu or cuda[:i]")
+    if match.group(1) == "cpu":
+        return
+    if _torch_cuda_build() is None:
+        raise UserError(f"device: {device!r} but this torch is a CPU-only build (no CUDA); use device=cpu")
     import torch
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as err:
-        raise UserError(f"device: {device!r} is not a device ({one_line(str(err))}); use cpu or cuda[:i]") from err
-    if dev.type == "cpu":
-        return
-    if dev.type != "cuda":
-        raise UserError(f"device: {device!r} is not supported; use cpu or cuda[:i]")
     if not torch.cuda.is_available():
-        build = torch.version.cuda or "CPU-only"
-        raise UserError(f"device: {device!r} but no CUDA GPU is available (torch {torch.__version__}, {build} build); "
-                        f"use device=cpu")
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device: {device!r} but no CUDA GPU is available (torch {torch.__version__}, CUDA "
+                        f"{torch.version.cuda} build); use device=cpu")
+    index = int(match.group(2)) if match.group(2) else None
+    if index is not None and index >= torch.cuda.device_count():
         raise UserError(f"device: {device!r} but only {torch.cuda.device_count()} GPU(s) are visible")
 
 
@@ -119,10 +140,14 @@ def check_data(cfg: BenchConfig, split: str | None = None) -> Any:
     Returns:
         The dataset, so a caller need not open it twice.
     """
+    from bench.datasets import dataset_class
     from bench.datasets.base import DataFormatError
-    from bench.unit import open_split
+    from bench.splits import open_split
 
     split = split or cfg.split
+    if cfg.data_root and getattr(dataset_class(cfg.dataset), "generated", False):
+        raise UserError(f"data_root: {cfg.dataset!r} is generated and reads no files, but data_root={cfg.data_root} "
+                        f"was given; name the dataset whose files these are (e.g. cityscapes, folder)")
     try:
         return open_split(cfg, split)
     except (FileNotFoundError, DataFormatError) as err:
@@ -165,12 +190,10 @@ def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
     """
     check_dataset(cfg)
     check_methods(cfg)
-    check_method_options(cfg)
     check_device(cfg.device)
-    if not data:
-        return
-    dataset = check_data(cfg)
-    if cfg.data_check == "full":
+    dataset = check_data(cfg) if data else None  # a directory walk: before the options, which import methods
+    check_method_options(cfg)
+    if dataset is not None and cfg.data_check == "full":
         n, bad = scan_split(dataset, cfg.limit)
         if bad:
             raise bad_files_error(cfg.split, n, bad)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +149,51 @@ def test_score_show_and_table_find_a_run_from_its_out_dir_alone(tmp_path, capsys
     assert "holds a 'cityscapes' run" in capsys.readouterr().err
     (run / "run.json").unlink()  # without the stored config the overrides would have to be repeated
     assert cli.main(["score", "cityscapes", f"out_dir={run}", f"data_root={root}"]) == 1
+
+
+TORCH_FREE_ERRORS = [
+    (["foo=1"], "unknown config key 'foo'"),
+    (["limit=abc"], "limit must be an integer >= 1"),
+    (["threads=-3"], "threads must be an integer >= 1"),
+    (["absent=maybe"], "absent must be one of"),
+    (["input_size=abc"], "input_size: a size must be 'WxH'"),
+    (["methods=[magnett]"], "unknown method 'magnett'"),
+    (["magnt.n_points=0.5"], "unknown method 'magnt'"),
+    (["device=cuda"], "CPU-only build"),
+    (["data_root=/nowhere"], "'synthetic' is generated and reads no files"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), TORCH_FREE_ERRORS, ids=[o[0] for o, _ in TORCH_FREE_ERRORS])
+def test_common_user_errors_never_import_torch(tmp_path, overrides, message):
+    """A fresh ``bench run`` with these mistakes stops before torch is imported (its import costs seconds).
+
+    A stand-in ``torch`` package that raises on import (with a CPU build's ``version.py``) comes first
+    on the path: an error path that imported torch would end in its ImportError, not the one line.
+    """
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
+    (fake / "version.py").write_text("cuda = None\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", f"out_dir={tmp_path / 'r'}", *overrides],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_folder_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "cityscapes", f"data_root={tmp_path / 'nowhere'}"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr, proc.stderr

@@ -15,8 +15,8 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # bench.interface imports torch: naming a dataset must not cost seconds
-    from bench.interface import Dataset, DatasetInfo
+if TYPE_CHECKING:
+    from bench.data_types import Dataset, DatasetInfo
 
 DATASETS: dict[str, str] = {
     "cityscapes": "bench.datasets.cityscapes:Cityscapes",

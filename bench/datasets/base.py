@@ -22,7 +22,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from bench.interface import DatasetInfo, Sample
+from bench.data_types import DatasetInfo, Sample
 
 
 class DataFormatError(ValueError):

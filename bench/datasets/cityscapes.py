@@ -30,7 +30,7 @@ from bench.datasets.base import (
     require_root,
     split_error,
 )
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 CLASS_NAMES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",

@@ -44,7 +44,7 @@ from bench.datasets.base import (
     require_root,
     split_error,
 )
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 CLASS_NAMES = ("unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren")
 PALETTE = ((0, 0, 0), (0, 255, 255), (255, 255, 0), (255, 0, 255), (0, 255, 0), (0, 0, 255), (255, 255, 255))

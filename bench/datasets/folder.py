@@ -52,7 +52,7 @@ from bench.datasets.base import (
     read_raw,
     require_root,
 )
-from bench.interface import DatasetInfo, Sample
+from bench.data_types import DatasetInfo, Sample
 
 CLASSES_FILE = "classes.yaml"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

@@ -32,7 +32,7 @@ from bench.datasets.base import (
     require_root,
     split_error,
 )
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 CLASS_NAMES = ("background", "benign", "gleason_3", "gleason_4", "gleason_5")
 GREY_LEVELS = (0, 50, 100, 150, 200)

@@ -45,7 +45,7 @@ from bench.datasets.base import (
     require_root,
     split_error,
 )
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 CLASS_NAMES = ("background", "building")
 PALETTE = ((0, 0, 0), (255, 255, 255))

@@ -21,7 +21,7 @@ import numpy as np
 
 from bench.datasets.deepglobe import CLASS_NAMES, PALETTE
 from bench.datasets.synthetic_common import Canvas, Colour, SyntheticDataset, compose, finish, smooth_noise
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 UNKNOWN, URBAN, AGRICULTURE, RANGELAND, FOREST, WATER, BARREN = range(7)
 

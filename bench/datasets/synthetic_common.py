@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from bench.interface import DatasetInfo, Sample
+from bench.data_types import DatasetInfo, Sample
 
 Colour = tuple[float, float, float]
 MaybeId = int | None  # a label or texture id; None leaves that layer unchanged
@@ -165,6 +165,7 @@ class SyntheticDataset:
     info: ClassVar[DatasetInfo]
     default_size: ClassVar[tuple[int, int]] = (1024, 512)
     default_counts: ClassVar[dict[str, int]] = {"train": 8, "val": 2}
+    generated: ClassVar[bool] = True  # reads no files: a data_root given for it is a mistake (bench.validate)
 
     def __init__(
         self,

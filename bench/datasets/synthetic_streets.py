@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.datasets.cityscapes import CLASS_NAMES, PALETTE, THIN_CLASSES
 from bench.datasets.synthetic_common import Canvas, Colour, SyntheticDataset, compose, finish, smooth_noise
-from bench.interface import DatasetInfo
+from bench.data_types import DatasetInfo
 
 (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY,
  PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(19)  # fmt: skip
