@@ -32,6 +32,7 @@ compared (best marks, best vs runner-up, Improvement, marks) only with rows over
 images: never with a complete one.
 """
 
+from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
