@@ -7,6 +7,13 @@
 size and training data (:func:`backbone_training_options`). Before weights are reused, the stored
 values are compared with the current config; a difference is an error naming the fields.
 Files without a sidecar (given or released weights) are not checked.
+
+Evaluating trained weights under another dataset config (``weights_from=<config>``, e.g. the
+synthetic weights on real Cityscapes frames) takes the model from the weights' own config
+(:func:`weights_config`: backbone, input size, every method option, the weight folders) and the data
+from the run's. The check then demands only what changes inference: the backbone's architecture
+(``backbone``, ``backbone_options``); the training history (dataset, data, schedule) is the
+weights' own. The methods' sidecars match as they are, since their options come from that config.
 """
 
 from __future__ import annotations
@@ -104,6 +111,68 @@ def check(paths: dict[str, Path], options: dict[str, Any], method: str, fix: str
                                   f"{path} and {sidecar(path)} to retrain, or {fix}")
 
 
+# what of the backbone's sidecar changes inference: evaluating given weights demands these alone
+BACKBONE_INFERENCE_KEYS = ("backbone", "backbone_options")
+
+
 def check_backbone(cfg: BenchConfig) -> None:
-    """Raise StaleCheckpoint when the backbone's sidecar disagrees with ``cfg`` (no sidecar: not checked)."""
-    check({"backbone": cfg.backbone_path}, backbone_training_options(cfg), "backbone", BACKBONE_FIX)
+    """Raise StaleCheckpoint when the backbone's sidecar disagrees with ``cfg`` (no sidecar: not checked).
+
+    With ``weights_from`` (given weights evaluated under another dataset config) only
+    :data:`BACKBONE_INFERENCE_KEYS` are compared.
+    """
+    options = backbone_training_options(cfg)
+    if cfg.weights_from:
+        trained = stored(cfg.backbone_path)
+        if trained is None:
+            return
+        options = {**trained, **{k: options[k] for k in BACKBONE_INFERENCE_KEYS}}
+    check({"backbone": cfg.backbone_path}, options, "backbone", BACKBONE_FIX)
+
+
+# the keys of a dataset config that describe the model (taken from the weights' config by weights_from);
+# every "<method>.<option>" key is one too. The rest (dataset, data_root, split, data.*, tables) is the data's.
+MODEL_KEYS = ("backbone", "backbone_checkpoint", "backbone_options", "backbone_train", "checkpoint_dir",
+              "reference_dir", "method_checkpoint_dir", "input_size", "coarse_scale", "table1_sizes", "seed")
+
+
+def _is_model_key(key: str) -> bool:
+    return key in MODEL_KEYS or ("." in key and not key.startswith(("data.", "train_data.")))
+
+
+def weights_config(raw: dict[str, Any], overrides: dict[str, Any], config_dir: Path) -> dict[str, Any]:
+    """The flat config that evaluates the weights of ``weights_from`` on the data of ``raw``.
+
+    Args:
+        raw: the run's dataset file (e.g. configs/datasets/cityscapes.yaml), flat.
+        overrides: the command line's overrides (they win over both files).
+        config_dir: ``configs/``.
+
+    Returns:
+        ``raw``'s data keys, the weights' config's model keys (:data:`MODEL_KEYS` and every
+        ``<method>.<option>``), ``checkpoint_dir`` set to the folder the weights' config reads,
+        ``train: false``, ``out_dir`` ``results/runs/<dataset>-from-<weights>`` unless given, then
+        ``overrides``.
+
+    Raises:
+        FileNotFoundError: no such config (with the known ones).
+        ValueError: ``train: true`` asked for together with ``weights_from``.
+    """
+    from bench.config import build, read_yaml
+
+    source = str(overrides.get("weights_from", raw.get("weights_from")))
+    path = Path(source) if source.endswith((".yaml", ".yml")) else config_dir / "datasets" / f"{source}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir / "datasets").glob("*.yaml"))
+        raise FileNotFoundError(f"weights_from: no config {path}; dataset configs: {known}")
+    if overrides.get("train") is True:
+        raise ValueError("weights_from evaluates given weights and trains nothing: drop train=true")
+    model = read_yaml(path)
+    model.pop("weights_from", None)
+    trained = build({**model, "train": False})  # where that config reads its weights
+    flat = {k: v for k, v in raw.items() if not _is_model_key(k)}
+    flat.update({k: v for k, v in model.items() if _is_model_key(k)})
+    flat.update(checkpoint_dir=str(trained.checkpoint_path), train=False, weights_from=source)
+    flat.setdefault("out_dir", f"results/runs/{raw.get('dataset', 'run')}-from-{path.stem}")
+    flat.update(overrides)
+    return flat

@@ -96,6 +96,10 @@ class BenchConfig:
             ``deepglobe_fpn.pth``, ``deepglobe_refinement.pth``). The command line turns it into
             ``backbone_checkpoint`` and ``method_checkpoint_dir`` after checking every file
             strictly (``bench.released.resolve``); None: not used.
+        weights_from: evaluate the weights another dataset config trained (``synthetic``, or a
+            config file): its model keys (backbone, input size, method options, weight folders)
+            with this config's data; nothing is trained, and the stale-weights check demands only
+            what changes inference (``bench.checkpoint_meta.weights_config``). None: not used.
         out_dir: where records go; default ``results/runs/<dataset>``.
         tables_dir: where tables, plots and panels go; default ``<out_dir>/tables`` when ``out_dir``
             is given (so a second run never overwrites the first one's tables), else
@@ -156,6 +160,7 @@ class BenchConfig:
     reference_dir: str | None = None
     method_checkpoint_dir: str | None = None
     released_weights: str | None = None
+    weights_from: str | None = None
     out_dir: str | None = None
     tables_dir: str | None = None
     device: str = "cpu"
@@ -339,7 +344,12 @@ def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None,
         close = difflib.get_close_matches(dataset, known, n=3, cutoff=0.5) if not config_file else []
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise FileNotFoundError(f"no config {path}{hint} dataset configs: {known}")
-    return build(merge(read_yaml(path), dict(overrides or {})))
+    raw, extra = read_yaml(path), dict(overrides or {})
+    if extra.get("weights_from", raw.get("weights_from")):  # given weights under this data (bench.checkpoint_meta)
+        from bench.checkpoint_meta import weights_config
+
+        return build(weights_config(raw, extra, CONFIG_DIR))
+    return build(merge(raw, extra))
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:

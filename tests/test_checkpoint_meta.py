@@ -174,3 +174,56 @@ def test_magnet_records_the_run_seed_that_seeds_its_refiners(tmp_path):
     with pytest.raises(checkpoint_meta.StaleCheckpoint, match="run_seed"):
         checkpoint_meta.check({"r": path}, checkpoint_meta.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 1),
                               "magnet")
+
+
+# ---------------------------------------------------------------------------------------------
+# weights_from: given weights evaluated under another dataset config (issue 13)
+
+
+def test_weights_from_takes_the_model_from_the_weights_config_and_the_data_from_the_run():
+    from bench.config import REPO_DIR, load
+
+    cfg = load("cityscapes", {"data_root": "/data/cs", "weights_from": "synthetic"})
+    synthetic = load("synthetic")
+    assert (cfg.dataset, cfg.data_root, cfg.split, dict(cfg.data)) == ("cityscapes", "/data/cs", "val", {})
+    assert (cfg.backbone, cfg.input_size, cfg.seed) == (synthetic.backbone, synthetic.input_size, synthetic.seed)
+    assert cfg.method_options["magnet"] == synthetic.method_options["magnet"]  # not cityscapes' magnet.* lines
+    assert cfg.checkpoint_path == REPO_DIR / "weights" / "synthetic" and not cfg.train
+    assert str(cfg.out_path) == "results/runs/cityscapes-from-synthetic"
+    assert load("cityscapes", {"weights_from": "synthetic", "input_size": "256x128"}).input_size == (256, 128)
+    with pytest.raises(ValueError, match="trains nothing: drop train=true"):
+        load("cityscapes", {"weights_from": "synthetic", "train": True})
+    with pytest.raises(FileNotFoundError, match="weights_from: no config .*nothing.yaml"):
+        load("cityscapes", {"weights_from": "nothing"})
+
+
+def test_weights_from_demands_only_the_backbones_architecture(tmp_path):
+    from bench.config import load
+
+    path = tmp_path / "backbone.pt"
+    path.write_bytes(b"x")
+    trained = load("synthetic", {"backbone_checkpoint": str(path)})
+    checkpoint_meta.write({"backbone": path}, checkpoint_meta.backbone_training_options(trained))
+    given = load("cityscapes", {"weights_from": "synthetic", "backbone_checkpoint": str(path)})
+    checkpoint_meta.check_backbone(given)  # dataset, data, schedule differ: the weights' own history
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match="dataset: trained with 'synthetic', config has 'cityscapes'"):
+        checkpoint_meta.check_backbone(build({**given.to_dict(), "weights_from": None}))  # training: all demanded
+    wider = load("cityscapes", {"weights_from": "synthetic", "backbone_checkpoint": str(path),
+                                "backbone_options": {"width": 64}})
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"backbone_options: trained with \{\}, config has \{'width': 64\}"):
+        checkpoint_meta.check_backbone(wider)
+
+
+@pytest.mark.data
+def test_synthetic_weights_on_the_real_cityscapes_frames(tmp_path, capsys):
+    """The README's command, on the first frame of ../shared/data/cityscapes (train split: the sample has no val)."""
+    from bench.cli import main
+    from conftest import shared_data
+
+    root = shared_data("cityscapes")
+    assert main(["run", "cityscapes", f"data_root={root}", "weights_from=synthetic", "split=train", "limit=1",
+                 "methods=[downsample]", "table1_methods=[]", "isolate=false", "bootstrap=0",
+                 f"out_dir={tmp_path / 'runs'}"]) == 0
+    assert "1 units: 1 ok" in capsys.readouterr().out
+    table = (tmp_path / "runs" / "tables" / "table3.md").read_text()
+    assert "| Downsample |" in table and "cityscapes train, 1 images" in table
