@@ -123,7 +123,8 @@ def trained_image_size(cfg: BenchConfig) -> tuple[int, int]:
 
 
 def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
-    """The synthetic weight files ``name`` loads, by key (backbone under ``backbone``).
+    """The synthetic weight files ``name`` loads, by key (backbone under ``backbone``): the sweep's own
+    ``bench.unit.checkpoint_files`` at the geometry the weights were trained for.
 
     Raises:
         KeyError / MethodUnavailable: from the registry.
@@ -132,15 +133,12 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
 
     from bench.datasets import dataset_info
     from bench.registry import resolve
-    from bench.unit import make_context, method_config
+    from bench.unit import checkpoint_files, make_context, method_config
 
     cls = resolve(name)
     ctx = make_context(cfg, dataset_info(cfg), tuple(cfg.input_size), torch.device("cpu"), None,
                        trained_image_size(cfg))
-    paths = dict(cls.checkpoints(method_config(cfg, cls, name), ctx))
-    if cls.needs_backbone or cls.uses_coarse:
-        paths["backbone"] = cfg.backbone_path
-    return paths
+    return checkpoint_files(cfg, cls, method_config(cfg, cls, name), ctx)
 
 
 def _stale(cfg: BenchConfig, name: str, paths: dict[str, Path]) -> str | None:
@@ -246,9 +244,8 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
 
     from bench import measure
     from bench.datasets import dataset_info
-    from bench.interface import MethodContext
     from bench.registry import resolve
-    from bench.unit import load_backbone, method_config, predict as _predict, setup_torch
+    from bench.unit import load_backbone, make_context, method_config, predict as _predict, setup_torch
 
     cfg, name, image = build(spec["config"]), spec["method"], SmokeImage(**spec["image"])
     trained = build(spec["trained_config"])
@@ -262,9 +259,9 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
     probe = measure.MemoryProbe(device)
     backbone = load_backbone(cfg, model_info, device) if (cls.needs_backbone or cls.uses_coarse) else None
     with tempfile.TemporaryDirectory() as weights:
-        ctx = MethodContext(num_classes=model_info.num_classes, input_size=size, device=device, backbone=backbone,
-                            checkpoint_dir=Path(weights), dataset=model_info, image_size=full,
-                            options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
+        # the sweep's context at this image's geometry, its weights linked from the trained ones
+        ctx = dataclasses.replace(make_context(cfg, model_info, size, device, backbone, full),
+                                  checkpoint_dir=Path(weights))
         link_weights(trained, cls, mcfg, ctx, name)
         method = cls(mcfg, ctx)
     probe.setup_done()

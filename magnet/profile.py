@@ -25,14 +25,13 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.config import ALLOCATORS, parse_size
-from bench.measure import child_env
+from bench.measure import MemoryProbe, child_env
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,7 +79,9 @@ def _child(args: argparse.Namespace) -> dict:
     with torch.inference_mode():
         for _ in range(args.warmup):
             method.refine(image, compute_coarse(backbone, image, size, ctx.device))
-        calls = [_timed_call(method, backbone, image, size, ctx.device) for _ in range(args.repeats)]
+        probe = MemoryProbe(ctx.device)
+        probe.setup_done()
+        calls = [_timed_call(method, backbone, image, ctx, probe) for _ in range(args.repeats)]
     digests = {hashlib.sha1(labels.numpy().tobytes()).hexdigest()[:12] for _, labels in calls}
     if len(digests) != 1:
         raise RuntimeError(f"refine() gave different labels across repeats: {sorted(digests)}")
@@ -93,22 +94,23 @@ def _child(args: argparse.Namespace) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "labels_sha1": digests.pop()}
 
 
-def _timed_call(method, backbone: torch.nn.Module, image: np.ndarray, size: tuple[int, int],
-                device: torch.device) -> tuple[dict, torch.Tensor]:
-    """One coarse pass and one refine() under a fresh section timer: (seconds per part, labels)."""
-    from bench.coarse import compute_coarse
+def _timed_call(method, backbone: torch.nn.Module, image: np.ndarray, ctx, probe) -> tuple[dict, torch.Tensor]:  # noqa: ANN001
+    """One coarse pass and one refine() timed as the runner times a unit (``bench.unit.predict``).
+
+    A fresh section timer splits refine() into backbone forwards, refiner forwards and the rest.
+    Returns (seconds per part, labels).
+    """
+    from bench.data_types import Sample
+    from bench.unit import predict
     from magnet.inference import Timer
 
-    method.timer = Timer(device)
-    start = time.perf_counter()
-    coarse = compute_coarse(backbone, image, size, device)
-    t_coarse = time.perf_counter() - start
-    start = time.perf_counter()
-    labels = method.refine(image, coarse)
-    t_refine = time.perf_counter() - start
+    method.timer = Timer(ctx.device)
+    blank = np.zeros(image.shape[:2], np.uint8)  # no ground truth: predict only checks the shape
+    labels, times, _ = predict(method, type(method), Sample("random", image, blank), backbone, ctx, probe)
     sec = method.timer.seconds
-    return {"coarse_s": t_coarse, "refine_s": t_refine, "backbone_s": sec["backbone"], "refiner_s": sec["refiner"],
-            "other_s": t_refine - sec["backbone"] - sec["refiner"]}, labels
+    refine_s = times["time_refine_ms"] / 1e3
+    return {"coarse_s": times["time_coarse_ms"] / 1e3, "refine_s": refine_s, "backbone_s": sec["backbone"],
+            "refiner_s": sec["refiner"], "other_s": refine_s - sec["backbone"] - sec["refiner"]}, torch.from_numpy(labels)
 
 
 def _run(args: argparse.Namespace, batch: int) -> dict:
