@@ -110,7 +110,7 @@ def timing_note(cfg: BenchConfig, results: Sequence[UnitResult], seconds: bool =
     return [f"Time: {what} per image of the coarse pass plus refine() (image decode, weight loading and "
             f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, "
             f"{', '.join(map(str, threads)) or '?'} thread(s), fp32.",
-            f"Memory (MiB, 2^20 bytes): {mem_def}."]
+            f"Memory (MiB, 1024² bytes): {mem_def}."]
 
 
 def data_note(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> list[str]:

@@ -81,7 +81,7 @@ def table1(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     header = (["Method", "Input size", *(VARIANT_HEADERS[n] for n in names)] + (["Paper", "Δ"] if show else [])
               + ["mBA (%)", "Time (s)", "Memory (MiB)"])
     table = Table("table1", f"Accuracy, time and memory of one pass of the backbone against its input size, "
-                            f"and MagNet, on {info.name} {cfg.split}.", header, label="Table 1", small="2.5pt", wide=len(header) > 6)
+                            f"and MagNet, on {info.name} {cfg.split}.", header, label="Table 1", small="2pt", wide=len(header) > 6)
     for r in rows:
         body = (_variant_cells(cfg, info, r, names) + _paper_cols(cfg, info, r, show, names)
                 + [_pct(r.mba), _time_s(r), _mem(r)] if r.status == "ok" else _status_row(r, len(header) - 2))
@@ -147,7 +147,7 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
                 for c in shown]
     table = Table("table2", f"mBA and per-class IoU (%) of every method at input size {size} on {info.name} "
                             f"{cfg.split}.", ["Method", *(c.header for c in columns)], label="Table 2",
-                  rotate_header=True, rotate_from=1, wide=True, small="1.2pt", size="scriptsize")
+                  rotate_header=True, rotate_from=1, wide=True, small="2pt", size="scriptsize")
     table.ours_names = [r.display for r in rows if r.method in ours]
     for i, r in enumerate(rows):
         cells = [_pct(col.values[i], digits) for col in columns]
