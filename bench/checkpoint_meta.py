@@ -61,7 +61,9 @@ def backbone_training_options(cfg: BenchConfig) -> dict[str, Any]:
     The resolved ``BackboneTrainConfig`` (seed included) as ``backbone_train.<field>``, the
     backbone name and builder options, the crop size (the input size), the dataset, the training
     split and its constructor kwargs (``data`` merged with ``train_data``, the size parsed, as
-    ``bench.unit.open_split`` builds it).
+    ``bench.unit.open_split`` builds it), and for a dataset whose root is the data itself
+    (``weights_per_root``: ``folder``) the resolved data root, so one folder's weights are never
+    reused for another.
     """
     from bench.train_backbone import backbone_train_config  # lazily: it imports OpenCV
 
@@ -71,7 +73,16 @@ def backbone_training_options(cfg: BenchConfig) -> dict[str, Any]:
     out = {f"backbone_train.{k}": v for k, v in dataclasses.asdict(backbone_train_config(cfg)).items()}
     out.update(backbone=cfg.backbone, backbone_options=dict(cfg.backbone_options), input_size=cfg.input_size,
                dataset=cfg.dataset, train_split=cfg.train_split, data=data)
+    if _root_is_the_data(cfg.dataset) and cfg.data_root:  # "folder": another root is other data
+        out["data_root"] = str(Path(cfg.data_root).expanduser().resolve())
     return json.loads(json.dumps(out, default=list))
+
+
+def _root_is_the_data(dataset: str) -> bool:
+    """Whether the data root names the data itself (``weights_per_root``: the folder dataset), not a copy's place."""
+    from bench.datasets import DATASETS, dataset_class
+
+    return dataset in DATASETS and bool(getattr(dataset_class(dataset), "weights_per_root", False))
 
 
 def dumps(options: dict[str, Any]) -> str:

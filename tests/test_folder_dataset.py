@@ -193,3 +193,18 @@ def test_make_bench_on_a_generated_folder_runs_every_method(tmp_path):
         assert name in table, table
     assert list((tmp_path / "runs" / "tables" / "plots").glob("*.png"))
     assert list((tmp_path / "runs" / "tables" / "panels").glob("*.png"))
+
+
+def test_weights_trained_on_one_folder_are_refused_for_another(tmp_path):
+    from bench import checkpoint_meta
+
+    first, second = make_folder(tmp_path / "a"), make_folder(tmp_path / "b")
+    path = tmp_path / "backbone.pt"
+    path.write_bytes(b"x")
+    trained = load("folder", {"data_root": str(first), "backbone_checkpoint": str(path)})
+    checkpoint_meta.write({"backbone": path}, checkpoint_meta.backbone_training_options(trained))
+    checkpoint_meta.check_backbone(trained)
+    other = load("folder", {"data_root": str(second), "backbone_checkpoint": str(path)})
+    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=rf"data_root: trained with '{first}'"):
+        checkpoint_meta.check_backbone(other)
+    assert "data_root" not in checkpoint_meta.backbone_training_options(load("synthetic"))  # a copy may move

@@ -318,6 +318,7 @@ class Folder(PairedDataset):
 
     display_name: ClassVar[str] = "folder dataset"
     layout: ClassVar[str] = LAYOUT
+    weights_per_root: ClassVar[bool] = True  # another root is other data: trained weights record it
 
     def __init__(self, root: str | Path | None, split: str = "val", list_file: str | Path | None = None,
                  size: Sequence[int] | None = None, classes: str | Path | None = None) -> None:
