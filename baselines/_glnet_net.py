@@ -83,7 +83,11 @@ class GLNet(nn.Module):
 
     def local_branch(self, patches: torch.Tensor, glob: Branch, grid: PatchGrid, index: Sequence[int]) -> Branch:
         """(B, 3, h_p, w_p) patches ``index`` of ``grid`` in [0, 1]; ``glob`` the (1, ...) global maps."""
-        crops = {k: [crop(f, grid, index) for f in getattr(glob, k)] for k in SHARED}
+        return self.local_from_crops(patches, global_crops(glob, grid, index))
+
+    def local_from_crops(self, patches: torch.Tensor, crops: Mapping[str, Sequence[torch.Tensor]]) -> Branch:
+        """The local branch on (B, 3, h_p, w_p) patches with their global crops (:func:`global_crops`;
+        crops of several images may be concatenated along the batch)."""
         c = self.resnet_local(patches)
         out, ps0, ps1, ps2, ps3 = self.fpn_local(c, crops)
         return Branch(tuple(c), out, ps0, ps1, ps2, ps3)
@@ -93,16 +97,31 @@ class GLNet(nn.Module):
         """Ensemble logits (B, C, h_p/4, w_p/4) and the global ps3 crop resized to the local one
         (what the branch-agreement MSE compares)."""
         g = resize(crop(ps3_global, grid, index), ps3_local.shape[-2:])
-        return self.ensemble_conv(torch.cat((ps3_local, g), dim=1)), g
+        return self.ensemble_maps(ps3_local, g), g
+
+    def ensemble_maps(self, ps3_local: torch.Tensor, ps3_global_crop: torch.Tensor) -> torch.Tensor:
+        """ensemble_conv on [local ps3, global ps3 crop already resized to it] (the release's ``ensemble``)."""
+        return self.ensemble_conv(torch.cat((ps3_local, ps3_global_crop), dim=1))
 
 
-def crop(f: torch.Tensor, grid: PatchGrid, index: Sequence[int]) -> torch.Tensor:
-    """(1, F, H, W) global map -> (B, F, h, w) crops of patches ``index`` (the release's ``_crop_global``)."""
+def global_crops(glob: Branch, grid: PatchGrid, index: Sequence[int], b: int = 0) -> dict[str, list[torch.Tensor]]:
+    """Every shared map of image ``b`` of ``glob`` cropped to patches ``index``: ``{"c": [...], "ps0": [...], ...}``."""
+    return {k: [crop(f, grid, index, b) for f in getattr(glob, k)] for k in SHARED}
+
+
+def cat_crops(parts: Sequence[Mapping[str, Sequence[torch.Tensor]]]) -> dict[str, list[torch.Tensor]]:
+    """Concatenate the :func:`global_crops` of several images along the batch (same patch size)."""
+    return {k: [torch.cat([p[k][j] for p in parts]) for j in range(len(parts[0][k]))] for k in SHARED}
+
+
+def crop(f: torch.Tensor, grid: PatchGrid, index: Sequence[int], b: int = 0) -> torch.Tensor:
+    """(N, F, H, W) global maps -> (B, F, h, w) crops of image ``b``'s patches ``index`` (the release's
+    ``_crop_global``, which always crops image 0 of a one-image batch)."""
     H, W = f.shape[-2:]
     out = []
     for i in index:
         top, left, h, w = feature_box((H, W), grid.top_lefts[i], grid.ratio)
-        out.append(f[0, :, top:top + h, left:left + w])
+        out.append(f[b, :, top:top + h, left:left + w])
     return torch.stack(out)
 
 

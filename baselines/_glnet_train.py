@@ -20,23 +20,27 @@ that one is drawn there). Deviations for the CPU budget, all options: iterations
 epochs, and ``patches_per_image`` patches drawn per image and step instead of all of them (None =
 all, as the release; the gradient is then the release's). Stage 3 caches each (image, flip,
 turn)'s aggregated local maps: the branches that make them are fixed in that stage, so the cache
-changes nothing.
+changes nothing. Each view's resized global image is cached too, and the drawn patches of all the
+batch's images run as one local forward (each with the crops of its own image's global maps; the
+loss keeps one term per image, as the release's per-sub-batch backward).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from baselines._glnet_fpn import resize
 from baselines._glnet_infer import chunks, resize_global, resize_label, to_unit
 from baselines._glnet_loss import focal_loss
-from baselines._glnet_net import Aggregator, Branch, GLNet
-from baselines._glnet_patches import patch_grid
+from baselines._glnet_net import Aggregator, Branch, GLNet, cat_crops, crop, global_crops
+from baselines._glnet_patches import PatchGrid, patch_grid
 from bench import training
 
 
@@ -45,16 +49,19 @@ class TrainViews:
 
     Args:
         train_set: a ``Dataset``; every sample is read once.
-        cfg: the GLNet config (``hflip``, ``rotate``).
+        cfg: the GLNet config (``hflip``, ``rotate``, ``min_overlap``).
         global_hw, patch_hw: (h, w) of the global input and of a patch, unrotated.
+        device: where the global images are cached.
     """
 
-    def __init__(self, train_set: Any, cfg: Any, global_hw: tuple[int, int], patch_hw: tuple[int, int]) -> None:
+    def __init__(self, train_set: Any, cfg: Any, global_hw: tuple[int, int], patch_hw: tuple[int, int],
+                 device: torch.device = torch.device("cpu")) -> None:
         self.items = []
         for i in range(len(train_set)):
             s = train_set[i]
             self.items.append((np.asarray(s.image), np.asarray(s.label)))
-        self.cfg, self.global_hw, self.patch_hw = cfg, global_hw, patch_hw
+        self.cfg, self.global_hw, self.patch_hw, self.device = cfg, global_hw, patch_hw, device
+        self._global: dict[tuple[int, bool, int], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,15 +76,27 @@ class TrainViews:
             k = int(rng.choice([1, 2, 3])) if H == W else 2
         return i, flip, k
 
-    def view(self, i: int, flip: bool, k: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[int, int]]:
-        """Image, label, global (h, w) and patch (h, w) of one view."""
+    def view(self, key: tuple[int, bool, int]) -> View:
+        """One augmented view (image, label, global input, grid)."""
+        i, flip, k = key
         image, label = self.items[i]
         if flip:
             image, label = image[:, ::-1], label[:, ::-1]
-        image = np.ascontiguousarray(np.rot90(image, k))
-        label = np.ascontiguousarray(np.rot90(label, k))
+        image, label = np.rot90(image, k), np.rot90(label, k)
         g, p = (self.global_hw, self.patch_hw) if k % 2 == 0 else (self.global_hw[::-1], self.patch_hw[::-1])
-        return image, label, tuple(g), tuple(p)
+        if key not in self._global:  # the resize of the full image is the costly part of a global step
+            self._global[key] = resize_global(image, g, self.device)
+        return View(image, label, self._global[key], patch_grid(image.shape[:2], p, self.cfg.min_overlap))
+
+
+@dataclass
+class View:
+    """One training view: (H, W, 3) image, (H, W) label, (1, 3, h, w) global input, its patch grid."""
+
+    image: np.ndarray
+    label: np.ndarray
+    xg: torch.Tensor
+    grid: PatchGrid
 
 
 def _labels(labels: list[np.ndarray], size_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -108,6 +127,12 @@ def _subset(n: int, k: int | None, rng: np.random.Generator) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
+def _batch(views: list[View]) -> torch.Tensor:
+    if len({tuple(v.xg.shape) for v in views}) != 1:
+        raise RuntimeError("glnet: a training batch mixes global sizes")  # draw() never makes one
+    return torch.cat([v.xg for v in views])
+
+
 def train_global(model: GLNet, data: TrainViews, cfg: Any, device: torch.device, rng: np.random.Generator,
                  ignore: int | None) -> list[float]:
     """Stage 1 in place; returns the loss per iteration."""
@@ -115,39 +140,54 @@ def train_global(model: GLNet, data: TrainViews, cfg: Any, device: torch.device,
     model.resnet_local.eval()
 
     def step():
-        drawn = [data.view(*data.draw(rng)) for _ in range(cfg.batch_size)]
-        out = model.global_branch(torch.cat([resize_global(im, g, device) for im, _, g, _ in _same_shape(drawn)])).out
-        return focal_loss(out, _labels([l for _, l, _, _ in drawn], out.shape[-2:], device), cfg.gamma,
+        views = [data.view(data.draw(rng)) for _ in range(cfg.batch_size)]
+        out = model.global_branch(_batch(views)).out
+        return focal_loss(out, _labels([v.label for v in views], out.shape[-2:], device), cfg.gamma,
                           ignore_index=ignore), {}
 
     params = [*model.resnet_global.parameters(), *model.fpn_global.parameters()]
     return _loop("glnet global", cfg.iterations_global, params, cfg.lr_global, cfg, step)
 
 
-def _same_shape(drawn: list) -> list:
-    """A batch must share one global size: views rotated by a quarter turn of a non-square image
-    cannot occur (``TrainViews.draw``), so this only checks."""
-    if len({d[2] for d in drawn}) != 1:
-        raise RuntimeError("glnet: a training batch mixes global sizes")
-    return drawn
+@dataclass
+class PatchBatch:
+    """The drawn patches of several views, concatenated: (B, 3, h, w) inputs, crops of each view's
+    global maps, labels, and the segment of each view (``release``: one loss term per view)."""
+
+    x: torch.Tensor
+    crops: dict
+    labels: list[np.ndarray]
+    segments: list[tuple[int, list[int]]]  # (view position, patch indices)
 
 
-def _local_loss(model: GLNet, image: np.ndarray, label: np.ndarray, glob: Branch, patch_hw: tuple[int, int],
-                idx: list[int], cfg: Any, device: torch.device, ignore: int | None, glob_ps3: torch.Tensor,
-                train_local: bool) -> tuple[torch.Tensor, float]:
-    grid = patch_grid(image.shape[:2], patch_hw, cfg.min_overlap)
-    x = to_unit(np.stack([grid.crop(image, i) for i in idx]), device)
-    with torch.set_grad_enabled(train_local):
-        local = model.local_branch(x, glob, grid, idx)
-    ens, g = model.ensemble(local.ps3, glob_ps3, grid, idx)
-    lab = _labels([grid.crop(label, i) for i in idx], ens.shape[-2:], device)
-    loss = focal_loss(ens, lab, cfg.gamma, ignore_index=ignore)
-    reg = 0.0
-    if train_local:
-        mse = F.mse_loss(local.ps3, g)
-        loss = loss + focal_loss(local.out, lab, cfg.gamma, ignore_index=ignore) + cfg.lamb_fmreg * mse
-        reg = float(mse.detach())
-    return loss, reg
+def _patches(views: list[View], globs: list[tuple[Branch, int]], cfg: Any, rng: np.random.Generator,
+             device: torch.device) -> PatchBatch:
+    """Draw ``patches_per_image`` patches of each view; crops come from image ``b`` of ``glob``."""
+    xs, crops, labels, segments = [], [], [], []
+    for pos, (v, (glob, b)) in enumerate(zip(views, globs)):
+        idx = _subset(len(v.grid.boxes), cfg.patches_per_image, rng)
+        xs.extend(v.grid.crop(v.image, i) for i in idx)
+        labels.extend(v.grid.crop(v.label, i) for i in idx)
+        crops.append(global_crops(glob, v.grid, idx, b))
+        segments.append((pos, idx))
+    return PatchBatch(to_unit(np.stack(xs), device), cat_crops(crops), labels, segments)
+
+
+def _per_view(fn: Callable[[slice], torch.Tensor], segments: list) -> torch.Tensor:
+    """Sum over views of ``fn(rows of that view)``: the release sums one loss per patch sub-batch."""
+    total, start = 0.0, 0
+    for _, idx in segments:
+        total = total + fn(slice(start, start + len(idx)))
+        start += len(idx)
+    return total
+
+
+def _ensemble(model: GLNet, ps3_local: torch.Tensor, ps3_global: torch.Tensor, views: list[View],
+              batch: PatchBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ensemble logits of the batch and the global ps3 crops resized to the local ones."""
+    g = torch.cat([resize(crop(ps3_global, views[pos].grid, idx, pos), ps3_local.shape[-2:])
+                   for pos, idx in batch.segments])
+    return model.ensemble_maps(ps3_local, g), g
 
 
 def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.device, rng: np.random.Generator,
@@ -157,30 +197,33 @@ def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.d
     model.resnet_global.eval()
 
     def step():
-        total, regs = 0.0, []
-        for _ in range(cfg.batch_size):
-            image, label, g, p = data.view(*data.draw(rng))
-            with torch.no_grad():
-                glob = model.global_branch(resize_global(image, g, device))
-            n = len(patch_grid(image.shape[:2], p, cfg.min_overlap).boxes)
-            loss, reg = _local_loss(model, image, label, glob, p, _subset(n, cfg.patches_per_image, rng), cfg,
-                                    device, ignore, glob.ps3, train_local=True)
-            total, regs = total + loss, regs + [reg]
-        return total, {"fmreg": float(np.mean(regs))}
+        views = [data.view(data.draw(rng)) for _ in range(cfg.batch_size)]
+        with torch.no_grad():  # eval-mode BN: the batch gives each image its own result
+            glob = model.global_branch(_batch(views))
+        batch = _patches(views, [(glob, b) for b in range(len(views))], cfg, rng, device)
+        local = model.local_from_crops(batch.x, batch.crops)
+        ens, g = _ensemble(model, local.ps3, glob.ps3, views, batch)
+        lab = _labels(batch.labels, ens.shape[-2:], device)
+        focal = lambda out, r: focal_loss(out[r], lab[r], cfg.gamma, ignore_index=ignore)  # noqa: E731
+        mse = _per_view(lambda r: F.mse_loss(local.ps3[r], g[r]), batch.segments)
+        loss = _per_view(lambda r: focal(local.out, r) + focal(ens, r), batch.segments) + cfg.lamb_fmreg * mse
+        return loss, {"fmreg": float(mse.detach()) / len(views)}
 
     params = [*model.resnet_local.parameters(), *model.fpn_local.parameters(), *model.ensemble_conv.parameters()]
     return _loop("glnet global2local", cfg.iterations_local, params, cfg.lr_local, cfg, step)
 
 
+AGGREGATE_BATCH = 32  # patches per local forward while caching stage 3's maps (eval mode: no effect on results)
+
+
 @torch.no_grad()
-def aggregate_local(model: GLNet, fixed: GLNet, image: np.ndarray, global_hw: tuple[int, int],
-                    patch_hw: tuple[int, int], cfg: Any, device: torch.device) -> tuple[Branch, dict]:
+def aggregate_local(model: GLNet, fixed: GLNet, view: View, sub_batch: int = AGGREGATE_BATCH) -> tuple[Branch, dict]:
     """The fixed global maps of one view and the local maps of all its patches aggregated to them."""
-    glob = fixed.global_branch(resize_global(image, global_hw, device))
-    grid = patch_grid(image.shape[:2], patch_hw, cfg.min_overlap)
-    agg = Aggregator(glob, grid)
-    for idx in chunks(len(grid.boxes), cfg.sub_batch_size):
-        agg.add(model.local_branch(to_unit(np.stack([grid.crop(image, i) for i in idx]), device), glob, grid, idx), idx)
+    glob = fixed.global_branch(view.xg)
+    agg = Aggregator(glob, view.grid)
+    for idx in chunks(len(view.grid.boxes), sub_batch):
+        x = to_unit(np.stack([view.grid.crop(view.image, i) for i in idx]), view.xg.device)
+        agg.add(model.local_branch(x, glob, view.grid, idx), idx)
     return glob, agg.result()
 
 
@@ -194,22 +237,21 @@ def train_local2global(model: GLNet, fixed: GLNet, data: TrainViews, cfg: Any, d
 
     def step():
         keys = [data.draw(rng) for _ in range(cfg.batch_size)]
-        drawn = _same_shape([data.view(*k) for k in keys])
-        for key, (image, _, g, p) in zip(keys, drawn):
+        views = [data.view(k) for k in keys]
+        for key, v in zip(keys, views):
             if key not in cache:
-                cache[key] = aggregate_local(model, fixed, image, g, p, cfg, device)
-        ext = {name: [torch.cat([cache[k][1][name][j] for k in keys]) for j in range(len(cache[keys[0]][1][name]))]
-               for name in cache[keys[0]][1]}
-        xg = torch.cat([resize_global(im, g, device) for im, _, g, _ in drawn])
-        glob = model.global_branch(xg, ext)
-        total = focal_loss(glob.out, _labels([l for _, l, _, _ in drawn], glob.out.shape[-2:], device), cfg.gamma,
-                           ignore_index=ignore)
-        for b, (key, (image, label, g, p)) in enumerate(zip(keys, drawn)):
-            n = len(patch_grid(image.shape[:2], p, cfg.min_overlap).boxes)
-            loss, _ = _local_loss(model, image, label, cache[key][0], p, _subset(n, cfg.patches_per_image, rng), cfg,
-                                  device, ignore, glob.ps3[b:b + 1], train_local=False)
-            total = total + loss
-        return total, {}
+                cache[key] = aggregate_local(model, fixed, v)
+        ext = cat_crops([cache[k][1] for k in keys])
+        glob = model.global_branch(_batch(views), ext)
+        loss = focal_loss(glob.out, _labels([v.label for v in views], glob.out.shape[-2:], device), cfg.gamma,
+                          ignore_index=ignore)
+        batch = _patches(views, [(cache[k][0], 0) for k in keys], cfg, rng, device)
+        with torch.no_grad():
+            ps3_local = model.local_from_crops(batch.x, batch.crops).ps3
+        ens, _ = _ensemble(model, ps3_local, glob.ps3, views, batch)
+        lab = _labels(batch.labels, ens.shape[-2:], device)
+        loss = loss + _per_view(lambda r: focal_loss(ens[r], lab[r], cfg.gamma, ignore_index=ignore), batch.segments)
+        return loss, {}
 
     params = [*model.resnet_global.parameters(), *model.fpn_global.parameters(), *model.ensemble_conv.parameters()]
     return _loop("glnet local2global", cfg.iterations_l2g, params, cfg.lr_l2g, cfg, step)

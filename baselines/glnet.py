@@ -92,9 +92,9 @@ class GLNetConfig:
     sub_batch_size: int = 6
     batch_size: int = 6
     patches_per_image: int | None = 4
-    iterations_global: int = 600
-    iterations_local: int = 300
-    iterations_l2g: int = 150
+    iterations_global: int = 1000
+    iterations_local: int = 500
+    iterations_l2g: int = 100
     lr_global: float = 1e-3
     lr_local: float = 1e-3
     lr_l2g: float = 5e-4
@@ -203,7 +203,7 @@ class GLNetMethod(Method):
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
-            data = TrainViews(train_set, cfg, global_hw, patch_hw)
+            data = TrainViews(train_set, cfg, global_hw, patch_hw, device)
             model = GLNet(ctx.num_classes, **arch(cfg)).to(device)
             train_global(model, data, cfg, device, rng, ignore)
             training.save_checkpoint(training.cpu_state(model), Path(paths["global"]), sidecar)
