@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.interface import DatasetInfo, MethodContext, Sample
+from bench.interface import DatasetInfo, Method, MethodContext, Sample
 
 TINY_INFO = DatasetInfo(
     name="tiny", class_names=("a", "b", "c", "d"), ignore_index=255,
@@ -115,8 +115,9 @@ def check_class(name: str, cls: type) -> None:
                                                  f"not its registry key {name!r}")
     _require(bool(getattr(cls, "display_name", "")), f"{cls.__qualname__}.display_name is empty")
     version = getattr(cls, "version", None)
-    _require(isinstance(version, int) and not isinstance(version, bool), f"{name}.version must be an int, got {version!r}")
-    config = getattr(cls, "Config", None)
+    _require(isinstance(version, int) and not isinstance(version, bool),
+             f"{name}.version must be an int, got {version!r}")
+    config: Any = getattr(cls, "Config", None)
     _require(dataclasses.is_dataclass(config) and isinstance(config, type),
              f"{name}.Config must be a dataclass, got {config!r}")
     params = getattr(config, "__dataclass_params__", None)
@@ -128,7 +129,7 @@ def check_class(name: str, cls: type) -> None:
         _require(isinstance(getattr(cls, flag, None), bool), f"{name}.{flag} must be True or False")
 
 
-def method_options(name: str, cls: type, overrides: Mapping[str, Any] | None = None) -> Any:
+def method_options(name: str, cls: type[Method], overrides: Mapping[str, Any] | None = None) -> Any:
     """The Config the check runs: defaults < ``configs/methods/NAME.yaml`` < tiny sizes < ``overrides``."""
     from bench.config import BenchConfig, method_config_values
     from bench.interface import config_from_mapping
@@ -142,7 +143,8 @@ def method_options(name: str, cls: type, overrides: Mapping[str, Any] | None = N
         raise ContractError(f"{name}: its options do not build a Config: {err}") from err
 
 
-def build(name: str, cls: type, ctx: MethodContext, dataset: Any, overrides: Mapping[str, Any] | None = None) -> Any:
+def build(name: str, cls: type[Method], ctx: MethodContext, dataset: Any,
+          overrides: Mapping[str, Any] | None = None) -> Any:
     """``cls(cfg, ctx)`` after training every checkpoint it lists (a few steps, see :data:`SMOKE`)."""
     cfg = method_options(name, cls, overrides)
     paths = cls.checkpoints(cfg, ctx)
@@ -155,7 +157,7 @@ def build(name: str, cls: type, ctx: MethodContext, dataset: Any, overrides: Map
     return cls(cfg, ctx)
 
 
-def check_refine(name: str, cls: type, method: Any, ctx: MethodContext, dataset: Any) -> None:
+def check_refine(name: str, cls: type[Method], method: Any, ctx: MethodContext, dataset: Any) -> None:
     """``refine`` on two images: shape, dtype, device, label range and determinism."""
     from bench.coarse import compute_coarse
 
@@ -205,7 +207,8 @@ def run_checks(name: str, overrides: Mapping[str, Any] | None = None, checkpoint
         steps: list[tuple[str, Callable[[], None]]] = [
             ("class attributes", lambda: check_class(name, cls)),
             ("options build a Config", lambda: method_options(name, cls, overrides) and None),
-            ("checkpoints trained and loaded", lambda: state.__setitem__("m", build(name, cls, ctx, dataset, overrides))),
+            ("checkpoints trained and loaded",
+             lambda: state.__setitem__("m", build(name, cls, ctx, dataset, overrides))),
             ("refine: shape, dtype, device, range, deterministic",
              lambda: check_refine(name, cls, state["m"], ctx, dataset)),
         ]

@@ -111,7 +111,8 @@ def test_{name}_refines(tiny_ctx, tiny_dataset):
     method = contract.build("{name}", cls, tiny_ctx, tiny_dataset)
     sample = tiny_dataset[0]
     coarse = compute_coarse(tiny_ctx.backbone, sample.image, tiny_ctx.input_size, tiny_ctx.device)
-    assert torch.equal(method.refine(sample.image, coarse), upsample_probs(coarse.probs, sample.image.shape[:2]).argmax(0))
+    expected = upsample_probs(coarse.probs, sample.image.shape[:2]).argmax(0)
+    assert torch.equal(method.refine(sample.image, coarse), expected)
 '''
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -79,7 +79,7 @@ def dataset_info(cfg: Any) -> DatasetInfo:
             or malformed (the message names the file).
     """
     name = cfg if isinstance(cfg, str) else cfg.dataset
-    klass = dataset_class(name)
+    klass: Any = dataset_class(name)
     info_for = getattr(klass, "info_for", None)
     if info_for is None:
         return klass.info

@@ -324,7 +324,7 @@ class Folder(PairedDataset):
                  size: Sequence[int] | None = None, classes: str | Path | None = None) -> None:
         base = require_root(self.display_name, root, LAYOUT)
         self.spec = ClassSpec(Path(classes) if classes else base / CLASSES_FILE)
-        self.info = self.spec.info  # per instance: the classes come with the data
+        self.info = self.spec.info  # type: ignore[misc]  # per instance: the classes come with the data
         self.size = (int(size[0]), int(size[1])) if size is not None else None
         pairs = self._pairs(base, split, list_file)
         super().__init__(base, split, pairs)

@@ -122,7 +122,8 @@ class ClassBias(Method):
 def _pixels(train_set: Dataset, index: int, ctx: MethodContext) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C) float32 log-probabilities and (N,) int64 labels of image ``index``'s labelled pixels (CPU)."""
     sample = train_set[index]
-    coarse = compute_coarse(ctx.backbone, sample.image, ctx.input_size, ctx.device, (ctx.options or {}).get("coarse_scale"))
+    scale = (ctx.options or {}).get("coarse_scale")
+    coarse = compute_coarse(ctx.backbone, sample.image, ctx.input_size, ctx.device, scale)
     height, width = sample.label.shape
     log_probs = upsampled_log_probs(coarse.probs, height, width).cpu()
     labels = torch.from_numpy(sample.label.astype(np.int64)).reshape(-1)
