@@ -70,9 +70,9 @@ class _Head(nn.Module):
     """Shared forward of the three pyramid variants; ``join(own, i, stage)`` supplies the input of
     layer ``i`` of each stage (the concatenation with the other branch, or ``own`` alone)."""
 
-    def _run(self, c: Sequence[torch.Tensor], suffix: str, join) -> tuple[torch.Tensor, Levels, Levels, Levels, torch.Tensor]:  # noqa: ANN001
+    def _run(self, c: Sequence[torch.Tensor], suffix: str, join) -> tuple[Levels, Levels, Levels]:
         c2, c3, c4, c5 = c
-        layer = lambda name: getattr(self, name + suffix)  # noqa: E731
+        layer = lambda name: getattr(self, name + suffix)
         p5 = layer("toplayer")(join(c5, 3, "c"))
         p4 = _up_add(p5, layer("latlayer1")(join(c4, 2, "c")))
         p3 = _up_add(p4, layer("latlayer2")(join(c3, 1, "c")))
@@ -82,7 +82,7 @@ class _Head(nn.Module):
         ps2 = [layer(f"smooth{k + 1}_2")(join(p, k, "ps1")) for k, p in enumerate(ps1)]
         return ps0, ps1, ps2
 
-    def _classify(self, ps2: Levels, join, fuse: bool) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    def _classify(self, ps2: Levels, join, fuse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         p = _concatenate(*[join(p, k, "ps2") for k, p in enumerate(ps2)])
         ps3 = self.smooth(p) if fuse else p
         return self.classify(ps3), ps3
@@ -117,7 +117,7 @@ class GlobalFPN(_Head):
             (output, ps0, ps1, ps2, ps3); see the module docstring.
         """
         if ext is None:
-            own = lambda x, i, stage: x  # noqa: E731
+            own = lambda x, i, stage: x
             ps0, ps1, ps2 = self._run(c, "", own)
             return self._finish(ps0, ps1, ps2, own, fuse=False)
 
@@ -127,7 +127,7 @@ class GlobalFPN(_Head):
         ps0, ps1, ps2 = self._run(c, "_ext", cat)
         return self._finish(ps0, ps1, ps2, cat, fuse=True)
 
-    def _finish(self, ps0: Levels, ps1: Levels, ps2: Levels, join, fuse: bool):  # noqa: ANN001
+    def _finish(self, ps0: Levels, ps1: Levels, ps2: Levels, join, fuse: bool):
         output, ps3 = self._classify(ps2, join, fuse)
         return output, ps0, ps1, ps2, ps3
 

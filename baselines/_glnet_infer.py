@@ -85,7 +85,7 @@ def predict_view(image: np.ndarray, model: GLNet, fixed: GLNet | None, stage: in
         return F.interpolate(out, size=(H, W), mode="nearest")[0]
     grid = patch_grid((H, W), patch_hw, min_overlap)
     batches = chunks(len(grid.boxes), sub_batch)
-    patches = lambda idx: to_unit(np.stack([grid.crop(image, i) for i in idx]), device)  # noqa: E731
+    patches = lambda idx: to_unit(np.stack([grid.crop(image, i) for i in idx]), device)
     canvas = torch.zeros(model.num_classes, H, W, device=device)
     if stage == 2:
         glob = model.global_branch(xg)

@@ -39,7 +39,14 @@ import torch.nn.functional as F
 from baselines._glnet_fpn import resize
 from baselines._glnet_infer import chunks, resize_global, resize_label, to_unit
 from baselines._glnet_loss import focal_loss
-from baselines._glnet_net import Aggregator, Branch, GLNet, cat_crops, crop, global_crops
+from baselines._glnet_net import (
+    Aggregator,
+    Branch,
+    GLNet,
+    cat_crops,
+    crop,
+    global_crops,
+)
 from baselines._glnet_patches import PatchGrid, patch_grid
 from bench import training
 
@@ -55,12 +62,13 @@ class TrainViews:
     """
 
     def __init__(self, train_set: Any, cfg: Any, global_hw: tuple[int, int], patch_hw: tuple[int, int],
-                 device: torch.device = torch.device("cpu")) -> None:
+                 device: torch.device | None = None) -> None:
         self.items = []
         for i in range(len(train_set)):
             s = train_set[i]
             self.items.append((np.asarray(s.image), np.asarray(s.label)))
-        self.cfg, self.global_hw, self.patch_hw, self.device = cfg, global_hw, patch_hw, device
+        self.cfg, self.global_hw, self.patch_hw = cfg, global_hw, patch_hw
+        self.device = device or torch.device("cpu")
         self._global: dict[tuple[int, bool, int], torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -204,7 +212,7 @@ def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.d
         local = model.local_from_crops(batch.x, batch.crops)
         ens, g = _ensemble(model, local.ps3, glob.ps3, views, batch)
         lab = _labels(batch.labels, ens.shape[-2:], device)
-        focal = lambda out, r: focal_loss(out[r], lab[r], cfg.gamma, ignore_index=ignore)  # noqa: E731
+        focal = lambda out, r: focal_loss(out[r], lab[r], cfg.gamma, ignore_index=ignore)
         mse = _per_view(lambda r: F.mse_loss(local.ps3[r], g[r]), batch.segments)
         loss = _per_view(lambda r: focal(local.out, r) + focal(ens, r), batch.segments) + cfg.lamb_fmreg * mse
         return loss, {"fmreg": float(mse.detach()) / len(views)}

@@ -36,7 +36,13 @@ import torch
 
 from baselines._glnet_infer import predict
 from baselines._glnet_net import GLNet
-from baselines._glnet_train import TrainViews, fixed_global, train_global, train_global2local, train_local2global
+from baselines._glnet_train import (
+    TrainViews,
+    fixed_global,
+    train_global,
+    train_global2local,
+    train_local2global,
+)
 from bench import training
 from bench.backbones import load_weights
 from bench.backbones.resnet import load_partial_strict
@@ -119,7 +125,7 @@ def sizes(cfg: GLNetConfig, ctx: MethodContext) -> tuple[tuple[int, int], tuple[
 
 def clean_release_state(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The documented clean-up of a released GLNet file: strip a leading ``module.`` from each key."""
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    return {(k.removeprefix("module.")): v for k, v in state.items()}
 
 
 def load_release_state(model: GLNet, path: str | Path) -> None:

@@ -16,7 +16,13 @@ from baselines import _glnet_infer as infer
 from baselines._glnet_loss import focal_loss
 from baselines._glnet_net import Aggregator, Branch, GLNet, crop
 from baselines._glnet_patches import axis_starts, feature_box, patch_grid, release_box
-from baselines.glnet import RELEASE_ARCH, GLNetConfig, GLNetMethod, clean_release_state, load_release_state
+from baselines.glnet import (
+    RELEASE_ARCH,
+    GLNetConfig,
+    GLNetMethod,
+    clean_release_state,
+    load_release_state,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "glnet_release_keys.json"
 LIGHT = {"depth": 18, "base_width": 8, "fpn_width": 32, "head_width": 16}
