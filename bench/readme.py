@@ -10,7 +10,8 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
   (``results/baselines/<dataset>.json``);
 - ``smoke``: the tables of ``make smoke`` (``results/smoke/smoke.md``, rendered from its records);
 - ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
-  (``results/thin/<dataset>.json``).
+  (``results/thin/<dataset>.json``);
+- ``perf``: the same-run speed comparisons of ``python -m bench.perf`` (``results/perf/perf.json``).
 
 ``--check`` renders without writing and exits 1 when the README differs.
 """
@@ -91,6 +92,11 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     smoke = Path("results/smoke/smoke.md")  # bench.smoke's default output folder
     if smoke.is_file():
         out["smoke"] = smoke.read_text()
+    perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m bench.perf (make perf)
+    if perf_json.is_file():
+        from bench.perf import render as render_perf
+
+        out["perf"] = render_perf(json.loads(perf_json.read_text()))
     thin = REPO_DIR / "results" / "thin" / f"{cfg.dataset}.json"
     if thin.is_file():
         out["thin_experiments"] = experiments_table(json.loads(thin.read_text()),

@@ -340,3 +340,92 @@ def test_hrnet_imagenet_body_loading(tmp_path: Path) -> None:
     torch.save(state, path)
     with pytest.raises(RuntimeError, match="stage3.0.branches.0.0.conv1.weight"):
         create_backbone("hrnet18_small_v2_ocr", 19, imagenet_checkpoint=path)
+
+
+# ---------------------------------------------------------------- inference copy (BN folded, channels-last)
+def _plain(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.inference_copy = False
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        model.inference_copy = True
+
+
+def test_fold_batchnorm_folds_every_pair_and_keeps_the_function(hrnet: HRNetOCR) -> None:
+    from bench.backbones.fold import count_batchnorms, fold_batchnorm
+
+    before = {k: v.clone() for k, v in hrnet.state_dict().items()}
+    folded = fold_batchnorm(hrnet)
+    assert count_batchnorms(hrnet) == 153 and count_batchnorms(folded) == 0 and folded.folded_pairs == 153
+    after = hrnet.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # the original is untouched
+    x = torch.randn(2, 3, 16, 24)
+    folded.inference_copy = False
+    with torch.no_grad():
+        ref, got = _plain(hrnet, x), folded(x)
+    assert not torch.equal(ref, got)  # the weights did change (non-trivial BN statistics)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_fold_matches_on_the_light_and_fpn_backbones() -> None:
+    from bench.backbones.fold import count_batchnorms, fold_batchnorm
+
+    for name, classes in (("resnet50_fpn", 7), ("light", 3)):
+        torch.manual_seed(2)
+        model = create_backbone(name, classes).eval()
+        _randomise_bn(model)
+        folded = fold_batchnorm(model)
+        assert count_batchnorms(folded) == 0
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_inference_copy_only_in_eval_without_grad_and_rebuilt_on_new_weights(hrnet: HRNetOCR) -> None:
+    x = torch.randn(1, 3, 16, 24)
+    with torch.no_grad():
+        out = hrnet(x)
+    copy_ = hrnet._inference.model
+    assert copy_ is not None and out.is_contiguous()
+    assert copy_.conv3x3_ocr[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert copy_.conv3x3_ocr[0].bias is not None and isinstance(copy_.conv3x3_ocr[1], torch.nn.Identity)
+    torch.testing.assert_close(out, _plain(hrnet, x), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        hrnet(x)
+    assert hrnet._inference.model is copy_  # cached
+    # new weights (in place, as load_state_dict does) -> a new copy that follows them
+    state = {k: v.clone() for k, v in hrnet.state_dict().items()}
+    changed = dict(state, **{"cls_head.bias": state["cls_head.bias"] + 1.0})
+    try:
+        hrnet.load_state_dict(changed)
+        with torch.no_grad():
+            moved = hrnet(x)
+        assert hrnet._inference.model is not copy_
+        torch.testing.assert_close(moved, _plain(hrnet, x), atol=1e-4, rtol=1e-4)
+        assert (moved - out).abs().min() > 0.5
+    finally:
+        hrnet.load_state_dict(state)
+    # with gradients (training, refiner features) the plain forward runs
+    y = hrnet(x.clone().requires_grad_(True))
+    assert y.requires_grad and y.grad_fn is not None
+    torch.testing.assert_close(y.detach(), _plain(hrnet, x))
+
+
+def test_in_place_fuse_sums_are_bit_identical_to_out_of_place(hrnet: HRNetOCR) -> None:
+    """HRNet's fusion adds in place: same bits as terms summed in branch order out of place."""
+    from bench.backbones.hrnet_ocr import _upsample
+
+    module = hrnet.stage4[0]
+    gen = torch.Generator().manual_seed(3)
+    xs = [torch.randn(1, c, 16 >> i, 24 >> i, generator=gen) for i, c in enumerate((18, 36, 72, 144))]
+    with torch.no_grad():
+        got = module([x.clone() for x in xs])
+        branches = [b(x.clone()) for b, x in zip(module.branches, xs)]
+        for i, row in enumerate(module.fuse_layers):
+            terms = [branches[j] if j == i else layer(branches[j]) if j < i
+                     else _upsample(layer(branches[j]), branches[i].shape[-2:]) for j, layer in enumerate(row)]
+            y = terms[0]
+            for t in terms[1:]:
+                y = y + t
+            assert torch.equal(got[i], torch.relu(y))

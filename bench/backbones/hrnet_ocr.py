@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.backbones import clean_state_dict
+from bench.backbones.fold import InferenceCopy
 from bench.backbones.resnet import (
     BasicBlock,
     Bottleneck,
@@ -117,13 +118,17 @@ class HighResolutionModule(nn.Module):
         out = []
         for i, row in enumerate(self.fuse_layers):
             # Sum the terms in branch order j = 0..n-1, as the released code does (float parity).
-            terms = [
-                xs[j] if j == i else layer(xs[j]) if j < i else _upsample(layer(xs[j]), xs[i].shape[-2:])
-                for j, layer in enumerate(row)
-            ]
-            y = terms[0]
-            for t in terms[1:]:
-                y = y + t
+            # Each term is made only when it is added, and added in place into the running sum
+            # (same values as y = y + t): one full-size map alive per row instead of n.
+            y = None
+            for j, layer in enumerate(row):
+                t = xs[j] if j == i else layer(xs[j]) if j < i else _upsample(layer(xs[j]), xs[i].shape[-2:])
+                if y is None:
+                    y = t
+                elif y is xs[i]:
+                    y = y + t  # never write into a branch input: the other rows read it
+                else:
+                    y += t
             out.append(self.relu(y))
         return out
 
@@ -262,6 +267,8 @@ class HRNetOCR(nn.Module):
             nn.Conv2d(last, num_classes, 1, bias=True),
         )
         self._init_weights()
+        self.inference_copy = True  # see forward(); bench.perf sets False to time the plain path
+        self._inference = InferenceCopy()
 
     def _init_weights(self) -> None:
         # HRNet's own init: N(0, 0.001) convs in the body; heads keep PyTorch's default init.
@@ -315,7 +322,15 @@ class HRNetOCR(nn.Module):
         return _upsample((main + AUX_WEIGHT * aux) / AUX_NORM, size), named
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised -> (N, C, H, W) logits ``(main + 0.4 aux) / 1.4`` at input size."""
+        """(N, 3, H, W) normalised -> (N, C, H, W) logits ``(main + 0.4 aux) / 1.4`` at input size.
+
+        In eval mode without autograd, and unless ``inference_copy`` is set to False, this runs
+        the cached folded copy (:class:`bench.backbones.fold.InferenceCopy`: BN folded into the
+        convolutions, channels-last), which agrees with the plain forward up to float rounding.
+        """
+        fast = self._inference.get(self, x) if self.inference_copy else None
+        if fast is not None:
+            return fast(x)
         main, aux, _ = self._heads(x)
         return _upsample((main + AUX_WEIGHT * aux) / AUX_NORM, x.shape[-2:])
 
@@ -357,7 +372,8 @@ class _BodyView(nn.Module):
 
 
 def hrnet18_small_v2_ocr(
-    num_classes: int, full_os: bool = True, imagenet_checkpoint: str | Path | None = None
+    num_classes: int, full_os: bool = True, imagenet_checkpoint: str | Path | None = None,
+    inference_copy: bool = True,
 ) -> HRNetOCR:
     """HRNetV2-W18-Small-v2 + OCR as released by MagNet (stride-1 stem by default).
 
@@ -365,8 +381,12 @@ def hrnet18_small_v2_ocr(
         num_classes: C.
         full_os: stride-1 stem (True, released) or upstream's stride-4 stem.
         imagenet_checkpoint: optional local ImageNet ``hrnet_w18_small_v2`` file for the body.
+        inference_copy: run eval-mode forwards without autograd on the folded channels-last
+            copy (see :meth:`HRNetOCR.forward`); ``backbone_options: {inference_copy: false}``
+            keeps the plain forward.
     """
     model = HRNetOCR(num_classes, full_os=full_os)
+    model.inference_copy = bool(inference_copy)
     if imagenet_checkpoint is not None:
         load_hrnet_imagenet(model, imagenet_checkpoint)
     return model

@@ -60,7 +60,8 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: same values as out + shortcut, one full-size map fewer
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -84,7 +85,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: same values as out + shortcut, one full-size map fewer
+        return self.relu(out)
 
 
 def make_res_layer(
