@@ -182,6 +182,25 @@ def bad_files_error(split: str, n: int, bad: list[tuple[str, str]], shown: int =
                      f"(python -m bench check-data lists them all)")
 
 
+def check_weight_files(cfg: BenchConfig) -> None:
+    """A weights file the user names (``backbone_checkpoint``) exists and holds no pickled class.
+
+    Read without torch (``bench.pickle_scan``): a full-model pickle is refused in a second, not
+    after torch has been imported and the training check has run.
+    """
+    from bench.pickle_scan import foreign_globals
+
+    if not cfg.backbone_checkpoint:
+        return
+    path = Path(cfg.backbone_checkpoint)
+    if not path.is_file():
+        raise UserError(f"backbone_checkpoint: no file at {path}")
+    foreign = foreign_globals(path)
+    if foreign:
+        raise UserError(f"{path}: refused by torch.load(weights_only=True); save a plain state dict "
+                        f"(model.state_dict()) instead (it pickles {', '.join(foreign[:3])})")
+
+
 def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
     """Every check of a sweep, cheapest first; raises :class:`UserError` on the first failure.
 
@@ -191,6 +210,7 @@ def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
     check_dataset(cfg)
     check_methods(cfg)
     check_device(cfg.device)
+    check_weight_files(cfg)
     dataset = check_data(cfg) if data else None  # a directory walk: before the options, which import methods
     check_method_options(cfg)
     if dataset is not None and cfg.data_check == "full":

@@ -197,3 +197,30 @@ def test_missing_data_folder_never_imports_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "cityscapes", f"data_root={tmp_path / 'nowhere'}"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr, proc.stderr
+
+
+def test_a_pickled_model_is_refused_without_importing_torch(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "full_model.pt"
+    torch.save({"model": _NotWeights()}, bad)
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", f"backbone_checkpoint={bad}",
+                           f"out_dir={tmp_path / 'r'}"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{bad}: refused by torch.load(weights_only=True)" in proc.stderr and "_NotWeights" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
+    from bench.pickle_scan import foreign_globals
+
+    torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), tmp_path / "sd.pt")
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
+    assert foreign_globals(tmp_path / "sd.pt") == [] and foreign_globals(tmp_path / "wrapped.pt") == []
+    torch.save({"model": _NotWeights()}, tmp_path / "bad.pt")
+    assert [g.rsplit(".", 1)[-1] for g in foreign_globals(tmp_path / "bad.pt")] == ["_NotWeights"]

@@ -1,0 +1,63 @@
+"""Which classes a ``torch.save`` file would unpickle, read without torch (so a bad file costs no import).
+
+``torch.load(weights_only=True)`` refuses a pickle that names a class beyond tensors and plain
+containers. :func:`foreign_globals` lists the globals a file's pickle names outside the modules
+that loader may accept (``torch``, ``collections``, ``builtins``, ``_codecs``, ``numpy``), from its
+opcodes, without running it. It is a fast pre-check only: an empty list does not mean the file
+loads (torch still decides), and a file it cannot parse gives an empty list.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import zipfile
+from pathlib import Path
+
+TRUSTED = ("torch", "collections", "builtins", "__builtin__", "copyreg", "_codecs", "numpy")
+
+
+def _pickle_bytes(path: Path) -> bytes | None:
+    """The object pickle of a torch.save file (``*/data.pkl`` of the zip format, or a legacy raw pickle)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+                return archive.read(names[0]) if names else None
+        return Path(path).read_bytes()
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+
+
+def _globals(data: bytes) -> list[str]:
+    """``module.name`` of every GLOBAL / STACK_GLOBAL opcode of the first pickle in ``data``."""
+    found: list[str] = []
+    strings: list[str] = []  # string constants pushed, in order (STACK_GLOBAL takes the last two)
+    memo: dict[int, str] = {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                module, _, name = str(arg).partition(" ")
+                found.append(f"{module}.{name}")
+            elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
+                memo[int(arg)] = strings[-1]
+            elif op.name == "MEMOIZE" and strings:
+                memo[len(memo)] = strings[-1]
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
+                strings.append(memo[int(arg)])
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif op.name == "STOP":
+                break
+    except (ValueError, IndexError, TypeError):  # not a pickle we can read: let torch decide
+        return []
+    return found
+
+
+def foreign_globals(path: str | Path) -> list[str]:
+    """Globals named by the pickle of ``path`` outside :data:`TRUSTED` modules (``[]`` when none or unreadable)."""
+    data = _pickle_bytes(Path(path))
+    if data is None:
+        return []
+    return sorted({g for g in _globals(data) if g.split(".", 1)[0] not in TRUSTED})
