@@ -128,6 +128,45 @@ def training_command(cfg: BenchConfig) -> str:
     return f"python -m bench train {cfg.dataset} train=true checkpoint_dir={cfg.checkpoint_path} {seeds}"
 
 
+def _train(cfg: BenchConfig) -> float:
+    """Train what ``cfg`` lacks; returns the seconds it took.
+
+    Raises:
+        RuntimeError: a learned method could not be trained.
+    """
+    from bench.runner import train_missing
+    from bench.unit import setup_torch
+
+    setup_torch(cfg)
+    start = time.perf_counter()
+    status = train_missing(cfg)
+    bad = {k: v for k, v in status.items() if v not in ("trained", "present", "none needed")}
+    if bad:
+        raise RuntimeError(f"training did not complete: {bad}")
+    return time.perf_counter() - start
+
+
+def _sweep_and_render(cfg: BenchConfig) -> None:
+    """Evaluate every unit of ``cfg`` and write its tables.
+
+    Raises:
+        RuntimeError: a unit did not run to the end.
+    """
+    from bench.results import load_results
+    from bench.runner import run_sweep
+    from bench.tables import render
+
+    results = run_sweep(cfg)
+    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
+    if failed:
+        raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    render(cfg, load_results(cfg))
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[str, Any]:
     """Train what ``cfg`` lacks, sweep it, write and return the manifest of its checkpoint folder.
 
@@ -136,30 +175,14 @@ def train_and_evaluate(cfg: BenchConfig, command: str, note: str = "") -> dict[s
     Raises:
         RuntimeError: a learned method could not be trained, or a unit did not run.
     """
-    from bench.runner import run_sweep, train_missing
-    from bench.unit import setup_torch
-
     folder = cfg.checkpoint_path
     if reference.is_reference(folder):
         return json.loads((folder / reference.MANIFEST).read_text())
-    setup_torch(cfg)
     trained_before = bool(reference.weight_files(folder))
-    start = time.perf_counter()
-    status = train_missing(cfg)
-    seconds = None if trained_before else time.perf_counter() - start
-    bad = {k: v for k, v in status.items() if v not in ("trained", "present", "none needed")}
-    if bad:
-        raise RuntimeError(f"training did not complete: {bad}")
-    results = run_sweep(cfg)
-    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
-    if failed:
-        raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
-    from bench.results import load_results
-    from bench.tables import render
-
-    render(cfg, load_results(cfg))
-    manifest = build_manifest(cfg, command, seconds, note)
-    (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    seconds = _train(cfg)
+    _sweep_and_render(cfg)
+    manifest = build_manifest(cfg, command, None if trained_before else seconds, note)
+    _write_manifest(folder, manifest)
     return manifest
 
 
@@ -194,35 +217,19 @@ def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], com
     shutil.copytree(ref, staging / "weights")
     (staging / "weights" / reference.MANIFEST).unlink()
     cfg = staged_config(dataset, overrides, old["seed"], staging, config_file)
-    from bench.runner import run_sweep, train_missing
-    from bench.unit import setup_torch
-
-    setup_torch(cfg)
-    start = time.perf_counter()
-    status = train_missing(cfg)
-    seconds = time.perf_counter() - start
-    bad = {k: v for k, v in status.items() if v not in ("trained", "present", "none needed")}
-    if bad:
-        raise RuntimeError(f"training did not complete: {bad}")
+    seconds = _train(cfg)
     folder = cfg.checkpoint_path
     for rel, entry in old["files"].items():
         if not (folder / rel).is_file() or reference.sha256(folder / rel) != entry["sha256"]:
             raise RuntimeError(f"training --add {','.join(methods)} changed {rel} of the reference set: refusing")
-    results = run_sweep(cfg)
-    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
-    if failed:
-        raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
-    from bench.results import load_results
-    from bench.tables import render
-
-    render(cfg, load_results(cfg))
+    _sweep_and_render(cfg)
     manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""))
     new_files = sorted(set(manifest["files"]) - set(old["files"]))
     manifest["additions"] = [*old.get("additions", []), {
         "methods": list(methods), "files": new_files, "train_seconds": seconds, "command": command,
         "git_sha": measure.provenance(torch.device("cpu"), cfg.seed)["git_sha"],
         "fingerprint": measure.training_fingerprint(), "created": time.strftime("%Y-%m-%d %H:%M:%S"), "note": note}]
-    (folder / reference.MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _write_manifest(folder, manifest)
     return cfg, manifest
 
 
