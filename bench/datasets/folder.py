@@ -312,7 +312,7 @@ class Folder(PairedDataset):
             ``<root>/<split>.txt``) over the flat folders, or ``all``.
         list_file: an id list (one stem per line) or MagNet list file; overrides ``split``.
         size: nominal (w, h) of every image (``data.size``), checked per image; None = sizes may
-            vary (MagNet then needs ``magnet.scales``).
+            vary (the units take the first image's size for MagNet's last scale).
         classes: the class description, default ``<root>/classes.yaml``.
     """
 
