@@ -55,8 +55,80 @@ def _method_class(name: str) -> type | None:
         return None
 
 
+OPTION_CACHE = Path("results/.cache/method_options.json")  # relative to the repository root
+
+
+def _source_stamp(target: str) -> str | None:
+    """Digest of (path, mtime, size) of every source file of the package that defines ``target``, or None.
+
+    Read without importing the package: it says whether cached option names are still those of
+    the code on disk.
+    """
+    import hashlib
+    import importlib.util
+
+    top = target.partition(":")[0].split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    roots = [Path(p) for p in (spec.submodule_search_locations or [])] or ([Path(spec.origin)] if spec.origin else [])
+    files = sorted(f for r in roots for f in ([r] if r.is_file() else r.rglob("*.py")))
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f}:{st.st_mtime_ns}:{st.st_size};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _option_cache_path() -> Path:
+    from bench.config import REPO_DIR
+
+    return REPO_DIR / OPTION_CACHE
+
+
+def cached_fields(target: str) -> set[str] | None:
+    """The Config field names of ``target`` ("module:Class") from the cache, if its sources are unchanged."""
+    import json
+
+    try:
+        entry = json.loads(_option_cache_path().read_text()).get(target)
+    except (OSError, ValueError):
+        return None
+    if not entry or entry.get("stamp") != _source_stamp(target):
+        return None
+    return set(entry["fields"])
+
+
+def store_fields(target: str, fields: set[str]) -> None:
+    """Remember a class's Config field names for the next run (best effort: a failure costs only time)."""
+    import json
+    import os
+
+    path = _option_cache_path()
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        data[target] = {"stamp": _source_stamp(target), "fields": sorted(fields)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+
+
+def _unknown_option(method: str, option: str, fields: set[str]) -> UserError:
+    return UserError(f"{method}.{option}: unknown option of {method}{_suggest(option, fields)} known: {sorted(fields)}")
+
+
 def check_method_options(cfg: BenchConfig) -> None:
     """Every ``<method>.<option>`` key names a registered method and a field of its Config.
+
+    Option names are first checked against the names cached by an earlier run
+    (``results/.cache/method_options.json``, valid while the defining package's files are
+    unchanged), so a misspelt option costs no torch import; on a cache miss the class is imported.
 
     The swept methods' Configs are also built from every source (dataclass defaults, method
     file, overrides), which catches a bad value that the Config itself rejects.
@@ -69,15 +141,20 @@ def check_method_options(cfg: BenchConfig) -> None:
             keys = ", ".join(f"{method}.{o}" for o in options)
             raise UserError(f"{keys}: unknown method {method!r}{_suggest(method, known)} (a <method>.<option> key "
                             f"needs a registered method; known: {sorted(known)})")
+    for method, options in cfg.method_options.items():  # option names from the cache: no import
+        fields = cached_fields(known[method])
+        for option in options if fields is not None else ():
+            if option not in fields:
+                raise _unknown_option(method, option, fields)
     for method, options in cfg.method_options.items():
         cls = _method_class(method)
         if cls is None:
             continue
         fields = {f.name for f in dataclasses.fields(cls.Config)}
+        store_fields(known[method], fields)
         for option in options:
             if option not in fields:
-                raise UserError(f"{method}.{option}: unknown option of {method}{_suggest(option, fields)} "
-                                f"known: {sorted(fields)}")
+                raise _unknown_option(method, option, fields)
     for name in dict.fromkeys((*cfg.methods, *cfg.table1_methods)):
         _check_method_config(cfg, name)
 
@@ -85,9 +162,12 @@ def check_method_options(cfg: BenchConfig) -> None:
 def _check_method_config(cfg: BenchConfig, name: str) -> None:
     from bench.unit import method_config
 
+    from bench.registry import method_paths
+
     cls = _method_class(name)
     if cls is None:
         return
+    store_fields(method_paths()[name], {f.name for f in dataclasses.fields(cls.Config)})
     try:
         method_config(cfg, cls, name)
     except (KeyError, ValueError, TypeError) as err:

@@ -224,3 +224,38 @@ def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
     assert foreign_globals(tmp_path / "sd.pt") == [] and foreign_globals(tmp_path / "wrapped.pt") == []
     torch.save({"model": _NotWeights()}, tmp_path / "bad.pt")
     assert [g.rsplit(".", 1)[-1] for g in foreign_globals(tmp_path / "bad.pt")] == ["_NotWeights"]
+
+
+def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path):
+    """After one run has imported magnet, its option names are cached: a typo then needs no torch."""
+    import subprocess
+    import sys
+
+    from bench import validate
+    from bench.config import load
+
+    validate.check_method_options(load("synthetic", {"magnet.n_points": 0.5}))  # fills the cache
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
+    (fake / "version.py").write_text("cuda = None\n")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", "magnet.n_pointz=3",
+                           f"out_dir={tmp_path / 'r'}"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "did you mean 'n_points'" in proc.stderr, proc.stderr
+
+
+def test_the_option_cache_is_ignored_once_the_sources_change(monkeypatch):
+    from bench import validate
+    from bench.config import load
+    from bench.registry import method_paths
+
+    target = method_paths()["magnet"]
+    monkeypatch.setattr(validate, "_source_stamp", lambda t: "sources-v1")
+    validate.store_fields(target, {"only_this"})
+    assert validate.cached_fields(target) == {"only_this"}
+    monkeypatch.setattr(validate, "_source_stamp", lambda t: "sources-v2")  # a file of magnet/ was edited
+    assert validate.cached_fields(target) is None
+    monkeypatch.undo()
+    validate.check_method_options(load("synthetic", {"magnet.n_points": 0.5}))  # a miss: imports, stores the truth
+    assert "n_points" in validate.cached_fields(target)
