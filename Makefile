@@ -6,7 +6,7 @@ DATASET ?= synthetic
 ARGS ?=
 ROOT_ARG := $(if $(DATA_ROOT),data_root=$(DATA_ROOT),)
 
-.PHONY: install test test-all bench train tables check-data drift drift-kernels drift-measure reference seeds train-check readme list clean-runs
+.PHONY: install lint test test-all bench train tables check-data drift drift-kernels drift-measure reference seeds train-check readme list clean-runs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ install: $(PY)
 	# test oracle of the Cityscapes metric; --no-deps: it declares the Python 2 era `typing` backport,
 	# which breaks pip on Python 3 (its real imports, numpy/pillow/pyquaternion, are in the dev extra)
 	$(PY) -m pip install --no-deps cityscapesscripts==2.3.0
+
+# ruff and mypy as configured in pyproject.toml (run by .ci/run)
+lint: ready
+	$(PY) -m ruff check bench baselines magnet examples
+	$(PY) -m mypy
 
 test: ready
 	$(PY) -m pytest -q
