@@ -56,14 +56,16 @@ def padded_forward(model: torch.nn.Module, im: torch.Tensor, seg: torch.Tensor, 
     Returns:
         ``pred_224``, ``pred_28_3``, ``pred_56_2``: (N, 1, h, w) probabilities, cropped back.
     """
-    n, _, h, w = seg.shape
+    h, w = seg.shape[-2:]
     if h % 8 or w % 8:
         H, W = (h // 8 + 1) * 8, (w // 8 + 1) * 8
 
-        def pad(t: torch.Tensor | None, value: float) -> torch.Tensor | None:
-            return None if t is None else F.pad(t, (0, W - w, 0, H - h), value=value)
+        def pad(t: torch.Tensor, value: float) -> torch.Tensor:
+            return F.pad(t, (0, W - w, 0, H - h), value=value)
 
-        im, seg, inter_s8, inter_s4 = pad(im, 0.0), pad(seg, -1.0), pad(inter_s8, -1.0), pad(inter_s4, -1.0)
+        im, seg = pad(im, 0.0), pad(seg, -1.0)
+        inter_s8 = None if inter_s8 is None else pad(inter_s8, -1.0)
+        inter_s4 = None if inter_s4 is None else pad(inter_s4, -1.0)
     out = model(im, seg, inter_s8, inter_s4)
     return {k: out[k][:, :, :h, :w] for k in KEPT}
 
@@ -155,7 +157,6 @@ def local_step(model: torch.nn.Module, im: torch.Tensor, pred_224: torch.Tensor,
         L, padding, low, high: crop size, paste margin and the skip thresholds (0.1, 0.9).
     """
     # the release resizes to the same size with area interpolation here, an identity
-    n = pred_224.shape[0]
     H, W = im.shape[-2:]
     seg = (F.interpolate(pred_224, size=(H, W), mode="bilinear", align_corners=False) > 0.5).float() * 2 - 1
     inter = F.interpolate(pred_56, size=(H, W), mode="bilinear", align_corners=False) * 2 - 1

@@ -92,7 +92,7 @@ class DilatedResNet(nn.Module):
         if depth not in DEPTHS:
             raise ValueError(f"cascadepsp backbone depth must be one of {sorted(DEPTHS)}, got {depth!r}")
         kind, blocks = DEPTHS[depth]
-        block = Bottleneck if kind == "bottleneck" else BasicBlock
+        block: type[BasicBlock] | type[Bottleneck] = Bottleneck if kind == "bottleneck" else BasicBlock
         self.inplanes = width
         self.conv1 = nn.Conv2d(in_channels, width, 7, 2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -107,7 +107,7 @@ class DilatedResNet(nn.Module):
         self.stem_channels = width
         self._init_weights()
 
-    def _stage(self, block: type, planes: int, n: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    def _stage(self, block: type[BasicBlock] | type[Bottleneck], planes: int, n: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(

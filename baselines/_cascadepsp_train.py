@@ -129,8 +129,9 @@ def make_sample(image: np.ndarray, label: np.ndarray, cfg: Any, ignore_index: in
     c = int(rng.choice(classes)) if classes.size else -1
     gt = (label == c).astype(np.uint8) * 255
     seg = modify_boundary(gt, float(rng.uniform(0.8, 1.0)), rng)
-    x = (_jitter(np.ascontiguousarray(image), rng) - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return (x.transpose(2, 0, 1).astype(np.float32), (seg[None] / 255.0 * 2 - 1).astype(np.float32),
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    normed = (_jitter(np.ascontiguousarray(image), rng) - mean) / std
+    return (normed.transpose(2, 0, 1).astype(np.float32), (seg[None] / 255.0 * 2 - 1).astype(np.float32),
             (gt[None] / 255.0).astype(np.float32))
 
 

@@ -20,7 +20,7 @@ from baselines.cascadepsp import CHECKPOINT, RELEASED, CascadePSP, CascadePSPCon
 from bench.coarse import compute_coarse
 from bench.interface import Coarse
 
-TINY = dict(depth=18, width=8, psp_channels=32, up_channels=(16, 16, 8), head_channels=8)
+TINY = {"depth": 18, "width": 8, "psp_channels": 32, "up_channels": (16, 16, 8), "head_channels": 8}
 
 
 def _reference():
