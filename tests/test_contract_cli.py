@@ -85,3 +85,10 @@ def test_new_method_skeleton_is_registered_and_its_test_passes(tmp_path, capsys)
 
 def test_check_runs_on_magnet_by_name():
     assert main(["check", "magnet"]) == 0  # trained one epoch on the tiny scenes (bench.contract.SMOKE)
+
+
+def test_pytest_option_narrows_the_contract_to_one_method():
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/methods",
+                          "--method", "guided_filter", "-k", "test_method_contract"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-2000:]

@@ -1,7 +1,7 @@
 """Every registered method against the contract of bench/interface.py, on tiny images.
 
-The checks are ``bench.contract``'s (also ``python -m bench check NAME`` for any method, a
-plugin's included). Learned methods are trained for a few steps first (``bench.contract.SMOKE``):
+The checks are ``bench.contract``'s (also ``python -m bench check NAME``, or
+``pytest tests/methods --method NAME``, for any method, a plugin's included). Learned methods are trained for a few steps first (``bench.contract.SMOKE``):
 the contract is about shapes, determinism and devices, not accuracy. Methods whose optional
 dependency is missing skip.
 """
@@ -26,7 +26,13 @@ def _build(name, ctx, dataset):
     return cls, contract.build(name, cls, ctx, dataset)
 
 
-@pytest.mark.parametrize("name", bench.list_methods())
+def pytest_generate_tests(metafunc):
+    """``--method NAME`` (tests/methods/conftest.py) narrows the contract to the named methods."""
+    if metafunc.function.__name__ == "test_method_contract":
+        names = metafunc.config.getoption("--method", default=None) or bench.list_methods()
+        metafunc.parametrize("name", names)
+
+
 def test_method_contract(name, tiny_ctx, tiny_dataset):
     cls, method = _build(name, tiny_ctx, tiny_dataset)
     contract.check_class(name, cls)
