@@ -1,12 +1,13 @@
 """The example plugin (examples/class_bias_plugin) installed as a package and swept by `make bench`.
 
 The package is installed by pip into a temporary folder (``--target``, no dependencies, no build
-isolation: seconds, and the project's venv is left as it is) and found through its entry point in
+isolation where the venv has setuptools: seconds, and the project's venv is left as it is) and found through its entry point in
 ``magnet_bench.methods`` with that folder on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -30,7 +31,9 @@ def installed(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("plugin")
     source = shutil.copytree(PLUGIN, base / "src")
     target = base / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-compile",
+    # without build isolation when the venv has setuptools (no index needed); Python >= 3.12 venvs lack it
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", *isolation, "--no-compile",
                     "--quiet", "--target", str(target), str(source)], check=True, timeout=300)
     return target
 
