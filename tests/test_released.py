@@ -110,12 +110,11 @@ def test_cityscapes_end_to_end(tmp_path: Path, city_weights: Path, city_root: Pa
     for src, dst in stages.items():
         assert sha256(target / dst) == shas[src]
     assert json.loads((target / RELEASED_JSON).read_text())["stages"] == stages
-    # MagNet's labels are those of the released files placed in stage order, and not in another order
+    # MagNet's labels are those of the released files placed in stage order (the copies' sha256
+    # above say which file sits under which name; this says the run loaded them from there)
     cfg = load_config("cityscapes", city_args(tmp_path, city_weights, city_root))
     magnet = next(r for r in recs if r["method"] == "magnet")
-    order = [city_weights / n for n in CITY_FILES[1:]]
-    assert np.array_equal(_magnet_cm(cfg, order), np.asarray(magnet["cm"]))
-    assert not np.array_equal(_magnet_cm(cfg, order[::-1]), np.asarray(magnet["cm"]))
+    assert np.array_equal(_magnet_cm(cfg, [city_weights / n for n in CITY_FILES[1:]]), np.asarray(magnet["cm"]))
     # a second command finds the checked folder and resolves to the same config
     assert load_config("cityscapes", city_args(tmp_path, city_weights, city_root)) == cfg
 
@@ -149,6 +148,12 @@ def test_released_defaults_show_the_released_numbers(city_weights: Path, tmp_pat
     assert {k: cfg.paper[f"{k}@256x128"]["miou"] for k in ("downsample", "magnet", "magnet_fast")} == \
         {"downsample": 63.24, "magnet": 68.20, "magnet_fast": 67.37}
     assert "MagNet README" in cfg.paper["magnet@256x128"]["source"]
+    # a published memory figure stays, its source named apart
+    cfg = resolve(load("cityscapes", {"released_weights": str(city_weights), "checkpoint_dir": str(tmp_path),
+                                      "methods": ["magnet"],
+                                      "paper": {"magnet@256x128": {"miou": 67.57, "memory": 1000, "source": "T8"}}}))
+    assert cfg.paper["magnet@256x128"]["miou"] == 68.20 and cfg.paper["magnet@256x128"]["memory"] == 1000
+    assert cfg.paper["magnet@256x128"]["source"].endswith("; memory: T8")
     assert cfg.backbone_path == (city_weights / "cityscapes_hrnet.pth").resolve()
     assert {p.name for p in Path(cfg.method_checkpoint_dir).iterdir()} == {
         RELEASED_JSON, "magnet_refiner_512x256.pt", "magnet_refiner_1024x512.pt", "magnet_refiner_2048x1024.pt"}
@@ -291,3 +296,27 @@ def test_deepglobe_end_to_end(tmp_path: Path, dg_weights: Path) -> None:
         assert rec["provenance"]["released_weights"]["sha256"] == shas
         assert rec["provenance"]["released_weights"]["stages"] == {
             "deepglobe_refinement.pth": "magnet_refiner_80x80_160x160.pt"}
+
+
+SHARED_CITY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cityscapes"
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.skipif(not (SHARED_CITY / "leftImg8bit").is_dir(), reason="../shared/data/cityscapes absent")
+def test_cityscapes_released_settings_at_full_size(tmp_path: Path, city_weights: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's command at the released settings on one real 2048x1024 frame (random weights: format only)."""
+    args = [f"data_root={SHARED_CITY}", "split=train", f"released_weights={city_weights}",
+            "methods=[downsample,magnet_fast,magnet]", "table1_methods=[downsample]", "table1_sizes=[]",
+            f"checkpoint_dir={tmp_path / 'ck'}", f"out_dir={tmp_path / 'runs'}", "warmup=0", "save_predictions=0",
+            "isolate=false", "bootstrap=0", "limit=1"]
+    assert main(["run", "cityscapes", *args]) == 0
+    assert "not the released" not in capsys.readouterr().err  # the shipped config is the released script's
+    recs = [r for r in records(tmp_path / "runs") if r["type"] == "image"]
+    assert {r["method"] for r in recs} == {"downsample", "magnet_fast", "magnet"}
+    assert all(r["status"] == "ok" for r in recs)
+    assert recs[0]["provenance"]["released_weights"]["stages"] == {
+        "cityscapes_refinement_512.pth": "magnet_refiner_512x256.pt",
+        "cityscapes_refinement_1024.pth": "magnet_refiner_1024x512.pt",
+        "cityscapes_refinement_2048.pth": "magnet_refiner_2048x1024.pt"}
