@@ -192,8 +192,10 @@ def dgf_section(classes: int, size: tuple[int, int], coarse: tuple[int, int], re
 
 
 # ---------------------------------------------------------------- backbone
-def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int, int] = (128, 64)) -> nn.Module:
-    """A random backbone whose BN statistics are estimated on random images (eval mode).
+def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int, int] = (128, 64),
+                        images: torch.Tensor | None = None) -> nn.Module:
+    """A random backbone whose BN statistics are estimated on ``images`` (default: two random
+    normal images of ``size`` (w, h)), in eval mode.
 
     With PyTorch's fresh statistics (mean 0, variance 1) folding would barely change a weight;
     calibrated statistics make the folded network differ from the plain one as a trained one does.
@@ -208,7 +210,8 @@ def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int,
         m.momentum = None  # cumulative average over the calibration batch
     model.train()
     with torch.no_grad():
-        model(torch.randn(2, 3, size[1], size[0], generator=torch.Generator().manual_seed(seed)))
+        gen = torch.Generator().manual_seed(seed)
+        model(torch.randn(2, 3, size[1], size[0], generator=gen) if images is None else images)
     for m in norms:
         m.momentum = 0.1
     return model.eval()
