@@ -24,13 +24,15 @@ torch 0.4.1, its pinned version). No BN or ReLU in the heads, as the release.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 Levels = list[torch.Tensor]  # [P5, P4, P3, P2]
+Join = Callable[[torch.Tensor, int, str], torch.Tensor]  # (own map, level, stage) -> layer input
+HeadOut = tuple[torch.Tensor, Levels, Levels, Levels, torch.Tensor]  # output, ps0, ps1, ps2, ps3
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -50,6 +52,7 @@ def _up_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _init_release(module: nn.Module) -> None:
     """The release's head init: N(0, 0.01) weights, zero biases, on every direct child."""
     for m in module.children():
+        assert isinstance(m, nn.Conv2d) and m.bias is not None  # the heads hold biased convolutions only
         nn.init.normal_(m.weight, mean=0.0, std=0.01)
         nn.init.constant_(m.bias, 0.0)
 
@@ -70,9 +73,15 @@ class _Head(nn.Module):
     """Shared forward of the three pyramid variants; ``join(own, i, stage)`` supplies the input of
     layer ``i`` of each stage (the concatenation with the other branch, or ``own`` alone)."""
 
-    def _run(self, c: Sequence[torch.Tensor], suffix: str, join) -> tuple[Levels, Levels, Levels]:
+    smooth: nn.Conv2d
+    classify: nn.Conv2d
+
+    def _run(self, c: Sequence[torch.Tensor], suffix: str, join: Join) -> tuple[Levels, Levels, Levels]:
         c2, c3, c4, c5 = c
-        layer = lambda name: getattr(self, name + suffix)
+
+        def layer(name: str) -> nn.Module:
+            return getattr(self, name + suffix)
+
         p5 = layer("toplayer")(join(c5, 3, "c"))
         p4 = _up_add(p5, layer("latlayer1")(join(c4, 2, "c")))
         p3 = _up_add(p4, layer("latlayer2")(join(c3, 1, "c")))
@@ -82,7 +91,7 @@ class _Head(nn.Module):
         ps2 = [layer(f"smooth{k + 1}_2")(join(p, k, "ps1")) for k, p in enumerate(ps1)]
         return ps0, ps1, ps2
 
-    def _classify(self, ps2: Levels, join, fuse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _classify(self, ps2: Levels, join: Join, fuse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         p = _concatenate(*[join(p, k, "ps2") for k, p in enumerate(ps2)])
         ps3 = self.smooth(p) if fuse else p
         return self.classify(ps3), ps3
@@ -107,7 +116,7 @@ class GlobalFPN(_Head):
         self.smooth = nn.Conv2d(head * 4 * 2, head * 4, 3, padding=1)
         _init_release(self)
 
-    def forward(self, c: Sequence[torch.Tensor], ext: dict[str, Sequence[torch.Tensor]] | None = None):
+    def forward(self, c: Sequence[torch.Tensor], ext: dict[str, Sequence[torch.Tensor]] | None = None) -> HeadOut:
         """Args:
             c: (c2, c3, c4, c5) of the global image.
             ext: None, or the local features aggregated to the global maps' sizes:
@@ -117,7 +126,9 @@ class GlobalFPN(_Head):
             (output, ps0, ps1, ps2, ps3); see the module docstring.
         """
         if ext is None:
-            own = lambda x, i, stage: x
+            def own(x: torch.Tensor, i: int, stage: str) -> torch.Tensor:
+                return x
+
             ps0, ps1, ps2 = self._run(c, "", own)
             return self._finish(ps0, ps1, ps2, own, fuse=False)
 
@@ -127,7 +138,7 @@ class GlobalFPN(_Head):
         ps0, ps1, ps2 = self._run(c, "_ext", cat)
         return self._finish(ps0, ps1, ps2, cat, fuse=True)
 
-    def _finish(self, ps0: Levels, ps1: Levels, ps2: Levels, join, fuse: bool):
+    def _finish(self, ps0: Levels, ps1: Levels, ps2: Levels, join: Join, fuse: bool) -> HeadOut:
         output, ps3 = self._classify(ps2, join, fuse)
         return output, ps0, ps1, ps2, ps3
 
@@ -146,7 +157,7 @@ class LocalFPN(_Head):
         self.classify = nn.Conv2d(head * 4, num_classes, 3, padding=1)
         _init_release(self)
 
-    def forward(self, c: Sequence[torch.Tensor], crops: dict[str, Sequence[torch.Tensor]]):
+    def forward(self, c: Sequence[torch.Tensor], crops: dict[str, Sequence[torch.Tensor]]) -> HeadOut:
         """Args:
             c: (c2, c3, c4, c5) of the patches (B, ...).
             crops: the global branch's maps cropped to the patches (B, ...), any size:

@@ -85,7 +85,10 @@ def predict_view(image: np.ndarray, model: GLNet, fixed: GLNet | None, stage: in
         return F.interpolate(out, size=(H, W), mode="nearest")[0]
     grid = patch_grid((H, W), patch_hw, min_overlap)
     batches = chunks(len(grid.boxes), sub_batch)
-    patches = lambda idx: to_unit(np.stack([grid.crop(image, i) for i in idx]), device)
+
+    def patches(idx: list[int]) -> torch.Tensor:
+        return to_unit(np.stack([grid.crop(image, i) for i in idx]), device)
+
     canvas = torch.zeros(model.num_classes, H, W, device=device)
     if stage == 2:
         glob = model.global_branch(xg)
@@ -93,6 +96,8 @@ def predict_view(image: np.ndarray, model: GLNet, fixed: GLNet | None, stage: in
             local = model.local_branch(patches(idx), glob, grid, idx)
             _paste(canvas, model.ensemble(local.ps3, glob.ps3, grid, idx)[0], grid, idx)
         return canvas
+    if fixed is None:
+        raise ValueError("glnet stage 3 needs the fixed stage-1 global branch")
     glob_fixed = fixed.global_branch(xg)
     agg = Aggregator(glob_fixed, grid)
     ps3 = []
@@ -119,7 +124,7 @@ def views(n: int) -> list[tuple[bool, int]]:
 def predict(image: np.ndarray, model: GLNet, fixed: GLNet | None, cfg: Any, global_hw: Sequence[int],
             patch_hw: Sequence[int], device: torch.device) -> torch.Tensor:
     """(H, W) int64 labels: the argmax of the logits summed over ``cfg.views`` views."""
-    total = None
+    total: torch.Tensor | None = None
     for flip, k in views(cfg.views):
         view = np.flip(image, 1) if flip else image
         view = np.ascontiguousarray(np.rot90(view, k))  # counter-clockwise, as PIL's rotate(90)
@@ -130,4 +135,5 @@ def predict(image: np.ndarray, model: GLNet, fixed: GLNet | None, cfg: Any, glob
         if flip:
             s = s.flip(2)
         total = s if total is None else total + s
+    assert total is not None  # views() is never empty
     return total.argmax(0)

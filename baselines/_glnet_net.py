@@ -145,9 +145,9 @@ class Aggregator:
         for k in SHARED:
             for j, f in enumerate(getattr(local, k)):
                 H, W = self.sizes[k][j]
-                if self.canvas[k][j] is None:
-                    self.canvas[k][j] = f.new_zeros(1, f.shape[1], H, W)
                 canvas = self.canvas[k][j]
+                if canvas is None:
+                    canvas = self.canvas[k][j] = f.new_zeros(1, f.shape[1], H, W)
                 for b, i in enumerate(index):
                     top, left, h, w = feature_box((H, W), self.grid.top_lefts[i], self.grid.ratio)
                     canvas[:, :, top:top + h, left:left + w] += resize(f[b:b + 1], (h, w))

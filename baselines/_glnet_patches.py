@@ -64,7 +64,7 @@ class PatchGrid:
     def top_lefts(self) -> list[tuple[float, float]]:
         """(top / H, left / W) per patch: the release's ``coordinates``."""
         H, W = self.image_hw
-        return [(t / H, l / W) for t, l in self.boxes]
+        return [(t / H, left / W) for t, left in self.boxes]
 
     @property
     def ratio(self) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def patch_grid(image_hw: Sequence[int], patch_hw: Sequence[int], min_overlap: fl
     ph, pw = int(patch_hw[0]), int(patch_hw[1])
     tops = axis_starts(H, ph, min_overlap)
     lefts = axis_starts(W, pw, min_overlap)
-    return PatchGrid((H, W), (ph, pw), tuple((t, l) for t in tops for l in lefts))
+    return PatchGrid((H, W), (ph, pw), tuple((t, left) for t in tops for left in lefts))
 
 
 def feature_box(map_hw: Sequence[int], top_left: tuple[float, float], ratio: tuple[float, float]) -> tuple[int, int, int, int]:

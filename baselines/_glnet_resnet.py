@@ -19,7 +19,8 @@ from torch import nn
 
 from bench.backbones.resnet import BasicBlock, Bottleneck, make_res_layer
 
-DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
+DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
 RELEASE_BN_MOMENTUM = 0.1  # PyTorch's default, which the release never changes
 
 
@@ -33,6 +34,11 @@ class GLResNet(nn.Module):
         depth: 18 or 50.
         base_width: width of the stem and of ``layer1`` before the block expansion (64 standard).
     """
+
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, depth: int = 50, base_width: int = 64) -> None:
         super().__init__()

@@ -28,7 +28,7 @@ loss keeps one term per image, as the release's per-sub-batch backward).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +107,8 @@ class View:
     grid: PatchGrid
 
 
-def _labels(labels: list[np.ndarray], size_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.stack([resize_label(l, size_hw) for l in labels]).astype(np.int64)).to(device)
+def _labels(labels: list[np.ndarray], size_hw: Sequence[int], device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack([resize_label(lab, size_hw) for lab in labels]).astype(np.int64)).to(device)
 
 
 def _loop(what: str, iterations: int, params: list[torch.nn.Parameter], lr: float, cfg: Any,
@@ -147,7 +147,7 @@ def train_global(model: GLNet, data: TrainViews, cfg: Any, device: torch.device,
     model.train()
     model.resnet_local.eval()
 
-    def step():
+    def step() -> tuple[torch.Tensor, dict[str, float]]:
         views = [data.view(data.draw(rng)) for _ in range(cfg.batch_size)]
         out = model.global_branch(_batch(views)).out
         return focal_loss(out, _labels([v.label for v in views], out.shape[-2:], device), cfg.gamma,
@@ -171,7 +171,10 @@ class PatchBatch:
 def _patches(views: list[View], globs: list[tuple[Branch, int]], cfg: Any, rng: np.random.Generator,
              device: torch.device) -> PatchBatch:
     """Draw ``patches_per_image`` patches of each view; crops come from image ``b`` of ``glob``."""
-    xs, crops, labels, segments = [], [], [], []
+    xs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    crops: list[dict] = []
+    segments: list[tuple[int, list[int]]] = []
     for pos, (v, (glob, b)) in enumerate(zip(views, globs)):
         idx = _subset(len(v.grid.boxes), cfg.patches_per_image, rng)
         xs.extend(v.grid.crop(v.image, i) for i in idx)
@@ -183,10 +186,13 @@ def _patches(views: list[View], globs: list[tuple[Branch, int]], cfg: Any, rng: 
 
 def _per_view(fn: Callable[[slice], torch.Tensor], segments: list) -> torch.Tensor:
     """Sum over views of ``fn(rows of that view)``: the release sums one loss per patch sub-batch."""
-    total, start = 0.0, 0
+    parts, start = [], 0
     for _, idx in segments:
-        total = total + fn(slice(start, start + len(idx)))
+        parts.append(fn(slice(start, start + len(idx))))
         start += len(idx)
+    total = parts[0]
+    for part in parts[1:]:  # in order, as the release's successive backward passes accumulate
+        total = total + part
     return total
 
 
@@ -204,7 +210,7 @@ def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.d
     model.train()
     model.resnet_global.eval()
 
-    def step():
+    def step() -> tuple[torch.Tensor, dict[str, float]]:
         views = [data.view(data.draw(rng)) for _ in range(cfg.batch_size)]
         with torch.no_grad():  # eval-mode BN: the batch gives each image its own result
             glob = model.global_branch(_batch(views))
@@ -212,7 +218,10 @@ def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.d
         local = model.local_from_crops(batch.x, batch.crops)
         ens, g = _ensemble(model, local.ps3, glob.ps3, views, batch)
         lab = _labels(batch.labels, ens.shape[-2:], device)
-        focal = lambda out, r: focal_loss(out[r], lab[r], cfg.gamma, ignore_index=ignore)
+
+        def focal(out: torch.Tensor, r: slice) -> torch.Tensor:
+            return focal_loss(out[r], lab[r], cfg.gamma, ignore_index=ignore)
+
         mse = _per_view(lambda r: F.mse_loss(local.ps3[r], g[r]), batch.segments)
         loss = _per_view(lambda r: focal(local.out, r) + focal(ens, r), batch.segments) + cfg.lamb_fmreg * mse
         return loss, {"fmreg": float(mse.detach()) / len(views)}
@@ -243,7 +252,7 @@ def train_local2global(model: GLNet, fixed: GLNet, data: TrainViews, cfg: Any, d
     fixed.eval()
     cache: dict[tuple[int, bool, int], tuple[Branch, dict]] = {}
 
-    def step():
+    def step() -> tuple[torch.Tensor, dict[str, float]]:
         keys = [data.draw(rng) for _ in range(cfg.batch_size)]
         views = [data.view(k) for k in keys]
         for key, v in zip(keys, views):
