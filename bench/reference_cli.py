@@ -9,9 +9,9 @@ evaluated and described without training again (its manifest says so: ``train_se
 ``--add METHOD[,METHOD]`` extends the installed reference set by the weights of methods it lacks
 (a method added to the harness after the set was made): the set is copied to
 ``results/reference/<dataset>-add/weights``, only the missing weights are trained there with the
-set's own seed, every file of the old set must come out byte-identical, the whole sweep is
-evaluated again and the manifest rewritten with an ``additions`` entry (method, seconds, command,
-git sha, fingerprint). ``--install`` then installs the extended set.
+set's own seed, every file of the old set must come out byte-identical, the new methods' units
+are evaluated (the others keep the old manifest's metrics: their files did not change) and the
+manifest is rewritten with an ``additions`` entry (method, seconds, command, git sha, fingerprint). ``--install`` then installs the extended set.
 
 A seed ``k`` sets the config's ``seed`` (backbone, MagNet) and the ``seed`` option of every method
 that has one (DGF, PointRend, SegFix), so two seeds differ in every learned weight.
@@ -100,11 +100,15 @@ def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     return json.loads(json.dumps(out), parse_constant=lambda _: None)  # NaN -> null
 
 
-def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None, note: str = "") -> dict[str, Any]:
-    """The manifest of ``cfg.checkpoint_path`` after training and evaluating ``cfg``."""
+def build_manifest(cfg: BenchConfig, command: str, train_seconds: float | None, note: str = "",
+                   metrics: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest of ``cfg.checkpoint_path`` after training and evaluating ``cfg``.
+
+    ``metrics`` (per unit, as :func:`unit_metrics` gives them) defaults to the records of ``cfg``'s run.
+    """
     folder = cfg.checkpoint_path
     uses = unit_files(cfg)
-    metrics = unit_metrics(cfg)
+    metrics = unit_metrics(cfg) if metrics is None else metrics
     files = {}
     for path in reference.weight_files(folder):
         rel = path.relative_to(folder).as_posix()
@@ -222,8 +226,13 @@ def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], com
     for rel, entry in old["files"].items():
         if not (folder / rel).is_file() or reference.sha256(folder / rel) != entry["sha256"]:
             raise RuntimeError(f"training --add {','.join(methods)} changed {rel} of the reference set: refusing")
-    _sweep_and_render(cfg)
-    manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""))
+    # only the new methods' units are evaluated: every other file is byte-identical, so its units'
+    # metrics are the old manifest's
+    added = dataclasses.replace(cfg, methods=[m for m in cfg.methods if m in methods],
+                                table1_methods=[m for m in cfg.table1_methods if m in methods])
+    _sweep_and_render(added)
+    metrics = {**old["metrics"], **unit_metrics(added)}
+    manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""), metrics)
     new_files = sorted(set(manifest["files"]) - set(old["files"]))
     manifest["additions"] = [*old.get("additions", []), {
         "methods": list(methods), "files": new_files, "train_seconds": seconds, "command": command,
