@@ -84,9 +84,13 @@ def _source_stamp(target: str) -> str | None:
 
 
 def _option_cache_path() -> Path:
+    """``results/.cache/method_options.json``, or ``$MAGNET_BENCH_CACHE/method_options.json`` (tests)."""
+    import os
+
     from bench.config import REPO_DIR
 
-    return REPO_DIR / OPTION_CACHE
+    folder = os.environ.get("MAGNET_BENCH_CACHE")
+    return Path(folder) / OPTION_CACHE.name if folder else REPO_DIR / OPTION_CACHE
 
 
 def cached_fields(target: str) -> set[str] | None:

@@ -226,13 +226,15 @@ def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
     assert [g.rsplit(".", 1)[-1] for g in foreign_globals(tmp_path / "bad.pt")] == ["_NotWeights"]
 
 
-def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path):
+def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path, monkeypatch):
     """After one run has imported magnet, its option names are cached: a typo then needs no torch."""
     import subprocess
     import sys
 
     from bench import validate
     from bench.config import load
+
+    monkeypatch.setenv("MAGNET_BENCH_CACHE", str(tmp_path / "cache"))  # never the repository's cache
 
     validate.check_method_options(load("synthetic", {"magnet.n_points": 0.5}))  # fills the cache
     fake = tmp_path / "fake" / "torch"
@@ -245,17 +247,20 @@ def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path):
     assert proc.returncode == 2 and "did you mean 'n_points'" in proc.stderr, proc.stderr
 
 
-def test_the_option_cache_is_ignored_once_the_sources_change(monkeypatch):
+def test_the_option_cache_is_ignored_once_the_sources_change(tmp_path, monkeypatch):
     from bench import validate
     from bench.config import load
     from bench.registry import method_paths
 
+    monkeypatch.setenv("MAGNET_BENCH_CACHE", str(tmp_path / "cache"))  # never the repository's cache
+    real_stamp = validate._source_stamp
     target = method_paths()["magnet"]
     monkeypatch.setattr(validate, "_source_stamp", lambda t: "sources-v1")
     validate.store_fields(target, {"only_this"})
     assert validate.cached_fields(target) == {"only_this"}
     monkeypatch.setattr(validate, "_source_stamp", lambda t: "sources-v2")  # a file of magnet/ was edited
     assert validate.cached_fields(target) is None
-    monkeypatch.undo()
+    monkeypatch.setattr(validate, "_source_stamp", real_stamp)
     validate.check_method_options(load("synthetic", {"magnet.n_points": 0.5}))  # a miss: imports, stores the truth
     assert "n_points" in validate.cached_fields(target)
+    assert (tmp_path / "cache" / "method_options.json").is_file()
