@@ -101,7 +101,8 @@ def cached_fields(target: str) -> set[str] | None:
         entry = json.loads(_option_cache_path().read_text()).get(target)
     except (OSError, ValueError):
         return None
-    if not entry or entry.get("stamp") != _source_stamp(target):
+    stamp = _source_stamp(target)
+    if not entry or stamp is None or entry.get("stamp") != stamp:  # no sources found: nothing to trust
         return None
     return set(entry["fields"])
 
