@@ -44,6 +44,13 @@ test-all: ready
 bench: ready
 	$(PY) -m bench run $(DATASET) $(ROOT_ARG) $(ARGS)
 
+# The extended sweep: the default methods plus those too slow for the 5-minute default (CascadePSP:
+# about 35 s of CPU per synthetic image), records in results/runs/<dataset>-full.
+FULL_METHODS ?= cascadepsp
+.PHONY: bench-full
+bench-full: ready
+	$(PY) -m bench run $(DATASET) $(ROOT_ARG) "methods=[$$($(PY) -c "from bench.config import load; print(','.join(load('$(DATASET)').methods))"),$(FULL_METHODS)]" out_dir=results/runs/$(DATASET)-full $(ARGS)
+
 train: ready
 	$(PY) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)
 
