@@ -344,12 +344,19 @@ def test_hrnet_imagenet_body_loading(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- inference copy (BN folded, channels-last)
 def _plain(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    before = model.inference_copy
     model.inference_copy = False
     try:
         with torch.no_grad():
             return model(x)
     finally:
-        model.inference_copy = True
+        model.inference_copy = before
+
+
+def test_inference_copy_is_opt_in() -> None:
+    """Folding BN moves labels at near-ties, so the default forward stays the plain one."""
+    assert create_backbone("hrnet18_small_v2_ocr", 19).inference_copy is False
+    assert create_backbone("hrnet18_small_v2_ocr", 19, inference_copy=True).inference_copy is True
 
 
 def test_fold_batchnorm_folds_every_pair_and_keeps_the_function(hrnet: HRNetOCR) -> None:
@@ -383,6 +390,7 @@ def test_fold_matches_on_the_light_and_fpn_backbones() -> None:
 
 
 def test_inference_copy_only_in_eval_without_grad_and_rebuilt_on_new_weights(hrnet: HRNetOCR) -> None:
+    hrnet.inference_copy = True
     x = torch.randn(1, 3, 16, 24)
     with torch.no_grad():
         out = hrnet(x)
