@@ -228,8 +228,8 @@ def add_methods(dataset: str, methods: list[str], overrides: dict[str, Any], com
             raise RuntimeError(f"training --add {','.join(methods)} changed {rel} of the reference set: refusing")
     # only the new methods' units are evaluated: every other file is byte-identical, so its units'
     # metrics are the old manifest's
-    added = dataclasses.replace(cfg, methods=[m for m in cfg.methods if m in methods],
-                                table1_methods=[m for m in cfg.table1_methods if m in methods])
+    added = dataclasses.replace(cfg, methods=tuple(m for m in cfg.methods if m in methods),
+                                table1_methods=tuple(m for m in cfg.table1_methods if m in methods))
     _sweep_and_render(added)
     metrics = {**old["metrics"], **unit_metrics(added)}
     manifest = build_manifest(cfg, old["command"], old.get("train_seconds"), old.get("note", ""), metrics)
