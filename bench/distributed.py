@@ -31,7 +31,7 @@ import contextlib
 import datetime
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -169,7 +169,7 @@ def trains_data_parallel(name: str) -> bool:
     return bool(getattr(cls, "data_parallel_train", False))
 
 
-def gather_results(results: dict[Any, str]) -> dict[Any, str] | None:
+def gather_results(results: Mapping[Any, str]) -> dict[Any, str] | None:
     """The end of the sweep: wait for every rank, then merge their unit statuses on rank 0.
 
     Args:
@@ -180,7 +180,7 @@ def gather_results(results: dict[Any, str]) -> dict[Any, str] | None:
         ``done`` that any rank reported, else ``ok``. On the other ranks None: they are done.
     """
     if not active():
-        return results
+        return dict(results)
     everyone: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, results, group=_state["coord"])
     if dist.get_rank() != 0:

@@ -41,11 +41,11 @@ def _globals(data: bytes) -> list[str]:
             elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
                 strings.append(str(arg))
             elif op.name in ("BINPUT", "LONG_BINPUT", "PUT") and strings:
-                memo[int(arg)] = strings[-1]
+                memo[int(str(arg))] = strings[-1]
             elif op.name == "MEMOIZE" and strings:
                 memo[len(memo)] = strings[-1]
-            elif op.name in ("BINGET", "LONG_BINGET", "GET") and int(arg) in memo:
-                strings.append(memo[int(arg)])
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and int(str(arg)) in memo:
+                strings.append(memo[int(str(arg))])
             elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
                 found.append(f"{strings[-2]}.{strings[-1]}")
             elif op.name == "STOP":

@@ -39,8 +39,15 @@ class ReferenceWrite(RuntimeError):
 
 
 def sha256(path: Path) -> str:
-    """Full hex sha256 of a file's bytes (``bench.config.file_digest`` untruncated)."""
-    return file_digest(path, length=64)
+    """Full hex sha256 of a file's bytes (``bench.config.file_digest`` untruncated).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+    """
+    digest = file_digest(path, length=64)
+    if digest is None:
+        raise FileNotFoundError(f"no file at {path}")
+    return digest
 
 
 def is_reference(folder: Path) -> bool:

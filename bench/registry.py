@@ -14,6 +14,10 @@ import fnmatch
 import importlib
 import os
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # bench.interface imports torch; the registry must not
+    from bench.interface import Method
 
 ENTRY_POINT_GROUP = "magnet_bench.methods"
 ENV_VAR = "MAGNET_BENCH_METHODS"
@@ -69,7 +73,7 @@ def _suggest(name: str, names: list[str]) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def resolve(name: str) -> type:
+def resolve(name: str) -> type[Method]:
     """Import and return the class registered under ``name``.
 
     Raises:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from bench import distributed, measure, procs, records, reference, run_folder
 from bench.checkpoint_meta import StaleCheckpoint
 from bench.config import BenchConfig, build, format_size
-from bench.interface import MethodContext
+from bench.interface import Method, MethodContext
 from bench.predictions import save_unit_predictions
 from bench.registry import MethodUnavailable, resolve
 from bench.status import Status, parse
@@ -123,7 +123,7 @@ def _failed_image(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int],
           file=sys.stderr, flush=True)
 
 
-def _sweep_images(cfg: BenchConfig, name: str, cls: type, size: tuple[int, int], ukey: str, dataset: Any,
+def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[int, int], ukey: str, dataset: Any,
                   pending: list[int], method: Any, backbone: Any, ctx: MethodContext,
                   probe: measure.MemoryProbe) -> Status:
     """Every pending image of one unit; returns ``ok``, ``partial`` (some image failed) or ``oom``."""

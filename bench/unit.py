@@ -28,7 +28,7 @@ from bench import checkpoint_meta, measure, reference
 from bench.coarse import compute_coarse
 from bench.config import BenchConfig, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_class, dataset_info
-from bench.interface import DatasetInfo, MethodContext, config_from_mapping
+from bench.interface import DatasetInfo, Method, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix
 from bench.registry import MethodUnavailable, resolve
 from bench.splits import open_split, split_image_size  # noqa: F401 - part of this module's API
@@ -72,7 +72,7 @@ def _split_facts(dataset: str, root: str | None, split: str, data_json: str, tra
     if kwargs.get("size") is not None:
         kwargs["size"] = parse_size(kwargs["size"])
     opened = create_dataset(dataset, root=root, split=split, **kwargs)
-    return stable_hash(list(opened.ids())), tuple(image_size(opened))
+    return stable_hash(list(opened.ids())), image_size(opened)
 
 
 def _facts(cfg: BenchConfig, split: str | None) -> tuple[str, tuple[int, int]]:
@@ -98,7 +98,7 @@ def image_size(dataset: Any) -> tuple[int, int]:
     """Nominal (w, h) of a dataset's images (the first image's size when it has none)."""
     size = getattr(dataset, "image_size", None)
     if size:
-        return tuple(size)
+        return int(size[0]), int(size[1])
     first = dataset[0].image
     return first.shape[1], first.shape[0]
 
@@ -129,8 +129,9 @@ def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> 
 def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], device: torch.device,
                  backbone: Any, full_size: tuple[int, int]) -> MethodContext:
     method_dir = cfg.method_checkpoint_path(size, file_digest(cfg.backbone_path, length=8))
-    return MethodContext(num_classes=info.num_classes, input_size=tuple(size), device=device, backbone=backbone,
-                         checkpoint_dir=method_dir, dataset=info, image_size=tuple(full_size),
+    return MethodContext(num_classes=info.num_classes, input_size=(int(size[0]), int(size[1])), device=device,
+                         backbone=backbone, checkpoint_dir=method_dir, dataset=info,
+                         image_size=(int(full_size[0]), int(full_size[1])),
                          options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
 
 
@@ -139,23 +140,25 @@ def nominal_full_size(cfg: BenchConfig) -> tuple[int, int]:
     if cfg.data.get("size"):
         return parse_size(cfg.data["size"])
     klass = dataset_class(cfg.dataset)
-    return tuple(getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0))
+    w, h = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
+    return int(w), int(h)
 
 
-def context_for(cfg: BenchConfig, cls: type, size: tuple[int, int] | None = None) -> MethodContext:
+def context_for(cfg: BenchConfig, cls: type[Method], size: tuple[int, int] | None = None) -> MethodContext:
     """A ready context for one method: the config's device and input size, the trained backbone."""
     device = torch.device(cfg.device)
     info = dataset_info(cfg)
     backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
-    return make_context(cfg, info, tuple(size or cfg.input_size), device, backbone, nominal_full_size(cfg))
+    w, h = size or cfg.input_size
+    return make_context(cfg, info, (int(w), int(h)), device, backbone, nominal_full_size(cfg))
 
 
-def method_config(cfg: BenchConfig, cls: type, name: str) -> Any:
+def method_config(cfg: BenchConfig, cls: type[Method], name: str) -> Any:
     """The method's frozen Config: dataclass defaults < configs/methods/<name>.yaml < sweep overrides."""
     return config_from_mapping(cls.Config, method_config_values(cfg, name))
 
 
-def checkpoint_files(cfg: BenchConfig, cls: type, mcfg: Any, ctx: MethodContext) -> dict[str, Path]:
+def checkpoint_files(cfg: BenchConfig, cls: type[Method], mcfg: Any, ctx: MethodContext) -> dict[str, Path]:
     """The weight files a method loads in ``ctx``, by key (the backbone under ``backbone``)."""
     paths = dict(cls.checkpoints(mcfg, ctx))
     if cls.needs_backbone or cls.uses_coarse:
@@ -163,7 +166,7 @@ def checkpoint_files(cfg: BenchConfig, cls: type, mcfg: Any, ctx: MethodContext)
     return paths
 
 
-def unit_key(cfg: BenchConfig, name: str, cls: type, mcfg: Any, size: tuple[int, int], ctx: MethodContext) -> str:
+def unit_key(cfg: BenchConfig, name: str, cls: type[Method], mcfg: Any, size: tuple[int, int], ctx: MethodContext) -> str:
     """Hash of everything a unit's results depend on (see the module docstring for what is left out)."""
     weights = {k: file_digest(p) for k, p in checkpoint_files(cfg, cls, mcfg, ctx).items()}
     return stable_hash({
@@ -202,7 +205,7 @@ def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str]:
     return {(name, size): key_of(cfg, name, size) for name, size in cfg.units()}
 
 
-def prepare(cfg: BenchConfig, cls: type, name: str, mcfg: Any, size: tuple[int, int], device: torch.device,
+def prepare(cfg: BenchConfig, cls: type[Method], name: str, mcfg: Any, size: tuple[int, int], device: torch.device,
             info: DatasetInfo, full: tuple[int, int]) -> tuple[Any, Any, MethodContext]:
     """Verify, load and build one unit's method: ``(method, backbone or None, context)``.
 
@@ -224,7 +227,7 @@ def prepare(cfg: BenchConfig, cls: type, name: str, mcfg: Any, size: tuple[int, 
     return cls(mcfg, ctx), backbone, ctx
 
 
-def predict(method: Any, cls: type, sample: Any, backbone: Any, ctx: MethodContext,
+def predict(method: Any, cls: type[Method], sample: Any, backbone: Any, ctx: MethodContext,
             probe: measure.MemoryProbe) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
     """One timed coarse + refine; returns (H, W) int64 labels, timings (ms) and memory.
 

@@ -14,7 +14,10 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch-free at run time: these checks must not import torch
+    from bench.interface import Method
 
 from bench.config import BenchConfig
 from bench.errors import UserError, one_line
@@ -45,7 +48,7 @@ def check_methods(cfg: BenchConfig) -> None:
                 raise UserError(f"{key}: unknown method {name!r}{_suggest(name, known)} known: {sorted(known)}")
 
 
-def _method_class(name: str) -> type | None:
+def _method_class(name: str) -> type[Method] | None:
     """The registered class, or None when its optional dependency is missing (recorded as unavailable)."""
     from bench.registry import MethodUnavailable, resolve
 
@@ -147,10 +150,10 @@ def check_method_options(cfg: BenchConfig) -> None:
             raise UserError(f"{keys}: unknown method {method!r}{_suggest(method, known)} (a <method>.<option> key "
                             f"needs a registered method; known: {sorted(known)})")
     for method, options in cfg.method_options.items():  # option names from the cache: no import
-        fields = cached_fields(known[method])
-        for option in options if fields is not None else ():
-            if option not in fields:
-                raise _unknown_option(method, option, fields)
+        cached = cached_fields(known[method])
+        for option in options if cached is not None else ():
+            if cached is not None and option not in cached:
+                raise _unknown_option(method, option, cached)
     for method, options in cfg.method_options.items():
         cls = _method_class(method)
         if cls is None:
