@@ -164,53 +164,43 @@ TORCH_FREE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "message"), TORCH_FREE_ERRORS, ids=[o[0] for o, _ in TORCH_FREE_ERRORS])
-def test_common_user_errors_never_import_torch(tmp_path, overrides, message):
-    """A fresh ``bench run`` with these mistakes stops before torch is imported (its import costs seconds).
+def _run_without_torch(tmp_path, *args):
+    """``python -m bench run ARGS`` with a stand-in ``torch`` first on the path that raises on import.
 
-    A stand-in ``torch`` package that raises on import (with a CPU build's ``version.py``) comes first
-    on the path: an error path that imported torch would end in its ImportError, not the one line.
+    Its ``version.py`` reads like a CPU build's, so the CUDA check can read it; any error path that
+    imported torch would end in the stand-in's ImportError, not the one-line user error.
     """
+    import os
     import subprocess
     import sys
 
     fake = tmp_path / "fake" / "torch"
-    fake.mkdir(parents=True)
+    fake.mkdir(parents=True, exist_ok=True)
     (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
     (fake / "version.py").write_text("cuda = None\n")
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", f"out_dir={tmp_path / 'r'}", *overrides],
-                          capture_output=True, text=True, env=env, timeout=60)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    return subprocess.run([sys.executable, "-m", "bench", "run", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+@pytest.mark.parametrize(("overrides", "message"), TORCH_FREE_ERRORS, ids=[o[0] for o, _ in TORCH_FREE_ERRORS])
+def test_common_user_errors_never_import_torch(tmp_path, overrides, message):
+    """A fresh ``bench run`` with these mistakes stops before torch is imported (its import costs seconds)."""
+    proc = _run_without_torch(tmp_path, "synthetic", f"out_dir={tmp_path / 'r'}", *overrides)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "r").exists()
 
 
 def test_missing_data_folder_never_imports_torch(tmp_path):
-    import subprocess
-    import sys
-
-    fake = tmp_path / "fake" / "torch"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "cityscapes", f"data_root={tmp_path / 'nowhere'}"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = _run_without_torch(tmp_path, "cityscapes", f"data_root={tmp_path / 'nowhere'}")
     assert proc.returncode == 2 and "nowhere does not exist" in proc.stderr, proc.stderr
 
 
 def test_a_pickled_model_is_refused_without_importing_torch(tmp_path):
-    import subprocess
-    import sys
-
     bad = tmp_path / "full_model.pt"
     torch.save({"model": _NotWeights()}, bad)
-    fake = tmp_path / "fake" / "torch"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", f"backbone_checkpoint={bad}",
-                           f"out_dir={tmp_path / 'r'}"], capture_output=True, text=True, env=env, timeout=60)
+    proc = _run_without_torch(tmp_path, "synthetic", f"backbone_checkpoint={bad}", f"out_dir={tmp_path / 'r'}")
     assert proc.returncode == 2, proc.stderr
     assert f"{bad}: refused by torch.load(weights_only=True)" in proc.stderr and "_NotWeights" in proc.stderr
     assert proc.stderr.count("\n") == 1
@@ -228,22 +218,13 @@ def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
 
 def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path, monkeypatch):
     """After one run has imported magnet, its option names are cached: a typo then needs no torch."""
-    import subprocess
-    import sys
-
     from bench import validate
     from bench.config import load
 
     monkeypatch.setenv("MAGNET_BENCH_CACHE", str(tmp_path / "cache"))  # never the repository's cache
 
     validate.check_method_options(load("synthetic", {"magnet.n_points": 0.5}))  # fills the cache
-    fake = tmp_path / "fake" / "torch"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('torch imported on an error path')\n")
-    (fake / "version.py").write_text("cuda = None\n")
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "synthetic", "magnet.n_pointz=3",
-                           f"out_dir={tmp_path / 'r'}"], capture_output=True, text=True, env=env, timeout=60)
+    proc = _run_without_torch(tmp_path, "synthetic", "magnet.n_pointz=3", f"out_dir={tmp_path / 'r'}")
     assert proc.returncode == 2 and "did you mean 'n_points'" in proc.stderr, proc.stderr
 
 
