@@ -188,6 +188,10 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     notes.append(f"Ours: {ours_text} (config `ours`); previous: {prev_text}. Best of ours per column in red (LaTeX) / "
                  f"bold (Markdown), best of previous in blue / italics. Improvement = best of ours minus best of "
                  f"previous, per column, of the printed values (the supplement's definition).")
+    left_out = [r.display for (m, s), r in results.items() if s == size and m not in order]
+    if left_out:  # a swept method (a plugin, GLNet) is never dropped without a word
+        notes.append(f"Not in this table (not in `table2_methods`): {', '.join(sorted(left_out))}; "
+                     f"`table2_methods=[...]` lists Table 2's rows.")
     for side in ("ours", "previous"):
         if best_names[side]:
             notes.append(f"Best of {side}: " + "; ".join(f"{m} ({', '.join(cols)})"

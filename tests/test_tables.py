@@ -202,6 +202,14 @@ def test_ours_comes_from_the_config():
     assert [r[0] for r in order.rows[:3]] == ["MagNet", "Patching", "Downsample"]
 
 
+def test_a_swept_method_left_out_of_table2_is_named():
+    # a plugin or GLNet swept but not listed in table2_methods: never dropped without a word
+    t2 = _tables_with(table2_methods=["magnet", "downsample"])[1]
+    assert [r[0] for r in t2.rows[:2]] == ["MagNet", "Downsample"]
+    assert "Not in this table (not in `table2_methods`): DenseCRF, Patching; " in t2.text  # DenseCRF failed: still named
+    assert "Not in this table" not in _tables()[1].text  # every method listed (the default order)
+
+
 def test_best_of_each_side_named_and_marked_in_both_formats():
     t2 = _tables()[1]
     assert "Best of previous: Patching (mBA, mIoU, road, pole, sky); Downsample (sky)." in t2.text
