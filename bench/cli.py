@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.config import build, load, parse_overrides
@@ -148,10 +149,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if any(s == "missing" or s.startswith(("untrainable", "stale")) for s in status.values()) else 0
 
 
+@contextlib.contextmanager
+def _dataset_read(what: str) -> Iterator[None]:
+    """A data folder the command needs (the folder dataset's ``classes.yaml``) missing or malformed: exit 2, one line."""
+    from bench.datasets.base import DataFormatError
+
+    try:
+        yield
+    except (FileNotFoundError, DataFormatError) as err:
+        raise UserError(f"{what}: {one_line(str(err))}") from err
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     from bench.tables import render
 
-    paths = render(_run_cfg(args))
+    cfg = _run_cfg(args)
+    with _dataset_read(f"tables of {cfg.dataset} need its class names"):
+        paths = render(cfg)
     print(paths[0].read_text())
     return 0
 
@@ -178,7 +192,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     args.overrides = overrides
     cfg = _run_cfg(args)
     try:
-        text, results = run_score(cfg, _csv_list(args.methods), _csv_list(args.images), args.format)
+        with _dataset_read(f"scores of {cfg.dataset} need its class names"):
+            text, results = run_score(cfg, _csv_list(args.methods), _csv_list(args.images), args.format)
     except ValueError as err:
         print(f"[bench] score: {err}", file=sys.stderr)
         return 2
@@ -196,9 +211,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     cfg = _run_cfg(args)
     try:
-        panels = render_panels(cfg, _csv_list(args.images), _csv_list(args.methods),
-                               parse_size(args.size) if args.size else None,
-                               parse_crop(args.crop) if args.crop else None, n_crops=args.crops)
+        with _dataset_read(f"panels of {cfg.dataset} need its images and class names"):
+            panels = render_panels(cfg, _csv_list(args.images), _csv_list(args.methods),
+                                   parse_size(args.size) if args.size else None,
+                                   parse_crop(args.crop) if args.crop else None, n_crops=args.crops)
     except (MissingPredictions, KeyError, ValueError) as err:
         print(f"[bench] show: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2

@@ -148,6 +148,17 @@ def _cli(*args, env=None):
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, timeout=600)
 
 
+@pytest.mark.parametrize("command", ["table", "score", "show"])
+def test_reading_commands_without_the_data_root_exit_2_with_one_line(command, tmp_path, capsys):
+    from bench.cli import main
+
+    # the folder dataset's class names live in <data_root>/classes.yaml: without it, a clear error
+    assert main([command, "folder", f"out_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "need its" in err and "no data root given" in err, err
+
+
 # The tiny schedule: every learned method trains for a step or two on 64x32 images at a 16x8 input.
 TINY = ["data.size=64x32", "input_size=16x8", "backbone_options={width: 8}",
         "backbone_train={iterations: 3, batch_size: 2}", "dgf.iterations=2", "dgf.crop_size=[32,32]",
