@@ -110,7 +110,8 @@ class RefinementModule(nn.Module):
         self.final_11 = nn.Conv2d(u3 + 3, head_channels, 1)
         self.final_21 = nn.Conv2d(head_channels, 1, 1)
 
-    def _deep(self, x: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor, m3: torch.Tensor):
+    def _deep(self, x: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor,
+              m3: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         deep, stem, low = self.feats(torch.cat((x, m1, m2, m3), 1))
         return self.psp(deep), stem, low
 

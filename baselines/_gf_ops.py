@@ -269,8 +269,11 @@ def resize_bilinear_region(
     return rows @ x @ cols.T
 
 
-def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> None:
+def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> Coarse:
     """Raise a clear error unless ``image`` is (H, W, 3) uint8 and ``coarse`` has C channels.
+
+    Returns:
+        ``coarse``, now known to be there.
 
     Raises:
         ValueError: wrong image shape/dtype, missing coarse, or wrong class count.
@@ -282,8 +285,9 @@ def check_inputs(image: np.ndarray, coarse: Coarse | None, num_classes: int) -> 
         raise ValueError("this method refines the coarse prediction: coarse must not be None")
     if coarse.probs.dim() != 3 or coarse.probs.shape[0] != num_classes:
         raise ValueError(f"coarse.probs must be (C={num_classes}, h, w), got {tuple(coarse.probs.shape)}")
+    return coarse
 
 
 def upsample_probs(probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """(C, h, w) probabilities -> (C, H, W) float32 numpy on the CPU, bilinear, align_corners=False (MagNet)."""
-    return coarse_upsample(probs.detach().float().cpu(), tuple(size)).numpy()
+    return coarse_upsample(probs.detach().float().cpu(), size).numpy()

@@ -10,9 +10,12 @@ before building; mmcv's own op is kept where it exists.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # mmseg ships no type information: to mypy the class is Any, to the reader it names the type
+    from mmseg.models.decode_heads.point_head import PointHead
 
 
 def install_point_sample() -> Any:
@@ -42,7 +45,7 @@ def build_point_head(
     num_fcs: int = 3,
     coarse_pred_each_layer: bool = True,
     ignore_index: int = 255,
-) -> torch.nn.Module:
+) -> PointHead:
     """Build mmseg's ``PointHead`` as in ``configs/_base_/models/pointrend_r50.py`` (spec §5.2).
 
     ``num_fcs`` Conv1d(k=1)+ReLU layers of ``fc_channels`` without norm, the coarse logits
@@ -82,7 +85,7 @@ def _build(
     num_fcs: int,
     coarse_pred_each_layer: bool,
     ignore_index: int,
-) -> torch.nn.Module:
+) -> PointHead:
     return cls(
         num_fcs=num_fcs,
         coarse_pred_each_layer=coarse_pred_each_layer,

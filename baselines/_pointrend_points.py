@@ -15,8 +15,12 @@ scatter (``PointHead.predict``) are mmseg's; this module only adapts the harness
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # mmseg ships no type information (Any to mypy); names the head's class
+    from mmseg.models.decode_heads.point_head import PointHead
 
 
 def subdivision_steps(coarse_hw: tuple[int, int], image_hw: tuple[int, int]) -> int:
@@ -53,7 +57,7 @@ def points_per_step(base_points: int, image_hw: tuple[int, int], reference_hw: t
 
 
 def subdivide(
-    head: torch.nn.Module,
+    head: PointHead,
     fine: torch.Tensor,
     coarse_logits: torch.Tensor,
     steps: int,
@@ -87,7 +91,7 @@ def subdivide(
 
 
 def train_points(
-    head: torch.nn.Module,
+    head: PointHead,
     coarse_logits: torch.Tensor,
     num_points: int,
     oversample_ratio: float,

@@ -12,10 +12,13 @@ coarse head; here it is the shared, already trained backbone).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # mmseg ships no type information (Any to mypy); names the head's class
+    from mmseg.models.decode_heads.point_head import PointHead
 
 from baselines._pointrend_features import coarse_and_fine
 from bench import training
@@ -62,7 +65,7 @@ def make_loader(
     return load
 
 
-def batch_loss(head: torch.nn.Module, items: Sequence[Item], train_cfg: Any) -> tuple[torch.Tensor, float]:
+def batch_loss(head: PointHead, items: Sequence[Item], train_cfg: Any) -> tuple[torch.Tensor, float]:
     """Mean point loss over a batch through ``PointHead.loss`` (one call per image size).
 
     Returns:
@@ -71,10 +74,11 @@ def batch_loss(head: torch.nn.Module, items: Sequence[Item], train_cfg: Any) -> 
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    groups: dict[tuple[int, int], list[Item]] = {}
+    groups: dict[tuple[int, ...], list[Item]] = {}  # by label shape (H, W)
     for item in items:
         groups.setdefault(tuple(item[2].shape), []).append(item)
-    total, acc, count = 0.0, 0.0, 0
+    total: torch.Tensor | None = None
+    acc, count = 0.0, 0
     for group in groups.values():
         logits = torch.stack([g[0] for g in group])
         fine = torch.stack([g[1] for g in group])
@@ -85,14 +89,17 @@ def batch_loss(head: torch.nn.Module, items: Sequence[Item], train_cfg: Any) -> 
             samples.append(s)
         out = head.loss([fine], logits, samples, train_cfg)
         loss = sum(v for k, v in out.items() if "loss" in k)
-        total = total + loss * len(group)
+        weighted = loss * len(group)
+        total = weighted if total is None else total + weighted
         acc += float(out["acc_point"]) * len(group)
         count += len(group)
+    if total is None:
+        raise ValueError("batch_loss needs at least one item")
     return total / count, acc / count
 
 
 def train_head(
-    head: torch.nn.Module,
+    head: PointHead,
     load: Callable[[int], Item],
     num_samples: int,
     cfg: Any,

@@ -105,7 +105,7 @@ class DenseCRF(Method):
         Returns:
             (H, W) int64 labels on ``ctx.device``.
         """
-        check_inputs(image, coarse, self.ctx.num_classes)
+        coarse = check_inputs(image, coarse, self.ctx.num_classes)
         probs = upsample_probs(coarse.probs, image.shape[:2])
         q = crf_marginals(image, probs, self.cfg)
         return torch.from_numpy(q.argmax(0).astype(np.int64)).to(self.device)

@@ -23,7 +23,7 @@ takes the matching window of the upsampled signal (or of the upsampled a, b in t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,8 @@ class GuideHead(nn.Module):
     for, so that a checkpoint is never used with another filter by mistake.
     """
 
+    trained_with: torch.Tensor  # (3,) float64 buffer, registered in __init__
+
     def __init__(self, num_classes: int, hidden: int = 64) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, hidden, 1)
@@ -118,9 +120,9 @@ def log_probs(probs: torch.Tensor) -> torch.Tensor:
     return probs.float().clamp_min(_PROB_FLOOR).log()[None]
 
 
-def backbone_view(image: np.ndarray, coarse_hw: tuple[int, int], first_scale: tuple[int, int] | None) -> np.ndarray:
+def backbone_view(image: np.ndarray, coarse_hw: Sequence[int], first_scale: tuple[int, int] | None) -> np.ndarray:
     """The image as the backbone saw it: resized (through ``first_scale`` if set) to the coarse (h, w)."""
-    small = resize_image(image, tuple(first_scale)) if first_scale else image
+    small = resize_image(image, first_scale) if first_scale else image
     return resize_image(small, (coarse_hw[1], coarse_hw[0]))
 
 
@@ -292,7 +294,7 @@ class DeepGuidedFilter(Method):
         Returns:
             (H, W) int64 labels on ``ctx.device``.
         """
-        check_inputs(image, coarse, self.ctx.num_classes)
+        coarse = check_inputs(image, coarse, self.ctx.num_classes)
         with torch.inference_mode():
             logp = log_probs(coarse.probs.to(self.device))
             out = dgf_logits(self.head, self.cfg, image, logp, _first_scale(self.ctx))

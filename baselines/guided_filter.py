@@ -96,7 +96,7 @@ class GuidedFilterGray(Method):
         Returns:
             (H, W) int64 labels on ``ctx.device``.
         """
-        check_inputs(image, coarse, self.ctx.num_classes)
+        coarse = check_inputs(image, coarse, self.ctx.num_classes)
         probs = upsample_probs(coarse.probs, image.shape[:2])
         filtered = filter_probs(gray_guide(image), probs, self.cfg.radius, self.cfg.eps)
         return torch.from_numpy(filtered.argmax(0).astype(np.int64)).to(self.device)

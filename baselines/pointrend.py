@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from baselines._pointrend_train import ignore_value, make_loader, train_head
 from bench import training
 from bench.backbones import load_checkpoint
 from bench.interface import Coarse, Dataset, Method, MethodContext
+
+if TYPE_CHECKING:  # mmseg ships no type information (Any to mypy); names the head's class
+    from mmseg.models.decode_heads.point_head import PointHead
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def _first_scale(ctx: MethodContext) -> tuple[int, int] | None:
     return tuple(scale) if scale else None
 
 
-def _head_for(cfg: PointRendConfig, ctx: MethodContext) -> torch.nn.Module:
+def _head_for(cfg: PointRendConfig, ctx: MethodContext) -> PointHead:
     """An untrained point head sized for ``ctx.backbone``'s fine features (one probe pass)."""
     if ctx.backbone is None:
         raise ValueError("pointrend needs the shared backbone (ctx.backbone is None)")
@@ -152,7 +155,8 @@ class PointRend(Method):
         )
         steps = cfg.subdivision_steps
         if steps is None:
-            steps = subdivision_steps(tuple(logits.shape[-2:]), (H, W))
+            h, w = logits.shape[-2:]
+            steps = subdivision_steps((h, w), (H, W))
         ref_w, ref_h = cfg.reference_size
         n = points_per_step(cfg.subdivision_points, (H, W), (ref_h, ref_w))
         with torch.no_grad():

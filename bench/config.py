@@ -221,8 +221,9 @@ class BenchConfig:
 
     def units(self) -> list[tuple[str, tuple[int, int]]]:
         """The (method, input size) pairs of the sweep, in table order, without repeats."""
-        pairs = [(m, tuple(self.input_size)) for m in self.methods]
-        pairs += [(m, tuple(s)) for m in self.table1_methods for s in self.table1_sizes]
+        w, h = self.input_size  # (w, h) tuples even when a caller set lists
+        pairs = [(m, (w, h)) for m in self.methods]
+        pairs += [(m, (sw, sh)) for m in self.table1_methods for sw, sh in self.table1_sizes]
         return list(dict.fromkeys(pairs))
 
     def to_dict(self) -> dict[str, Any]:

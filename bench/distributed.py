@@ -30,7 +30,6 @@ import atexit
 import contextlib
 import datetime
 import os
-import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 

@@ -54,7 +54,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from bench.data_types import Dataset, DatasetInfo, Sample  # torch-free, so datasets load without torch
+from bench.data_types import Dataset, DatasetInfo  # torch-free, so datasets load without torch
+from bench.data_types import Sample as Sample  # re-exported: methods import it from here with the rest
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -26,7 +26,7 @@ import torch
 
 from bench import checkpoint_meta, measure, reference
 from bench.coarse import compute_coarse
-from bench.config import BenchConfig, file_digest, format_size, method_config_values, parse_size, stable_hash
+from bench.config import BenchConfig, file_digest, method_config_values, parse_size, stable_hash
 from bench.datasets import create_dataset, dataset_class, dataset_info
 from bench.interface import DatasetInfo, Method, MethodContext, config_from_mapping
 from bench.metrics import boundary_accuracy_radii, confusion_matrix

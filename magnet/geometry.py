@@ -33,7 +33,8 @@ def derive_scales(crop: Size, image_size: Size) -> tuple[Size, ...]:
 
 def patch_boxes(scale: Size, crop: Size, device: torch.device | str = "cpu") -> torch.Tensor:
     """(K, 4) int64 pixel boxes of the patch grid at ``scale``, x outer and y inner (MagNet's order)."""
-    return torch.tensor(patch_grid(tuple(scale), tuple(crop)), dtype=torch.int64, device=device).view(-1, 4)
+    (w, h), (cw, ch) = scale, crop  # as tuples whatever sequence came in (patch_grid's messages print them)
+    return torch.tensor(patch_grid((w, h), (cw, ch)), dtype=torch.int64, device=device).view(-1, 4)
 
 
 def patch_ratios(scale: Size, crop: Size) -> torch.Tensor:
@@ -44,7 +45,8 @@ def patch_ratios(scale: Size, crop: Size) -> torch.Tensor:
 
 def grid_overlaps(scale: Size, crop: Size) -> bool:
     """Whether the grid's patches overlap (never for the official configs; pasting then assigns)."""
-    boxes = patch_grid(tuple(scale), tuple(crop))
+    (w, h), (cw, ch) = scale, crop
+    boxes = patch_grid((w, h), (cw, ch))
     area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes)
     return area != scale[0] * scale[1]
 

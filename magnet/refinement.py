@@ -65,9 +65,10 @@ class RefinementModule(nn.Module):
         self.num_classes = num_classes
         self.bn0 = nn.BatchNorm2d(2 * num_classes, momentum=BN_MOMENTUM)
         self.conv1 = nn.Conv2d(2 * num_classes, 64, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
+        # nn.Module: FusedRefiner folds these BNs into the convs and puts Identity in their place
+        self.bn1: nn.Module = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
         self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
+        self.bn2: nn.Module = nn.BatchNorm2d(64, momentum=BN_MOMENTUM)
         self.relu = nn.ReLU(inplace=True)
         projection = nn.Sequential(nn.Conv2d(64, 128, 1, bias=False), nn.BatchNorm2d(128, momentum=BN_MOMENTUM))
         self.residual = nn.Sequential(Bottleneck(64, 32, projection), Bottleneck(128, 32))
@@ -110,6 +111,17 @@ def load_refiner(path: str | Path, num_classes: int, device: torch.device | str 
     return module.to(device).eval()
 
 
+def _fold(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
+    """One conv with the eval-mode BN after it folded in (torch's ``fuse_conv_bn_eval``).
+
+    Raises:
+        TypeError: the pair is not a Conv2d followed by a BatchNorm2d.
+    """
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"expected a Conv2d -> BatchNorm2d pair, got {type(conv).__name__} -> {type(bn).__name__}")
+    return fuse_conv_bn_eval(conv, bn)
+
+
 class FusedRefiner(nn.Module):
     """Inference-only copy of a refiner: every conv -> BN pair folded into one conv, channels_last.
 
@@ -124,16 +136,18 @@ class FusedRefiner(nn.Module):
     def __init__(self, module: RefinementModule) -> None:
         super().__init__()
         net = copy.deepcopy(module).eval()
-        net.conv1, net.bn1 = fuse_conv_bn_eval(net.conv1, net.bn1), nn.Identity()
-        net.conv2, net.bn2 = fuse_conv_bn_eval(net.conv2, net.bn2), nn.Identity()
+        net.conv1, net.bn1 = _fold(net.conv1, net.bn1), nn.Identity()
+        net.conv2, net.bn2 = _fold(net.conv2, net.bn2), nn.Identity()
         for block in net.residual:
+            assert isinstance(block, Bottleneck)  # RefinementModule.residual holds Bottlenecks only
             for i in (1, 2, 3):
                 conv, bn = getattr(block, f"conv{i}"), getattr(block, f"bn{i}")
-                setattr(block, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                setattr(block, f"conv{i}", _fold(conv, bn))
                 setattr(block, f"bn{i}", nn.Identity())
-            if block.downsample is not None:
-                block.downsample = fuse_conv_bn_eval(block.downsample[0], block.downsample[1])
-        self.net = net.to(memory_format=torch.channels_last)
+            if block.downsample is not None:  # the projection shortcut, Sequential(conv, BN)
+                block.downsample = _fold(*block.downsample.children())
+        # torch's stubs list no memory_format keyword for Module.to, which takes it (torch docs)
+        self.net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.num_classes = module.num_classes
 
     def forward(self, fine: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:

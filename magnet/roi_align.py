@@ -20,7 +20,6 @@ operations, hence bit-identical results.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 _GATHER_BUDGET = 1 << 22  # elements per gathered corner tensor; bounds memory on large stage maps
 
@@ -74,14 +73,23 @@ def _align_group(flat: torch.Tensor, width: int, height: int, y1: torch.Tensor, 
                 (wyh[:, :, None] * wxl[:, None, :], yhi, xlo),
                 (wyh[:, :, None] * wxh[:, None, :], yhi, xhi),
             )
-            sample = None
-            for weight, rows, cols in terms:
-                index = (rows[:, :, None] * width + cols[:, None, :]).reshape(-1)
-                value = (weight * valid).unsqueeze(0) * flat.index_select(1, index).view(channels, *weight.shape)
-                sample = value if sample is None else sample + value
+            sample = _corner(flat, width, valid, *terms[0])
+            for weight, rows, cols in terms[1:]:
+                sample = sample + _corner(flat, width, valid, weight, rows, cols)
             acc += sample
     acc /= float(max(gh * gw, 1))
     return acc.permute(1, 0, 2, 3)
+
+
+def _corner(flat: torch.Tensor, width: int, valid: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
+            cols: torch.Tensor) -> torch.Tensor:
+    """One bilinear corner of every sample: (C, K, oh, ow) = weight * valid * flat at (rows, cols).
+
+    ``flat`` is (C, H * W); ``weight`` and ``valid`` are (K, oh, ow); ``rows`` (K, oh) and
+    ``cols`` (K, ow) are int64 pixel indices.
+    """
+    index = (rows[:, :, None] * width + cols[:, None, :]).reshape(-1)
+    return (weight * valid).unsqueeze(0) * flat.index_select(1, index).view(flat.shape[0], *weight.shape)
 
 
 def _unit_bins(boxes: torch.Tensor, out_hw: tuple[int, int]) -> bool:

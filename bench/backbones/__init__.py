@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -77,6 +77,13 @@ def load_weights(path: str | Path) -> Any:
                                f"(model.state_dict()) instead ({reason})") from err
 
 
+@runtime_checkable
+class LoadsItself(Protocol):
+    """A model with its own ``load_checkpoint(path)`` (``isinstance`` checks only that it has one)."""
+
+    def load_checkpoint(self, path: Path) -> object: ...
+
+
 def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     """Load a plain state dict strictly, after the released-checkpoint clean-up.
 
@@ -91,7 +98,7 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if hasattr(model, "load_checkpoint"):
+    if isinstance(model, LoadsItself):
         # adapters with their own key layout (mmseg models sit under ``model.``) load themselves
         model.load_checkpoint(path)
         return

@@ -37,7 +37,7 @@ import pickle
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,9 @@ from torch import nn
 from bench.backbones import clean_state_dict, load_state_dict_strict
 from bench.backbones.point_sample import install_point_sample_shim
 from bench.interface import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # mmseg ships no type information (Any to mypy); names the heads' class
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 
 
 # Known, harmless notices of mmcv without compiled ops and of mmseg's loss defaults.
@@ -148,6 +151,9 @@ class InputMap(nn.Module):
         preprocessor: the config's ``data_preprocessor`` dict (``mean``, ``std``, ``bgr_to_rgb``,
             ``rgb_to_bgr``), or None.
     """
+
+    scale: torch.Tensor  # (1, 3, 1, 1) float32 buffers, registered in __init__
+    shift: torch.Tensor
 
     def __init__(self, preprocessor: Mapping[str, Any] | None) -> None:
         super().__init__()
@@ -314,10 +320,11 @@ class MMSegBackbone(nn.Module):
         heads = self.model.decode_head
         test_cfg = self.model.test_cfg
         if isinstance(heads, nn.ModuleList):
-            out = heads[0].forward(feats)
-            for head in heads[1:-1]:
+            cascade: list[BaseDecodeHead] = list(heads)
+            out = cascade[0].forward(feats)
+            for head in cascade[1:-1]:
                 out = head.forward(feats, out)
-            logits = heads[-1].predict(feats, out, metas, test_cfg)
+            logits = cascade[-1].predict(feats, out, metas, test_cfg)
         else:
             logits = heads.predict(feats, metas, test_cfg)
         if tuple(logits.shape[-2:]) != tuple(x.shape[-2:]):
@@ -349,7 +356,7 @@ class MMSegBackbone(nn.Module):
         named["fine"] = max(maps, key=lambda f: f.shape[-2] * f.shape[-1])
         aux = getattr(self.model, "auxiliary_head", None)
         if aux is not None:
-            aux_heads = list(aux) if isinstance(aux, nn.ModuleList) else [aux]
+            aux_heads: list[BaseDecodeHead] = list(aux) if isinstance(aux, nn.ModuleList) else [aux]
             for i, head in enumerate(aux_heads):
                 out = F.interpolate(
                     head.forward(feats), size=x.shape[-2:], mode="bilinear", align_corners=head.align_corners

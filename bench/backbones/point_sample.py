@@ -55,7 +55,8 @@ def install_point_sample_shim() -> list[str]:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        if hasattr(module, "point_sample") and module.point_sample is None:
-            module.point_sample = point_sample
+        # by name: the module is imported by name, so its attributes are unknown to the type checker
+        if hasattr(module, "point_sample") and getattr(module, "point_sample") is None:
+            setattr(module, "point_sample", point_sample)
             patched.append(name)
     return patched

@@ -219,7 +219,7 @@ class _Tile:
         width = int(max(2, rng.uniform(8, 30) * self.s))
         colour = _jitter(rng, _REGION_COLOURS[WATER][rng.integers(3)])
         for layer, value in ((c.label, WATER), (c.colour, colour), (c.texture, T_WATER)):
-            cv2.polylines(layer, [pts], False, value if np.ndim(value) else int(value), width)
+            cv2.polylines(layer, [pts], False, value if isinstance(value, tuple) else int(value), width)
 
     def long_road(self) -> None:
         """A road crossing the tile, labelled urban (DeepGlobe annotates roads as urban)."""
@@ -228,7 +228,7 @@ class _Tile:
         width = int(max(1, round(rng.uniform(2, 6) * self.s)))
         colour = _jitter(rng, (120, 115, 105), 12)
         for layer, value in ((c.label, URBAN), (c.colour, colour), (c.texture, T_ROOF)):
-            cv2.polylines(layer, [pts], False, value if np.ndim(value) else int(value), width)
+            cv2.polylines(layer, [pts], False, value if isinstance(value, tuple) else int(value), width)
 
     def farmyard(self) -> None:
         """An isolated small urban patch with one to three buildings."""

@@ -143,10 +143,10 @@ def finish(image: np.ndarray, rng: np.random.Generator, scale: float, light: np.
     if light is not None:
         image *= light[..., None]
     sigma = float(rng.uniform(0.5, 0.9)) * max(scale, 0.5)
-    image = cv2.GaussianBlur(image, (0, 0), sigma)
-    noise = rng.standard_normal(image.shape, dtype=np.float32)
-    image += noise * np.float32(rng.uniform(2.0, 7.0))
-    return np.clip(image, 0, 255).astype(np.uint8)
+    blurred: np.ndarray = cv2.GaussianBlur(image, (0, 0), sigma)  # float32 like its input
+    noise = rng.standard_normal(blurred.shape, dtype=np.float32)
+    blurred += noise * np.float32(rng.uniform(2.0, 7.0))
+    return np.clip(blurred, 0, 255).astype(np.uint8)
 
 
 class SyntheticDataset:

@@ -19,6 +19,7 @@ consecutive indices cover all 19 classes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -99,12 +100,13 @@ class SyntheticStreets(SyntheticDataset):
 
 
 def _jitter(rng: np.random.Generator, colour: Colour, amount: float = 12.0) -> Colour:
-    c = np.asarray(colour, float) + rng.uniform(-amount, amount, 3)
-    return tuple(np.clip(c, 0, 255))
+    r, g, b = np.clip(np.asarray(colour, float) + rng.uniform(-amount, amount, 3), 0, 255)
+    return float(r), float(g), float(b)
 
 
 def _scaled(colour: Colour, factor: float) -> Colour:
-    return tuple(float(np.clip(c * factor, 0, 255)) for c in colour)
+    r, g, b = (float(np.clip(c * factor, 0, 255)) for c in colour)
+    return r, g, b
 
 
 class _Street:
@@ -255,38 +257,38 @@ class _Street:
         add = self.add
         for _ in range(rng.integers(3, 8)):
             d = rng.uniform(0.02, 0.35)
-            add(d, (), lambda d=d: self.tree(d))
+            add(d, (), partial(self.tree, d))
         for kind in (WALL, FENCE, VEGETATION):
             for j in range(rng.integers(1, 3) if kind != VEGETATION else rng.integers(0, 2)):
                 d0 = rng.uniform(0.02, 0.5)
                 d1 = min(1.0, d0 + rng.uniform(0.05, 0.3))
-                must = (kind,) if j == 0 and kind != VEGETATION else ()
-                add(d1, must, lambda k=kind, a=d0, b=d1: self.barrier(k, a, b))
+                must: tuple[int, ...] = (kind,) if j == 0 and kind != VEGETATION else ()
+                add(d1, must, partial(self.barrier, kind, d0, d1))
         for j in range(rng.integers(4, 9)):
             d = rng.uniform(0.1, 0.9)
             sign, light = j == 0 or rng.random() < 0.45, j == 1 or rng.random() < 0.35
             must = (POLE, SIGN) if j == 0 else (POLE, LIGHT) if j == 1 else ()
-            add(d, must, lambda d=d, a=sign, b=light: self.pole(d, sign=a, light=b))
+            add(d, must, partial(self.pole, d, sign=sign, light=light))
         for j in range(rng.integers(3, 10)):
             d = rng.uniform(0.08, 0.85)
             on_road = rng.random() < 0.15
-            add(d, (PERSON,) if j == 0 else (), lambda d=d, r=on_road: self.pedestrian(d, r))
+            add(d, (PERSON,) if j == 0 else (), partial(self.pedestrian, d, on_road))
         first = BICYCLE if i % 2 == 0 else MOTORCYCLE
         riders = [first] + [BICYCLE if rng.random() < 0.5 else MOTORCYCLE for _ in range(rng.integers(0, 3))]
         for j, vehicle in enumerate(riders):
             d = rng.uniform(0.1, 0.8)
-            add(d, (RIDER, vehicle) if j == 0 else (), lambda d=d, v=vehicle: self.two_wheeler(d, v, ridden=True))
+            add(d, (RIDER, vehicle) if j == 0 else (), partial(self.two_wheeler, d, vehicle, ridden=True))
         parked = [MOTORCYCLE if first == BICYCLE else BICYCLE] + [BICYCLE] * int(rng.integers(0, 3))
         for j, vehicle in enumerate(parked):
             d = rng.uniform(0.1, 0.8)
-            add(d, (vehicle,) if j == 0 else (), lambda d=d, v=vehicle: self.two_wheeler(d, v, ridden=False))
+            add(d, (vehicle,) if j == 0 else (), partial(self.two_wheeler, d, vehicle, ridden=False))
         vehicles = [CAR] * int(rng.integers(2, 8))
         vehicles += [TRUCK] if i % 2 == 0 or rng.random() < 0.25 else []
         vehicles += [BUS] if i % 2 == 1 or rng.random() < 0.25 else []
         vehicles += [TRAIN] if i % 3 == 0 or rng.random() < 0.1 else []
         for j, v in enumerate(vehicles):
             d = rng.uniform(0.08, 0.6) if v == CAR else rng.uniform(0.1, 0.4)
-            add(d, (v,) if v != CAR or j == 0 else (), lambda d=d, v=v: self.vehicle(d, v))
+            add(d, (v,) if v != CAR or j == 0 else (), partial(self.vehicle, d, v))
 
     def add(self, depth: float, must_show: tuple[int, ...], draw: Callable[[], None]) -> None:
         """Queue an object; ``must_show`` lists classes it is there to guarantee."""
