@@ -8,6 +8,7 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
 - ``seeds``, ``comparisons``, ``thin``, ``thin_seeds``: the spread over seeds (``results/seeds/<dataset>.json``);
 - ``drift``: the drift gate's measured kernel-set differences and tolerances
   (``results/baselines/<dataset>.json``);
+- ``full``: the extended sweep of ``make bench-full`` (``<out_dir>-full``): provenance and Table 3;
 - ``smoke``: the tables of ``make smoke`` (``results/smoke/smoke.md``, rendered from its records);
 - ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
   (``results/thin/<dataset>.json``);
@@ -73,7 +74,7 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     out = {"provenance": provenance_text(cfg, results), "table1": to_markdown(t1), "table3": to_markdown(t3),
            "table2": to_markdown(select_columns(t2, TABLE2_COLUMNS))}
     path = summary_path(cfg.dataset)
-    if path.is_file():
+    if path.is_file() and cfg.reference_dir:  # the seed tables compare with the reference weights' manifest
         from bench import reference
 
         summary = json.loads(path.read_text())
@@ -89,6 +90,9 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
 
     if baseline_path(cfg.dataset).is_file():
         out["drift"] = drift_table(json.loads(baseline_path(cfg.dataset).read_text()))
+    full = full_sweep_text(cfg)
+    if full is not None:
+        out["full"] = full
     smoke = Path("results/smoke/smoke.md")  # bench.smoke's default output folder
     if smoke.is_file():
         out["smoke"] = smoke.read_text()
@@ -102,6 +106,29 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
         out["thin_experiments"] = experiments_table(json.loads(thin.read_text()),
                                                     [c for c in THIN_CLASSES if c in info.class_names])
     return out
+
+
+def full_sweep_text(cfg: BenchConfig) -> str | None:
+    """The extended sweep's provenance and Table 3 (``make bench-full``: ``<out_dir>-full``), or None without its run.
+
+    The run's own stored config (``run.json``) selects its records, so the methods it added (those
+    too slow for the default sweep) are read from the folder, not from the Makefile.
+    """
+    from bench import run_folder
+    from bench.config import build
+    from bench.datasets import dataset_info
+    from bench.results import load_results
+    from bench.tables import build_tables
+
+    run = run_folder.read(Path(f"{cfg.out_path}-full"))
+    if run is None:
+        return None
+    full = build(run["config"])
+    results = load_results(full)
+    added = [m for m in full.methods if m not in cfg.methods]
+    table3 = build_tables(full, dataset_info(full), results)[2]
+    return (provenance_text(full, results).replace("`make bench`", "`make bench-full`")
+            + f"\nMethods added to the default sweep: {', '.join(added) or 'none'}.\n\n" + to_markdown(table3))
 
 
 def drift_table(spec: dict[str, Any]) -> str:
