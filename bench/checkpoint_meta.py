@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def _root_is_the_data(dataset: str) -> bool:
     return dataset in DATASETS and bool(getattr(dataset_class(dataset), "weights_per_root", False))
 
 
-def dumps(options: dict[str, Any]) -> str:
+def dumps(options: Mapping[str, Any]) -> str:
     """A sidecar's text: sorted keys, one a line."""
     return json.dumps(options, indent=1, sort_keys=True) + "\n"
 

@@ -242,16 +242,22 @@ def _show(ax: Any, rgb: np.ndarray, factor: int, title: str = "") -> None:
         ax.set_title(title, fontsize=9)
 
 
+def _unit_rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    """0..255 RGB -> matplotlib's 0..1 RGB."""
+    r, g, b = colour
+    return r / 255, g / 255, b / 255
+
+
 def _legends(ax: Any, panel: PanelInput, box: Box) -> None:
     from matplotlib.patches import Patch
 
     _off(ax)
-    classes = np.unique(_cut(panel.gt, box))
-    classes = [int(c) for c in classes if c != panel.info.ignore_index][:12]
-    handles = [Patch(color=np.asarray(panel.info.palette[c]) / 255, label=panel.info.class_names[c]) for c in classes]
+    present = np.unique(_cut(panel.gt, box))
+    classes = [int(c) for c in present if c != panel.info.ignore_index][:12]
+    handles = [Patch(color=_unit_rgb(panel.info.palette[c]), label=panel.info.class_names[c]) for c in classes]
     names = {"fixed": "fixed (coarse wrong, method right)", "broken": "broken (coarse right, method wrong)",
              "both_wrong": "wrong in both", "both_right": "right in both", "ignore": "ignored"}
-    handles += [Patch(facecolor=np.asarray(ERROR_COLOURS[k]) / 255, edgecolor="0.5", label=v) for k, v in names.items()]
+    handles += [Patch(facecolor=_unit_rgb(ERROR_COLOURS[k]), edgecolor="0.5", label=v) for k, v in names.items()]
     ax.legend(handles=handles, loc="center", fontsize=9, frameon=False, ncol=2)
 
 
@@ -398,7 +404,8 @@ def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, meth
         MissingPredictions: strict, and some maps are absent (lists them, says how to produce them).
         KeyError: an image id not in the split.
     """
-    size = tuple(size or cfg.input_size)
+    w, h = size or cfg.input_size
+    size = (w, h)
     methods = list(methods or cfg.methods)
     result = PanelResult()
     dataset, index = _samples(cfg, image_ids or [])

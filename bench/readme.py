@@ -74,18 +74,19 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     out = {"provenance": provenance_text(cfg, results), "table1": to_markdown(t1), "table3": to_markdown(t3),
            "table2": to_markdown(select_columns(t2, TABLE2_COLUMNS))}
     path = summary_path(cfg.dataset)
-    if path.is_file() and cfg.reference_dir:  # the seed tables compare with the reference weights' manifest
+    if path.is_file():
         from bench import reference
 
         summary = json.loads(path.read_text())
-        ref = reference.load_manifest(REPO_DIR / cfg.reference_dir)
         size = format_size(cfg.input_size)
-        out["seeds"] = spread_table(summary, ref, [f"{m}@{format_size(s)}" for m, s in cfg.units()])
         out["comparisons"] = comparisons_table(summary, size)
         units = [f"{m}@{size}" for m in ("downsample", "patching", "magnet_fast", "magnet_fast_paper", "magnet")]
         thin_classes = [c for c in THIN_CLASSES if c in info.class_names]
-        out["thin"] = class_table(summary, ref, units, thin_classes)
         out["thin_seeds"] = class_diffs_table(summary, f"magnet@{size}", f"patching@{size}", thin_classes)
+        if cfg.reference_dir:  # these two compare with the reference weights' manifest
+            ref = reference.load_manifest(REPO_DIR / cfg.reference_dir)
+            out["seeds"] = spread_table(summary, ref, [f"{m}@{format_size(s)}" for m, s in cfg.units()])
+            out["thin"] = class_table(summary, ref, units, thin_classes)
     from bench.drift import baseline_path
 
     if baseline_path(cfg.dataset).is_file():

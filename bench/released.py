@@ -42,10 +42,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import BenchConfig, file_digest, format_size, method_config_values, parse_size, stable_hash
 from bench.errors import UserError, one_line
+
+if TYPE_CHECKING:  # bench.interface imports torch; this module reads configs without it
+    from bench.interface import Method
 
 RELEASED_JSON = "released.json"  # not manifest.json: that name marks a reference folder (bench.reference)
 SCHEMA = 1
@@ -200,15 +203,16 @@ def _context(cfg: BenchConfig, checkpoint_dir: Path) -> Any:
     from bench.interface import MethodContext
 
     klass = dataset_class(cfg.dataset)
-    nominal = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
-    full = parse_size(cfg.data["size"]) if cfg.data.get("size") else tuple(nominal)
-    return MethodContext(num_classes=dataset_info(cfg).num_classes, input_size=tuple(cfg.input_size),
+    nominal_w, nominal_h = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
+    full = parse_size(cfg.data["size"]) if cfg.data.get("size") else (nominal_w, nominal_h)
+    w, h = cfg.input_size
+    return MethodContext(num_classes=dataset_info(cfg).num_classes, input_size=(w, h),
                          device=torch.device("cpu"), backbone=None, checkpoint_dir=checkpoint_dir,
-                         dataset=dataset_info(cfg), image_size=tuple(full),
+                         dataset=dataset_info(cfg), image_size=full,
                          options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
 
 
-def _method(cfg: BenchConfig, name: str) -> tuple[type, Any] | None:
+def _method(cfg: BenchConfig, name: str) -> tuple[type[Method], Any] | None:
     """(class, resolved Config) of a registered method, or None when it cannot be resolved here."""
     from bench.interface import config_from_mapping
     from bench.registry import MethodUnavailable, resolve as resolve_method
@@ -230,10 +234,14 @@ def _refiner_plan(cfg: BenchConfig) -> tuple[dict[str, str], dict[str, Any]]:
         raise UserError(f"released_weights: method {REFINER_METHOD!r} is not available, so the refiners cannot be "
                         f"placed")
     cls, mcfg = found
+    modules_of = getattr(cls, "checkpoint_modules", None)  # MagNet's own classmethod, not part of Method
+    if modules_of is None:
+        raise UserError(f"released_weights: method {REFINER_METHOD!r} has no checkpoint_modules, so the released "
+                        f"refiners cannot be checked")
     ctx = _context(cfg, Path("."))
     try:
         names = {key: path.name for key, path in cls.checkpoints(mcfg, ctx).items()}
-        modules = cls.checkpoint_modules(mcfg, ctx)
+        modules = modules_of(mcfg, ctx)
     except ValueError as err:  # inconsistent scales / crop size
         raise UserError(f"{REFINER_METHOD} options: {one_line(str(err))}") from err
     return names, modules
@@ -371,7 +379,7 @@ def _released_numbers(cfg: BenchConfig, rset: ReleasedSet) -> dict[str, Any]:
     paper = {k: dict(v) for k, v in cfg.paper.items()}
     for method, miou in rset.expected.items():
         old = paper.get(f"{method}@{size}", {})
-        entry = {"miou": miou, "backbone": rset.backbone, "source": f"mIoU: {SOURCE}"}
+        entry: dict[str, Any] = {"miou": miou, "backbone": rset.backbone, "source": f"mIoU: {SOURCE}"}
         if old.get("memory") is not None:
             entry["memory"] = old["memory"]
             entry["source"] += f"; memory: {old.get('source', 'no source given')}"

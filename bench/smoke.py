@@ -52,12 +52,15 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench import records, reference
 from bench.config import BenchConfig, build, format_size, load, parse_overrides, parse_size
+
+if TYPE_CHECKING:  # bench.interface imports torch, which the smoke parent process never needs
+    from bench.interface import Method
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_OUT = Path("results/smoke")
@@ -109,7 +112,7 @@ def input_size_for(image_wh: tuple[int, int], trained: tuple[int, int]) -> tuple
 # scales at 128x64..1024x512 (its own images), so the smoke run derives them from the input size
 # doubling up to each image's size, with the input size as the crop. magnet_fast and
 # magnet_fast_paper inherit these (configs/methods/magnet_fast.yaml).
-GEOMETRY = {"magnet.scales": [], "magnet.crop_size": None}
+GEOMETRY: dict[str, Any] = {"magnet.scales": [], "magnet.crop_size": None}
 
 
 def trained_image_size(cfg: BenchConfig) -> tuple[int, int]:
@@ -136,8 +139,8 @@ def trained_weights(cfg: BenchConfig, name: str) -> dict[str, Path]:
     from bench.unit import checkpoint_files, make_context, method_config
 
     cls = resolve(name)
-    ctx = make_context(cfg, dataset_info(cfg), tuple(cfg.input_size), torch.device("cpu"), None,
-                       trained_image_size(cfg))
+    w, h = cfg.input_size
+    ctx = make_context(cfg, dataset_info(cfg), (w, h), torch.device("cpu"), None, trained_image_size(cfg))
     return checkpoint_files(cfg, cls, method_config(cfg, cls, name), ctx)
 
 
@@ -187,7 +190,7 @@ def check_weights(cfg: BenchConfig, methods: list[str]) -> dict[str, str]:
     return unresolved
 
 
-def link_weights(trained: BenchConfig, cls: type, mcfg: Any, ctx: Any, name: str) -> None:
+def link_weights(trained: BenchConfig, cls: type[Method], mcfg: Any, ctx: Any, name: str) -> None:
     """Symlink each weight file ``cls`` wants in ``ctx.checkpoint_dir`` to the trained file of the same key.
 
     ``trained`` is the config the weights were trained with (without the smoke run's geometry).
@@ -252,7 +255,8 @@ def run_unit(spec: dict[str, Any]) -> dict[str, Any]:
     device = setup_torch(cfg)
     sample, data_info = load_sample(image, Path(spec["data"]))
     full = (sample.image.shape[1], sample.image.shape[0])
-    size = input_size_for(full, tuple(cfg.input_size))
+    w, h = cfg.input_size
+    size = input_size_for(full, (w, h))
     model_info = dataset_info(cfg)
     cls = resolve(name)
     mcfg = method_config(cfg, cls, name)
@@ -417,7 +421,7 @@ def run_smoke(args: argparse.Namespace) -> int:
     for image in images:
         for name in methods:
             if name in unresolved:
-                rec = {"type": "smoke", "status": "unavailable", "method": name, "display_name": name,
+                rec: dict[str, Any] = {"type": "smoke", "status": "unavailable", "method": name, "display_name": name,
                        "dataset": image.dataset, "scale": image.scale, "size": None, "message": unresolved[name]}
             else:
                 spec = {"config": cfg.to_dict(), "trained_config": trained.to_dict(), "method": name,

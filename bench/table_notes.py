@@ -75,8 +75,9 @@ def evaluated_size(cfg: BenchConfig) -> tuple[int, int] | None:
 def mba_note(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:
     """The mBA definition with the radii used at the evaluated resolution."""
     sizes = sorted({tuple(r["label_size"]) for res in results for r in res.images.values() if r.get("label_size")})
-    if not sizes and evaluated_size(cfg):
-        sizes = [evaluated_size(cfg)]
+    evaluated = None if sizes else evaluated_size(cfg)
+    if evaluated:
+        sizes = [evaluated]
     skipped = sum(r.mba_skipped for r in results if r.status == "ok")
     where = "; ".join(f"radii {{{','.join(map(str, mba_radii(h, w)))}}} px at {w}x{h}" for w, h in sizes)
     where = where or "radii from each image's (W+H)/300"
@@ -128,7 +129,7 @@ def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitRes
 
 # --- published values -----------------------------------------------------------------------------
 
-def _paper(cfg: BenchConfig, method: str, size: str) -> dict[str, Any] | None:
+def _paper(cfg: BenchConfig, method: str, size: str) -> Mapping[str, Any] | None:
     """The published value of a unit, or None when there is none or it is not comparable."""
     ref = cfg.paper.get(f"{method}@{size}")
     return ref if ref and paper_comparable(cfg, ref) else None

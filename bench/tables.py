@@ -155,7 +155,8 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     ranked = {i for i, r in enumerate(rows) if any(r is c for c in competing(rows))}
     ours_rows = [i for i in ranked if rows[i].method in ours]
     prev_rows = [i for i in ranked if rows[i].method not in ours]
-    improvement, best_names = [], {"ours": {}, "previous": {}}
+    improvement: list[float] = []
+    best_names: dict[str, dict[str, list[str]]] = {"ours": {}, "previous": {}}  # side -> row -> its best columns
     for j, col in enumerate(columns, start=1):
         top_o, at_o = _best(col.values, ours_rows)
         top_p, at_p = _best(col.values, prev_rows)
@@ -177,12 +178,12 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
         table.rule_before.add(len(table.rows))
         table.rows.append(["Improvement"] + [_diff(d, digits, plus=False) for d in improvement])
     else:
-        side = ours if not ours_rows else None
-        left = [r for r in rows if r.status == "ok" and (r.method in ours) == (side is not None)]
+        lacks_ours = not ours_rows  # the side without a complete row: ours, else the previous methods
+        left = [r for r in rows if r.status == "ok" and (r.method in ours) == lacks_ours]
         why = (f"{' and '.join(r.display for r in left if r.partial)} did not cover every image; "
                if any(r.partial for r in left) else "")
         notes.append(f"Improvement not shown: {why}no complete row of "
-                     f"{'ours' if side is not None else 'a previous method'}.")
+                     f"{'ours' if lacks_ours else 'a previous method'}.")
     ours_text = ", ".join(r.display for r in rows if r.method in ours) or "none"
     prev_text = ", ".join(r.display for r in rows if r.method not in ours) or "none"
     notes.append(f"Ours: {ours_text} (config `ours`); previous: {prev_text}. Best of ours per column in red (LaTeX) / "
@@ -222,7 +223,7 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
         if improvement_row is not None:
             notes.append(_improvement_test(table, improvement_row, rows, columns[0].values, ours_rows, prev_rows,
                                            compare, cols, cfg, info))
-        if gain is not None:
+        if gain is not None and magnet is not None and base is not None:  # gain is set only with both
             res = compare(magnet, base)
             if res is not None:
                 _mark_cells(table, gain, res, cols)
@@ -236,7 +237,8 @@ def _improvement_test(table: Table, row: int, rows: Sequence[UnitResult], mbas: 
                       cfg: BenchConfig, info: DatasetInfo) -> str:
     """Bootstrap the Improvement of mIoU and mBA (best of ours vs best of previous for each), mark it."""
     head = headline_column(cfg, info)
-    parts, tested = [], []
+    parts: list[str] = []
+    tested: list[tuple[UnitResult, UnitResult, str]] = []  # (ours, previous, metric) per sentence
     for metric in ("miou", "mba"):
         # mIoU: the config's policy, what the bootstrap recomputes; mBA: Table 2's first column
         values = [r.miou for r in rows] if metric == "miou" else list(mbas)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -130,10 +131,19 @@ class CropSampler:
         return np.stack(images), np.stack(labels)
 
 
+@runtime_checkable
+class TwoHeads(Protocol):
+    """A backbone with an auxiliary head (HRNet-OCR, PSPNet); ``isinstance`` checks only for the method."""
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) -> (main, aux) (N, C, h, w) logits."""
+        ...
+
+
 def _loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: BackboneTrainConfig,
           weight: torch.Tensor | None) -> torch.Tensor:
     core = model.module if hasattr(model, "module") else model
-    if hasattr(core, "forward_heads"):
+    if isinstance(core, TwoHeads):
         main, aux = core.forward_heads(x)
         main = F.interpolate(main, size=y.shape[-2:], mode="bilinear", align_corners=False)
         aux = F.interpolate(aux, size=y.shape[-2:], mode="bilinear", align_corners=False)
@@ -184,9 +194,10 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = CropSampler(dataset, crop, cfg, seed=cfg.seed + 1000 * rank)
     opt = _optimizer(net, cfg)
-    weights = cfg.class_weights
+    weights: Sequence[float] | str | None = cfg.class_weights
     if weights == "auto":
-        weights = class_frequency_weights(dataset, model.num_classes)
+        # model is a Segmenter: num_classes is a plain int attribute (to mypy, nn.Module's Tensor | Module)
+        weights = class_frequency_weights(dataset, getattr(model, "num_classes"))
     weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
     losses, start = [], time.perf_counter()
     with training.Progress("backbone", cfg.iterations, enabled=rank == 0) as progress:

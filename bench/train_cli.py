@@ -37,7 +37,8 @@ def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
     tcfg = backbone_train_config(cfg)
     model = create_backbone(cfg.backbone, info.num_classes, **dict(cfg.backbone_options))
     _log(f"backbone {cfg.backbone}: {tcfg.iterations} iterations -> {cfg.backbone_path}")
-    stats = train_backbone(model, train_set(), tuple(cfg.input_size), cfg.backbone_path, tcfg, device,
+    w, h = cfg.input_size
+    stats = train_backbone(model, train_set(), (w, h), cfg.backbone_path, tcfg, device,
                            sidecar=checkpoint_meta.backbone_training_options(cfg))
     _log(f"backbone done in {stats['seconds']:.0f} s, loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}")
     return "trained"
@@ -81,6 +82,22 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
     return "trained"
 
 
+def _run_here(name: str, job: Callable[[], str]) -> str:
+    """``train_all``'s default ``run``: this process trains everything."""
+    return job()
+
+
+def _as_is(state: str | None) -> str:
+    """``train_all``'s default ``share``: one process, so its status is everyone's.
+
+    Raises:
+        ValueError: no status (a ``run`` that skips items needs a ``share`` that fills them in).
+    """
+    if state is None:
+        raise ValueError("train_all: run() returned no status and share() is the default (pass both)")
+    return state
+
+
 def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str | None] | None = None,
               share: Callable[[str | None], str] | None = None, verbose: bool = True) -> dict[str, str]:
     """Train what is missing; returns ``{item: status}``.
@@ -91,8 +108,8 @@ def train_all(cfg: BenchConfig, *, run: Callable[[str, Callable[[], str]], str |
     """
     from bench.unit import load_backbone, open_split, setup_torch
 
-    run = run or (lambda name, job: job())
-    share = share or (lambda state: state)
+    run = run or _run_here
+    share = share or _as_is
     device = setup_torch(cfg)
     cache: dict[str, Any] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench import seeds
@@ -100,3 +102,18 @@ def test_class_diffs_say_when_a_class_flips(summary):
     summary["seeds"]["0"]["metrics"]["magnet@128x64"]["iou"]["pole"] = 0.5
     text = seeds.class_diffs_table(summary, "magnet@128x64", "patching@128x64", ["pole"])
     assert "| pole | +30.00 | -15.00 | -10.00 | **no** |" in text
+
+
+def test_readme_without_reference_dir_leaves_the_seed_blocks_out(summary, tmp_path, monkeypatch):
+    """A seed summary with a config that has no reference weights: the blocks that compare with the
+    reference manifest have nothing to render, the others still do; was ``Path / None`` (TypeError)."""
+    from bench.config import load
+    from bench.readme import blocks
+
+    summary_file = tmp_path / "summary.json"
+    summary_file.write_text(json.dumps(summary))
+    monkeypatch.setattr(seeds, "summary_path", lambda dataset: summary_file)
+    cfg = load("synthetic", {"reference_dir": None, "out_dir": str(tmp_path / "run")})
+    rendered = blocks(cfg)
+    assert "table1" in rendered and "comparisons" in rendered and "thin_seeds" in rendered
+    assert not {"seeds", "thin"} & set(rendered)
