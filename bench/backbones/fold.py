@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from bench.backbones.packed import PackedConv2d
+
 
 def _paired_attrs() -> dict[type, tuple[tuple[str, str], ...]]:
     from bench.backbones.hrnet_ocr import HRNetOCR
@@ -37,7 +39,7 @@ def _paired_attrs() -> dict[type, tuple[tuple[str, str], ...]]:
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
+    return (type(conv) in (nn.Conv2d, PackedConv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats
             and bn.running_mean is not None and conv.out_channels == bn.num_features)
 
 

@@ -22,7 +22,8 @@ fixed combination ``(main + 0.4 * aux) / 1.4`` as the released model does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from torch import nn
 
 from bench.backbones import clean_state_dict
 from bench.backbones.fold import InferenceCopy
+from bench.backbones.packed import PackedConv2d, pack_convs
 from bench.backbones.resnet import (
     BasicBlock,
     Bottleneck,
@@ -147,8 +149,12 @@ def _transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
 
 
 def _bn_relu(channels: int) -> nn.Sequential:
-    # OCR head norms use PyTorch's default momentum (as the released code does).
-    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
+    # OCR head norms use PyTorch's default momentum (as the released code does). The ReLU works
+    # in place on the BN's fresh output (same values; the released code makes a new map each time,
+    # as reference_forward() still does).
+    relu = nn.ReLU(inplace=True)
+    relu.made_inplace = True  # type: ignore[assignment]
+    return nn.Sequential(nn.BatchNorm2d(channels), relu)
 
 
 def _conv1x1_bn_relu(cin: int, cout: int) -> list[nn.Module]:
@@ -271,6 +277,8 @@ class HRNetOCR(nn.Module):
         # measured); ``backbone_options: {inference_copy: true}`` opts in, bench.perf times both
         self.inference_copy = False
         self._inference = InferenceCopy()
+        # bit-identical: oneDNN reorders each conv weight once, not per call (bench.backbones.packed)
+        pack_convs(self)
 
     def _init_weights(self) -> None:
         # HRNet's own init: N(0, 0.001) convs in the body; heads keep PyTorch's default init.
@@ -335,6 +343,29 @@ class HRNetOCR(nn.Module):
             return fast(x)
         main, aux, _ = self._heads(x)
         return _upsample((main + AUX_WEIGHT * aux) / AUX_NORM, x.shape[-2:])
+
+
+@contextmanager
+def reference_forward(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` as the forward was before its bit-identical speed-ups (for comparisons).
+
+    Inside the block every :class:`~bench.backbones.packed.PackedConv2d` goes through ``F.conv2d``
+    (weights reordered on every call) and the OCR head's ReLUs make new maps, as before. Outputs
+    are bitwise equal either way (``tests/test_exact_forward.py``); only the time differs.
+    """
+    convs = [m for m in model.modules() if isinstance(m, PackedConv2d)]
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU) and getattr(m, "made_inplace", False)]
+    for m in convs:
+        m.use_packed = False
+    for r in relus:
+        r.inplace = False
+    try:
+        yield model
+    finally:
+        for m in convs:
+            m.use_packed = True
+        for r in relus:
+            r.inplace = True
 
 
 HEAD_PREFIXES = ("conv3x3_ocr.", "ocr_distri_head.", "cls_head.", "aux_head.")
