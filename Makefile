@@ -32,7 +32,7 @@ install: $(PY)
 
 # ruff and mypy as configured in pyproject.toml (run by .ci/run)
 lint: ready
-	$(PY) -m ruff check bench baselines magnet examples
+	$(PY) -m ruff check bench baselines magnet examples tests
 	$(PY) -m mypy
 
 test: ready

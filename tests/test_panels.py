@@ -14,7 +14,7 @@ from bench.panels import (ERROR_COLOURS, IGNORE_COLOUR, MissingPredictions, Pane
                           render_panels, upscale, window_sums)
 from bench.predictions import COARSE, prediction_path, save_label_map
 
-G, R, D, W, I = (ERROR_COLOURS[k] for k in ("fixed", "broken", "both_wrong", "both_right", "ignore"))
+G, R, D, W, N = (ERROR_COLOURS[k] for k in ("fixed", "broken", "both_wrong", "both_right", "ignore"))  # N: not scored (ignore)
 
 
 def test_colorize_uses_the_palette_and_blacks_out_ignore():
@@ -44,12 +44,12 @@ def test_error_map_colours_on_a_hand_made_case():
                      [0, 1, 3, 3]])
     expected = [[W, G, R, G],
                 [R, G, W, D],
-                [W, G, I, I],
+                [W, G, N, N],
                 [R, D, W, W]]
     assert error_map(gt, coarse, pred, 255).tolist() == [[list(c) for c in row] for row in expected]
     assert coarse_error_map(gt, coarse, 255).tolist() == [[list(W), list(D), list(W), list(D)],
                                                           [list(W), list(D), list(W), list(D)],
-                                                          [list(W), list(D), list(I), list(I)],
+                                                          [list(W), list(D), list(N), list(N)],
                                                           [list(W), list(D), list(W), list(W)]]
 
 
