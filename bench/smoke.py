@@ -418,6 +418,7 @@ def run_smoke(args: argparse.Namespace) -> int:
     jsonl = out / "smoke.jsonl"
     jsonl.write_text("")
     recs = []
+    started = time.perf_counter()
     for image in images:
         for name in methods:
             if name in unresolved:
@@ -435,6 +436,8 @@ def run_smoke(args: argparse.Namespace) -> int:
                 f"{rec['time_ms']:.0f} ms, {rec['mem_peak_delta_mib']:.0f} MiB" if rec["status"] == "ok"
                 else f"{rec['status'].upper()}: {rec['message'].strip().splitlines()[-1]}"), file=sys.stderr, flush=True)
     text = render_markdown(recs, args.repeats, args.warmup)
+    text += (f"\nThe whole run: {(time.perf_counter() - started) / 60:.1f} min wall clock for {len(recs)} "
+             f"(method, image) processes, setup included.\n")
     (out / "smoke.md").write_text(text)
     print(text)
     print(f"[smoke] {jsonl} and {out / 'smoke.md'} written")

@@ -40,6 +40,7 @@ def test_downsample_on_real_cityscapes_and_inria(tmp_path):
     assert recs[("inria", "1000x1000")]["label_classes"] == [0, 1]
     md = (out / "smoke.md").read_text()
     assert "×2 side" in md and "| Downsample |" in md and "No accuracy for inria" in md
+    assert md.rstrip().splitlines()[-1].startswith("The whole run: ") and "for 3 (method, image) processes" in md
 
 
 def test_missing_weights_fail_clearly(tmp_path, capsys):
