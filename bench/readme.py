@@ -12,7 +12,7 @@ A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``
 - ``smoke``: the tables of ``make smoke`` (``results/smoke/smoke.md``, rendered from its records);
 - ``thin_experiments``: the thin-class experiments of ``python -m magnet.thin``
   (``results/thin/<dataset>.json``);
-- ``perf``: the same-run speed comparisons of ``python -m bench.perf`` (``results/perf/perf.json``).
+- ``perf``: the same-run speed comparisons of ``python -m perf`` (``results/perf/perf.json``).
 
 ``--check`` renders without writing and exits 1 when the README differs.
 """
@@ -56,7 +56,26 @@ def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any]) -> st
         weights = f"weights trained on this machine in `{folder}` (seed {cfg.seed})"
     return (f"Rendered by `make readme` from the records of `make bench` in `{cfg.out_path}`: run on "
             f"{prov.get('cpu', '?')} ({prov.get('cpu_count', '?')} cores, {prov.get('threads', '?')} thread(s)), "
-            f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}, with {weights}.\n")
+            f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}, with {weights}."
+            f"{timing_text(cfg)}\n")
+
+
+def timing_text(cfg: BenchConfig) -> str:
+    """`` The last `bench run` there took ...`` from the folder's ``run.json`` timing ('' without one)."""
+    import time
+
+    from bench import run_folder
+
+    timing = (run_folder.read(cfg.out_path) or {}).get("timing")
+    if not timing:
+        return ""
+    units = timing.get("units", {})
+    done = sum(u.get("status") == "done" for u in units.values())
+    minutes, secs = divmod(round(timing["seconds"]), 60)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timing["started"]))
+    resumed = f", {done} of them already recorded (a resumed run: its time covers the rest)" if done else ""
+    return (f" The last `bench run` there (started {when}) took {minutes} min {secs} s wall clock for "
+            f"{len(units)} unit(s){resumed}, each unit's process with its setup (`run.json`).")
 
 
 def blocks(cfg: BenchConfig) -> dict[str, str]:
@@ -97,9 +116,9 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     smoke = Path("results/smoke/smoke.md")  # bench.smoke's default output folder
     if smoke.is_file():
         out["smoke"] = smoke.read_text()
-    perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m bench.perf (make perf)
+    perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m perf (make perf)
     if perf_json.is_file():
-        from bench.perf import render as render_perf
+        from bench.perf_render import render as render_perf
 
         out["perf"] = render_perf(json.loads(perf_json.read_text()))
     thin = REPO_DIR / "results" / "thin" / f"{cfg.dataset}.json"

@@ -48,8 +48,12 @@ def read(out_dir: str | Path | None) -> dict[str, Any] | None:
 
 
 def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | None = None,
-          image_ids: Sequence[str] | None = None) -> Path:
-    """Store the run's config (and, once known, its unit keys and image ids) as ``<out_dir>/run.json``."""
+          image_ids: Sequence[str] | None = None, timing: Mapping[str, Any] | None = None) -> Path:
+    """Store the run's config (and, once known, its unit keys, image ids and timing) as ``<out_dir>/run.json``.
+
+    ``timing`` (written when the sweep ends, :func:`sweep_timing`): the last ``bench run``'s wall
+    clock, whole and per unit, so the README renders how long a sweep took instead of a typed figure.
+    """
     path = cfg.out_path / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {"schema": SCHEMA, "config": cfg.to_dict()}
@@ -57,10 +61,22 @@ def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | No
         data["units"] = {f"{m}@{format_size(s)}": k for (m, s), k in keys.items()}
     if image_ids is not None:
         data["image_ids"] = list(image_ids)
+    if timing is not None:
+        data["timing"] = dict(timing)
     tmp = path.with_name(f".{RUN_FILE}.{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)  # a kill leaves the old file whole
     return path
+
+
+def sweep_timing(started: float, seconds: float, units: Mapping[tuple[str, tuple[int, int]], tuple[float, str]]) -> dict[str, Any]:
+    """``timing`` of run.json: start (Unix s), whole wall clock (s) and ``{"method@WxH": {seconds, status}}``.
+
+    A unit's seconds are its process's wall clock, setup and loading included; a unit with nothing
+    left to run (``done``) costs only its check, so a resumed sweep's total covers only what it ran.
+    """
+    return {"started": started, "seconds": seconds,
+            "units": {f"{m}@{format_size(s)}": {"seconds": t, "status": str(st)} for (m, s), (t, st) in units.items()}}
 
 
 def latest_keys(recs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], str]:

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -199,22 +200,30 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
         image failed), or a failure status (``error``, ``missing_checkpoint``, ...).
     """
     results: dict[tuple[str, tuple[int, int]], Status] = {}
+    seconds: dict[tuple[str, tuple[int, int]], tuple[float, str]] = {}
+    started, clock = time.time(), time.perf_counter()
     cfg.out_path.mkdir(parents=True, exist_ok=True)
+    keys, ids = {u: key_of(cfg, *u) for u in cfg.units()}, _run_ids(cfg)
     if distributed.is_main():  # the folder says which keys and images this sweep makes (bench.run_folder)
-        run_folder.write(cfg, {u: key_of(cfg, *u) for u in cfg.units()}, _run_ids(cfg))
+        run_folder.write(cfg, keys, ids)
     # in out_dir, named by pid, so a run killed by SIGKILL leaves it where the next run removes it
     with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(cfg.to_dict()))
         for name, size in cfg.units():
+            unit_clock = time.perf_counter()
             if not cfg.isolate:
                 results[(name, size)] = _run_in_process(cfg, name, size)
-                continue
-            code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
-            if code != 0:
-                _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
-                print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on", file=sys.stderr)
-            results[(name, size)] = status
+            else:
+                code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
+                if code != 0:
+                    _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
+                    print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on",
+                          file=sys.stderr)
+                results[(name, size)] = status
+            seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
+    if distributed.is_main():
+        run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds))
     return results
 
 

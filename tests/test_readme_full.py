@@ -26,3 +26,19 @@ def test_full_block_renders_the_extended_run_and_names_what_it_adds(tmp_path):
     assert "records of `make bench-full`" in text and str(full.out_path) in text
     rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["| Downsample", "| Patching"], rows  # Table 3 of the extended run, header first
+
+
+def test_the_sweep_time_is_rendered_from_run_json(tmp_path):
+    from bench import run_folder
+    from bench.readme import timing_text
+
+    cfg = build(_flat(tmp_path, tmp_path / "runs", ["downsample", "patching"]))
+    assert timing_text(cfg) == ""  # no run yet: nothing typed in its place
+    train_missing(cfg)
+    run_sweep(cfg)
+    timing = run_folder.read(cfg.out_path)["timing"]
+    assert set(timing["units"]) == {"downsample@32x16", "patching@32x16"}
+    assert 0 < sum(u["seconds"] for u in timing["units"].values()) <= timing["seconds"]
+    assert " took 0 min " in timing_text(cfg) and "for 2 unit(s), each" in timing_text(cfg)
+    run_sweep(cfg)  # resumed: nothing left to run, and the text says so
+    assert "2 of them already recorded (a resumed run" in timing_text(cfg)
