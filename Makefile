@@ -32,7 +32,7 @@ install: $(PY)
 
 # ruff and mypy as configured in pyproject.toml (run by .ci/run)
 lint: ready
-	$(PY) -m ruff check bench baselines magnet examples tests
+	$(PY) -m ruff check bench baselines magnet examples perf tests
 	$(PY) -m mypy
 
 test: ready
@@ -123,9 +123,9 @@ bench-dist: ready
 train-dist: ready
 	$(PY) -m torch.distributed.run $(TORCHRUN_ARGS) --nproc_per_node=$(NPROC) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)
 
-# Same-run speed comparisons (bench/perf.py; not a test): guided filter vs guided-filter-pytorch,
+# Same-run speed comparisons (perf/, python -m perf; not a test): guided filter vs guided-filter-pytorch,
 # backbone forward plain vs folded/channels-last, fp32 matmul peak and fraction of it, MagNet and
 # MagNet-Fast image calls; writes results/perf/perf.json (make readme renders it). ~30 min on 2 cores.
 .PHONY: perf
 perf: ready
-	$(PY) -m bench.perf $(ARGS)
+	$(PY) -m perf $(ARGS)

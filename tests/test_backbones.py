@@ -447,7 +447,7 @@ def test_inference_copy_labels_on_a_real_image() -> None:
     from conftest import shared_data
 
     from bench.interface import normalize
-    from bench.perf import calibrated_backbone
+    from perf.core import calibrated_backbone
 
     frames = sorted(shared_data("cityscapes", "leftImg8bit").rglob("*_leftImg8bit.png"))
     if not frames:

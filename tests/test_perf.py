@@ -1,4 +1,4 @@
-"""``python -m bench.perf``: the FLOP counter on hand-counted models and the script's structure (no timing)."""
+"""``python -m perf``: the FLOP counter on hand-counted models and the script's structure (no timing)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench import perf
+import perf
+from bench.perf_render import render
+from perf.cli import carry_over
 
 
 def test_flop_counter_counts_conv_and_linear_by_hand():
@@ -40,16 +42,17 @@ def test_backbone_variants_and_alternation():
     assert any(isinstance(m, nn.BatchNorm2d) and m.running_var.std() > 0 for m in model.modules())
     x = torch.randn(2, 3, 32, 64)
     fns = perf.backbone_variants(model)
-    assert set(fns) == {"plain", *perf.BACKBONE_VARIANTS}
+    assert set(fns) == {"reference", "exact", *perf.BACKBONE_VARIANTS}
     with torch.inference_mode():
         times, last = perf.alternate({k: (lambda f=f: f(x)) for k, f in fns.items()}, 2)
     for k in fns:
         assert times[k]["n"] == 2 and len(times[k]["all_ms"]) == 2 and times[k]["median"] > 0
-        torch.testing.assert_close(last[k], last["plain"], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(last[k], last["reference"], atol=1e-4, rtol=1e-4)
+    assert torch.equal(last["exact"], last["reference"])
 
 
 def _tiny_args(tmp_path) -> argparse.Namespace:
-    args = perf._parser().parse_args([
+    args = perf.parser().parse_args([
         "--repeats", "1", "--magnet-repeats", "1", "--gf-channels", "2", "--gf-size", "40x24", "--dgf-coarse", "10x6",
         "--backbone", "light", "--classes", "3", "--input", "32x16", "--image", "64x32", "--matmul-n", "64",
         "--no-memory", "--out", str(tmp_path / "perf.json")])
@@ -67,11 +70,14 @@ def test_run_structure_and_render(tmp_path):
     assert gf["max_abs_err_float64"]["ours"] < 1e-5
     assert results["dgf"]["label_pixels_changed"] <= 2 and results["dgf"]["pixels"] == 40 * 24
     bb = results["backbone"]
-    assert set(bb["variants"]) == {"plain", *perf.BACKBONE_VARIANTS}
-    assert bb["variants"]["plain"]["speedup_vs_plain"] == pytest.approx(1.0)
+    assert set(bb["variants"]) == {"reference", "exact", *perf.BACKBONE_VARIANTS}
+    assert bb["variants"]["reference"]["speedup_vs_reference"] == pytest.approx(1.0)
+    assert bb["variants"]["exact"]["bitwise_equal"] and bb["variants"]["exact"]["label_pixels_changed"] == 0
     assert all(0 < v["fraction_of_peak"] for v in bb["variants"].values())
-    text = perf.render(json.loads(json.dumps(results, default=str)))
+    assert len(bb["peak_gflops_per_round"]) == 1 and bb["peak_gflops_per_round"][0] > 0  # one round, one peak
+    text = render(json.loads(json.dumps(results, default=str)))
     assert "guided-filter-pytorch" in text and "| fold+channels_last |" in text and "DGF's filtering step" in text
+    assert "| exact |" in text
 
 
 @pytest.mark.slow
@@ -82,16 +88,30 @@ def test_magnet_section_structure(tmp_path):
     results = perf.run(args)
     methods = results["magnet"]["methods"]
     assert set(methods) == {"magnet", "magnet_fast"}
-    assert all(m["label_pixels_changed"] == 0 and m["pixels"] == 64 * 32 for m in methods.values())
-    text = perf.render(results)
-    assert "| magnet_fast |" in text and "not measured" in text  # --no-memory
+    for m in methods.values():
+        assert m["pixels"] == 64 * 32 and set(m["variants"]) == {"reference", "exact"}
+        assert m["variants"]["exact"]["probs_bitwise_equal"] and m["variants"]["exact"]["label_pixels_changed"] == 0
+    text = render(results)
+    assert "| magnet_fast | exact |" in text and "not measured" in text  # --no-memory
 
 
 def test_readme_block_renders_from_the_json(tmp_path):
     from bench.readme import render_into
 
     results = perf.run(argparse.Namespace(**{**vars(_tiny_args(tmp_path)), "sections": {"gf"}}))
-    text = perf.render(results)
+    text = render(results)
     readme = "a\n<!-- bench:perf -->\nold\n<!-- /bench:perf -->\nb\n"
     new, unknown = render_into(readme, {"perf": text})
     assert unknown == [] and text.strip() in new and "old" not in new
+
+
+def test_sections_not_rerun_are_carried_over_with_their_origin():
+    previous = {"command": "python -m perf --old", "provenance": {"git_sha": "abc123"}, "dgf": {"speedup": 3.0},
+                "backbone": {"old": True}}
+    results = carry_over({"command": "new", "backbone": {"new": True}}, previous)
+    assert results["backbone"] == {"new": True}  # rerun: the new one
+    assert results["dgf"]["speedup"] == 3.0
+    assert results["dgf"]["carried_over_from"] == {"command": "python -m perf --old", "git_sha": "abc123"}
+    # carried twice: the origin stays the first run's
+    again = carry_over({"command": "newer"}, results)
+    assert again["dgf"]["carried_over_from"]["git_sha"] == "abc123"

@@ -18,6 +18,7 @@ Nothing else is touched; :func:`count_batchnorms` tells what is left.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,8 +40,14 @@ def _paired_attrs() -> dict[type, tuple[tuple[str, str], ...]]:
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return (type(conv) in (nn.Conv2d, PackedConv2d) and type(bn) is nn.BatchNorm2d and bn.track_running_stats
-            and bn.running_mean is not None and conv.out_channels == bn.num_features)
+    return (type(conv) in (nn.Conv2d, PackedConv2d) and type(bn) is nn.BatchNorm2d and bool(bn.track_running_stats)
+            and bn.running_mean is not None and bool(conv.out_channels == bn.num_features))
+
+
+def _fused(conv: nn.Module, bn: nn.Module) -> nn.Conv2d:
+    """``fuse_conv_bn_eval`` of a pair :func:`_foldable` accepted."""
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+    return fuse_conv_bn_eval(conv, bn)
 
 
 def _fold_sequential(seq: nn.Sequential) -> int:
@@ -49,10 +56,10 @@ def _fold_sequential(seq: nn.Sequential) -> int:
     for i in range(len(children) - 1):
         conv, nxt = children[i], children[i + 1]
         if _foldable(conv, nxt):
-            seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, nxt), nn.Identity()
+            seq[i], seq[i + 1] = _fused(conv, nxt), nn.Identity()
             folded += 1
         elif type(nxt) is nn.Sequential and len(nxt) > 0 and _foldable(conv, nxt[0]):
-            seq[i], nxt[0] = fuse_conv_bn_eval(conv, nxt[0]), nn.Identity()
+            seq[i], nxt[0] = _fused(conv, nxt[0]), nn.Identity()
             folded += 1
     return folded
 
@@ -76,10 +83,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             for conv_name, bn_name in pairs.get(type(module), ()):
                 conv, bn = getattr(module, conv_name), getattr(module, bn_name)
                 if _foldable(conv, bn):
-                    setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                    setattr(module, conv_name, _fused(conv, bn))
                     setattr(module, bn_name, nn.Identity())
                     folded += 1
-    folded_model.folded_pairs = folded
+    folded_model.folded_pairs = folded  # type: ignore[assignment]  # a plain attribute, for callers
     return folded_model
 
 
@@ -110,7 +117,7 @@ class InferenceCopy:
         self.key: tuple | None = None
         self.model: nn.Module | None = None
 
-    def get(self, model: nn.Module, x: torch.Tensor):
+    def get(self, model: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
         if model.training or torch.is_grad_enabled() or x.dim() != 4:
             return None
         key = _state_key(model)
@@ -118,9 +125,9 @@ class InferenceCopy:
             with torch.inference_mode(False), torch.no_grad():
                 model = _without_cache(model)
                 copy_ = fold_batchnorm(model) if self.fold else copy.deepcopy(model).eval()
-            copy_.inference_copy = False
+            setattr(copy_, "inference_copy", False)  # the copy runs its plain forward
             layout = torch.channels_last if self.channels_last else torch.contiguous_format
-            self.model, self.key = copy_.to(memory_format=layout), key
+            self.model, self.key = copy_.to(memory_format=layout), key  # type: ignore[call-overload]  # stub lacks it
         folded, layout = self.model, torch.channels_last if self.channels_last else torch.contiguous_format
 
         def run(inp: torch.Tensor) -> torch.Tensor:

@@ -98,8 +98,10 @@ class HighResolutionModule(nn.Module):
         )
         self.fuse_layers = None
         if n > 1:
+            # None entries (j == i) keep the released state-dict indices; ModuleList stores them as is
             self.fuse_layers = nn.ModuleList(
-                nn.ModuleList(self._fuse(channels, i, j) for j in range(n)) for i in range(n)
+                nn.ModuleList(self._fuse(channels, i, j) for j in range(n))  # type: ignore[misc]
+                for i in range(n)
             )
         self.relu = nn.ReLU(inplace=True)
 
@@ -119,6 +121,7 @@ class HighResolutionModule(nn.Module):
             return xs
         out = []
         for i, row in enumerate(self.fuse_layers):
+            assert isinstance(row, nn.ModuleList)
             # Sum the terms in branch order j = 0..n-1, as the released code does (float parity).
             # Each term is made only when it is added, and added in place into the running sum
             # (same values as y = y + t): one full-size map alive per row instead of n.
@@ -145,7 +148,7 @@ def _transition(pre: Sequence[int], cur: Sequence[int]) -> nn.ModuleList:
             n_new = i + 1 - len(pre)
             steps = [_conv_bn(pre[-1], c if k == n_new - 1 else pre[-1], 3, 2, relu=True) for k in range(n_new)]
             layers.append(nn.Sequential(*steps))
-    return nn.ModuleList(layers)
+    return nn.ModuleList(layers)  # type: ignore[arg-type]  # None: the branch passes through (released layout)
 
 
 def _bn_relu(channels: int) -> nn.Sequential:

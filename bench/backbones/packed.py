@@ -5,10 +5,12 @@ the plain (O, I, kh, kw) weight into the primitive's blocked layout (``ABcd8b8a`
 call: about 5 % of an HRNet-OCR forward at 256x128. :class:`PackedConv2d` keeps that blocked copy
 (``torch._C._nn.mkldnn_reorder_conv2d_weight``) and passes it to ``torch.mkldnn_convolution``, so
 the same primitive runs on the same values: the output is bitwise equal to ``F.conv2d``
-(``tests/test_packed_conv.py``). A reorder is a permutation, not arithmetic.
+(``tests/test_exact_forward.py``). A reorder is a permutation, not arithmetic.
 
 The packed copy is used only where ``F.conv2d`` itself would pick oneDNN for this input
-(``torch._C._select_conv_backend``) with a contiguous (NCHW) input, in eval mode without autograd, and is rebuilt when the weight
+(``torch._C._select_conv_backend``, asked once per input shape and thread count: on one thread
+PyTorch takes its own im2col path, and for some small inputs too) with a contiguous (NCHW)
+input, in eval mode without autograd, and is rebuilt when the weight
 is replaced or changed in place. It is packed for the first input shape seen; for another shape
 oneDNN reorders it again if its primitive wants another layout (still exact). It costs one more
 copy of the weights (25 MB for HRNet-W18-Small-v2-OCR).
@@ -37,6 +39,7 @@ class PackedConv2d(nn.Conv2d):
 
     _packed: torch.Tensor | None
     _packed_key: tuple[int, int] | None
+    _backend: dict[tuple[tuple[int, ...], int], bool]  # (input shape, threads) -> F.conv2d would use oneDNN
     use_packed = True  # False: always the plain F.conv2d path (the reference forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,12 +57,17 @@ class PackedConv2d(nn.Conv2d):
             # a channels-last input (OCR's attention context is one) runs oneDNN's NHWC primitive,
             # which a weight passed as an mkldnn tensor would not select: left to F.conv2d
             return None
+        # PyTorch picks the backend per call (threads, shapes): only where it would pick oneDNN
+        shape = (tuple(x.shape), torch.get_num_threads())
+        onednn = self._backend.get(shape)
+        if onednn is None:
+            onednn = self._backend[shape] = _mkldnn_backend(self, x)
+        if not onednn:
+            return None
         weight = self.weight
         key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
-        if getattr(self, "_packed_key", None) == key and self._packed is not None:
+        if self._packed_key == key and self._packed is not None:
             return self._packed
-        if not _mkldnn_backend(self, x):
-            return None
         with torch.inference_mode(False), torch.no_grad():
             packed = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]  # stub lacks input_size
                 self.weight.detach().to_mkldnn(), list(self.padding), list(self.stride), list(self.dilation),
@@ -70,12 +78,12 @@ class PackedConv2d(nn.Conv2d):
     def __getstate__(self) -> dict:
         # copies and pickles never carry the blocked weight (an mkldnn tensor): it is rebuilt
         state = super().__getstate__()
-        state["_packed"], state["_packed_key"] = None, None
+        state["_packed"], state["_packed_key"], state["_backend"] = None, None, {}
         return state
 
     def drop_packed(self) -> None:
-        """Forget the blocked copy (it is rebuilt on the next inference call)."""
-        self._packed, self._packed_key = None, None
+        """Forget the blocked copy and the backend choices (rebuilt on the next inference call)."""
+        self._packed, self._packed_key, self._backend = None, None, {}
 
 
 def pack_convs(model: nn.Module) -> int:
@@ -98,7 +106,7 @@ def unpack_convs(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, PackedConv2d) and type(module) is PackedConv2d:
             module.drop_packed()
-            del module._packed, module._packed_key
+            del module._packed, module._packed_key, module._backend
             conv: nn.Module = module
             conv.__class__ = nn.Conv2d
 
