@@ -74,8 +74,11 @@ def timing_text(cfg: BenchConfig) -> str:
     minutes, secs = divmod(round(timing["seconds"]), 60)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timing["started"]))
     resumed = f", {done} of them already recorded (a resumed run: its time covers the rest)" if done else ""
+    loads = [timing.get("load_before"), timing.get("load_after")]
+    busy = (f"; load average {loads[0]:.1f} at its start and {loads[1]:.1f} at its end on {timing.get('cpu_count')} cores"
+            if None not in loads else "")
     return (f" The last `bench run` there (started {when}) took {minutes} min {secs} s wall clock for "
-            f"{len(units)} unit(s){resumed}, each unit's process with its setup (`run.json`).")
+            f"{len(units)} unit(s){resumed}, each unit's process with its setup (`run.json`{busy}).")
 
 
 def blocks(cfg: BenchConfig) -> dict[str, str]:

@@ -40,5 +40,6 @@ def test_the_sweep_time_is_rendered_from_run_json(tmp_path):
     assert set(timing["units"]) == {"downsample@32x16", "patching@32x16"}
     assert 0 < sum(u["seconds"] for u in timing["units"].values()) <= timing["seconds"]
     assert " took 0 min " in timing_text(cfg) and "for 2 unit(s), each" in timing_text(cfg)
+    assert "load average " in timing_text(cfg) and timing["load_after"] >= 0
     run_sweep(cfg)  # resumed: nothing left to run, and the text says so
     assert "2 of them already recorded (a resumed run" in timing_text(cfg)
