@@ -82,6 +82,31 @@ def _upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=ALIGN_CORNERS)
 
 
+def _concat_upsampled(branches: Sequence[torch.Tensor], direct: bool = True) -> torch.Tensor:
+    """(N, sum C_i, H, W): every branch upsampled to branch 0's size, concatenated in order.
+
+    Without autograd each branch is upsampled straight into its channel slice of the output, one
+    sample at a time (a (1, C_i, H, W) slice is contiguous): the same bilinear kernel on the same
+    values as ``torch.cat`` of the upsampled maps, without the temporary maps and their copy.
+    """
+    size = tuple(branches[0].shape[-2:])
+    first = branches[0]
+    if not direct or torch.is_grad_enabled() or not all(b.is_contiguous() and b.dtype == first.dtype for b in branches):
+        return torch.cat([first, *(_upsample(b, size) for b in branches[1:])], 1)
+    out = first.new_empty((first.shape[0], sum(b.shape[1] for b in branches), *size))
+    lo = 0
+    for b in branches:
+        hi = lo + b.shape[1]
+        if tuple(b.shape[-2:]) == size:
+            out[:, lo:hi].copy_(b)
+        else:
+            for n in range(b.shape[0]):
+                torch._C._nn.upsample_bilinear2d(b[n:n + 1], size, ALIGN_CORNERS, None, None,  # type: ignore[call-arg]
+                                                 out=out[n:n + 1, lo:hi])  # the stub lacks out=
+        lo = hi
+    return out
+
+
 class HighResolutionModule(nn.Module):
     """Parallel branches of BasicBlocks, then all-to-all fusion.
 
@@ -280,8 +305,10 @@ class HRNetOCR(nn.Module):
         # measured); ``backbone_options: {inference_copy: true}`` opts in, bench.perf times both
         self.inference_copy = False
         self._inference = InferenceCopy()
-        # bit-identical: oneDNN reorders each conv weight once, not per call (bench.backbones.packed)
+        # bit-identical: oneDNN reorders each conv weight once, not per call (bench.backbones.packed),
+        # and the upsampled branches are written into the concatenation directly
         pack_convs(self)
+        self.direct_concat = True
 
     def _init_weights(self) -> None:
         # HRNet's own init: N(0, 0.001) convs in the body; heads keep PyTorch's default init.
@@ -305,8 +332,7 @@ class HRNetOCR(nn.Module):
         """Main and aux logits at branch-0 resolution, plus named features."""
         check_image_batch(x, type(self).__name__)
         branches = self.body(x)
-        size = branches[0].shape[-2:]
-        feats = torch.cat([branches[0], *(_upsample(b, size) for b in branches[1:])], 1)
+        feats = _concat_upsampled(branches, self.direct_concat)
         aux = self.aux_head(feats)
         mid = self.conv3x3_ocr(feats)
         ocr = self.ocr_distri_head(mid, spatial_gather(mid, aux))
@@ -353,15 +379,19 @@ def reference_forward(model: nn.Module) -> Iterator[nn.Module]:
     """Run ``model`` as the forward was before its bit-identical speed-ups (for comparisons).
 
     Inside the block every :class:`~bench.backbones.packed.PackedConv2d` goes through ``F.conv2d``
-    (weights reordered on every call) and the OCR head's ReLUs make new maps, as before. Outputs
+    (weights reordered on every call), the OCR head's ReLUs make new maps and the branches are
+    concatenated with ``torch.cat``, as before. Outputs
     are bitwise equal either way (``tests/test_exact_forward.py``); only the time differs.
     """
     convs = [m for m in model.modules() if isinstance(m, PackedConv2d)]
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU) and getattr(m, "made_inplace", False)]
+    nets = [m for m in model.modules() if isinstance(m, HRNetOCR)]
     for m in convs:
         m.use_packed = False
     for r in relus:
         r.inplace = False
+    for net in nets:
+        net.direct_concat = False
     try:
         yield model
     finally:
@@ -369,6 +399,8 @@ def reference_forward(model: nn.Module) -> Iterator[nn.Module]:
             m.use_packed = True
         for r in relus:
             r.inplace = True
+        for net in nets:
+            net.direct_concat = True
 
 
 HEAD_PREFIXES = ("conv3x3_ocr.", "ocr_distri_head.", "cls_head.", "aux_head.")
