@@ -47,7 +47,8 @@ def _run_sections(args: argparse.Namespace) -> dict[str, Any]:
                                      args.repeats)
     if "backbone" in args.sections:
         results["backbone"] = backbone_section(args.backbone, args.classes, parse_size(args.input),
-                                               args.backbone_batch, args.repeats, args.matmul_n)
+                                               args.backbone_batch, args.repeats, args.matmul_n,
+                                               set(args.backbone_variants.split(",")) if args.backbone_variants else None)
     if "magnet" in args.sections:
         results["magnet"] = magnet_section(args)
     results["peak"]["best_gflops_end"] = matmul_peak(args.matmul_n, max(args.repeats, 5))["best_gflops"]
@@ -78,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=19)
     p.add_argument("--input", default="256x128", help="backbone input size WxH")
     p.add_argument("--backbone-batch", type=int, default=2)
+    p.add_argument("--backbone-variants", default="",
+                   help="comma list of the inference copies to time besides reference and exact (default: all)")
     p.add_argument("--image", default="512x256", help="MagNet image size WxH")
     p.add_argument("--magnet-batch", type=int, default=2)
     p.add_argument("--magnet-repeats", type=int, default=3)

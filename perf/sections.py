@@ -115,19 +115,21 @@ def backbone_variants(model: nn.Module) -> dict[str, Callable[[torch.Tensor], to
 
 
 def backbone_section(name: str, classes: int, size: tuple[int, int], batch: int, repeats: int,
-                     matmul_n: int) -> dict[str, Any]:
+                     matmul_n: int, only: set[str] | None = None) -> dict[str, Any]:
     """The reference forward against the exact default and the inference copies, with the FLOPs
     and the fraction of the fp32 matmul peak.
 
     Each round times the matmul peak (best of 3 ``matmul_n`` products) and then every variant,
     so that the peak and the forwards see the same machine load; a variant's fraction of peak
-    is the median over rounds of (its rate in the round) / (the peak in the round).
+    is the median over rounds of (its rate in the round) / (the peak in the round). ``only``
+    keeps those variants (``reference`` and ``exact`` always run).
     """
     w, h = size
     model = calibrated_backbone(name, classes)
     x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1))
     flops = count_flops(model, x[:1])
-    fns = backbone_variants(model)
+    fns = {k: f for k, f in backbone_variants(model).items()
+           if only is None or k in only or k in ("reference", "exact")}
     peaks: list[float] = []
     fractions: dict[str, list[float]] = {k: [] for k in fns}
     with torch.inference_mode():
