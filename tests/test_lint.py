@@ -16,7 +16,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_ruff_passes_and_catches_an_unused_import(tmp_path):
-    run = _run("ruff", "check", "bench", "baselines", "magnet", "examples", "tests")
+    run = _run("ruff", "check", "bench", "baselines", "magnet", "examples", "perf", "tests")
     assert run.returncode == 0, run.stdout[-3000:]
     bad = tmp_path / "bad.py"
     bad.write_text('"""Doc."""\nimport os\n')
