@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.coarse import resize_image
-from bench.interface import normalize
+from bench.interface import check_image, normalize
 
 
 def backbone_input(
@@ -40,9 +40,7 @@ def backbone_input(
     Raises:
         ValueError: ``image`` is not (H, W, 3) uint8.
     """
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        got = f"{type(image).__name__} {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB numpy image, got {got}")
+    check_image(image)
     small = resize_image(image, first_scale) if first_scale else image
     small = resize_image(small, (int(input_size[0]), int(input_size[1])))
     return normalize(np.ascontiguousarray(small), device)

@@ -38,14 +38,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from baselines._cascadepsp_infer import refine_masks
 from baselines._cascadepsp_net import RefinementModule
 from baselines._cascadepsp_train import train_net
 from bench import training
 from bench.backbones import clean_state_dict, load_state_dict_strict, load_weights
-from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
+from bench.coarse import upsampled_labels
+from bench.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class CascadePSP(Method):
         Returns:
             (K, H, W) float32 refined foreground probabilities.
         """
-        _check_image(image)
+        check_image(image)
         with torch.no_grad():
             im = normalize(np.ascontiguousarray(image), self.device)
             seg = masks.to(self.device, torch.float32)[:, None] * 2 - 1
@@ -204,11 +204,9 @@ class CascadePSP(Method):
         """
         if coarse is None:
             raise ValueError("cascadepsp refines a coarse map; got coarse=None")
-        _check_image(image)
-        H, W = image.shape[:2]
+        check_image(image)
         with torch.no_grad():
-            up = F.interpolate(coarse.probs[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0]
-            labels = up.argmax(0)
+            labels = upsampled_labels(coarse.probs, image.shape[:2])
             classes = torch.unique(labels)  # sorted ascending
             if classes.numel() == 1:
                 return labels
@@ -231,17 +229,9 @@ class CascadePSP(Method):
             raise ValueError("cascadepsp training needs a non-empty training set")
         device = torch.device(ctx.device)
         samples = [(np.asarray(s.image), np.asarray(s.label)) for s in (train_set[i] for i in range(len(train_set)))]
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed)
+        with training.seeded(device, cfg.seed):
             net = build_net(cfg).to(device)
             train_net(net, samples, cfg, ctx.dataset.ignore_index, device)
         path = Path(paths["cascadepsp"])
         training.save_checkpoint(training.cpu_state(net), path, training.sidecar_of(ctx))
         log.info("cascadepsp: saved %s", path)
-
-
-def _check_image(image: Any) -> None:
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        got = f"{type(image).__name__} {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB numpy image, got {got}")

@@ -205,9 +205,7 @@ class GLNetMethod(Method):
         global_hw, patch_hw = sizes(cfg, ctx)
         ignore = ctx.dataset.ignore_index
         sidecar = training.sidecar_of(ctx)
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed)
+        with training.seeded(device, cfg.seed):
             rng = np.random.default_rng(cfg.seed)
             data = TrainViews(train_set, cfg, global_hw, patch_hw, device)
             model = GLNet(ctx.num_classes, **arch(cfg)).to(device)

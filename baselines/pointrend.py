@@ -178,9 +178,7 @@ class PointRend(Method):
         if len(train_set) == 0:
             raise ValueError("pointrend training needs a non-empty training set")
         device = torch.device(ctx.device)
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed)
+        with training.seeded(device, cfg.seed):
             head = _head_for(cfg, ctx)
             load = make_loader(
                 ctx.backbone, train_set, ctx.input_size, ctx.device,

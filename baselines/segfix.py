@@ -18,18 +18,18 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from baselines._segfix_net import SegFixNet
 from baselines._segfix_offsets import apply_offsets, offsets_from_logits
 from baselines._segfix_train import make_loader, train_net
 from bench import training
 from bench.backbones import load_checkpoint
-from bench.interface import Coarse, Dataset, Method, MethodContext, normalize
+from bench.coarse import upsampled_labels
+from bench.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class SegFix(Method):
 
     def offsets(self, image: np.ndarray) -> torch.Tensor:
         """Predicted (2, H, W) int64 (dy, dx) offsets of one (H, W, 3) uint8 RGB image."""
-        _check_image(image)
+        check_image(image)
         H, W = image.shape[:2]
         with torch.no_grad():
             boundary, direction = self.net(normalize(np.ascontiguousarray(image), self.device))
@@ -126,11 +126,9 @@ class SegFix(Method):
         """
         if coarse is None:
             raise ValueError("segfix refines a coarse map; got coarse=None")
-        _check_image(image)
-        H, W = image.shape[:2]
+        check_image(image)
         with torch.no_grad():
-            probs = F.interpolate(coarse.probs[None].float(), size=(H, W), mode="bilinear", align_corners=False)
-            labels = probs[0].argmax(0)
+            labels = upsampled_labels(coarse.probs, image.shape[:2])
             return apply_offsets(labels, self.offsets(image))
 
     @classmethod
@@ -148,18 +146,10 @@ class SegFix(Method):
         if len(train_set) == 0:
             raise ValueError("segfix training needs a non-empty training set")
         device = torch.device(ctx.device)
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.manual_seed(cfg.seed)
+        with training.seeded(device, cfg.seed):
             net = SegFixNet(cfg.width, cfg.head_channels).to(device)
             load = make_loader(train_set, ctx.dataset.ignore_index, cfg)
             train_net(net, load, len(train_set), cfg, device)
         path = Path(paths["segfix"])
         training.save_checkpoint(training.cpu_state(net), path, training.sidecar_of(ctx))
         log.info("segfix: saved %s", path)
-
-
-def _check_image(image: Any) -> None:
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        got = f"{type(image).__name__} {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB numpy image, got {got}")

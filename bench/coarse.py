@@ -38,3 +38,9 @@ def upsample_probs(probs: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tenso
     if tuple(probs.shape[-2:]) == tuple(size_hw):
         return probs
     return F.interpolate(probs[None], size=size_hw, mode="bilinear", align_corners=False)[0]
+
+
+def upsampled_labels(probs: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) probabilities -> (H, W) int64 argmax of their float32 bilinear upsampling
+    (align_corners=False): the Downsample labels the label-refining baselines start from."""
+    return upsample_probs(probs.float(), size_hw).argmax(0)

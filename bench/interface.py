@@ -80,6 +80,13 @@ def normalize(image: np.ndarray | torch.Tensor, device: torch.device | str = "cp
     return (t - mean) / std
 
 
+def check_image(image: Any) -> None:
+    """Raise ``ValueError`` unless ``image`` is an (H, W, 3) uint8 RGB numpy array (the contract above)."""
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
+        got = f"{type(image).__name__} {getattr(image, 'shape', None)} {getattr(image, 'dtype', None)}"
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB numpy image, got {got}")
+
+
 @runtime_checkable
 class Segmenter(Protocol):
     """Segmentation backbone protocol (see the module docstring)."""

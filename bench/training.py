@@ -15,6 +15,7 @@ written to a temporary folder next to the target, fsynced, and moved into place 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -22,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,16 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Run the block under ``torch.manual_seed(seed)`` with the global RNG state (CPU, and
+    ``device``'s GPU when it is one) restored afterwards, so training leaves no trace on it."""
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        yield
 
 
 def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
