@@ -203,16 +203,8 @@ class ClassSpec:
                                       f"give colours: [[r, g, b], ...] for RGB masks")
             raw = raw[..., 0]
         found, inverse = np.unique(raw, return_inverse=True)
-        table = np.full(found.size, 254, np.int64)
         lookup = {v: i for i, v in enumerate(self.values or ())}
-        unknown = []
-        for k, value in enumerate(found.tolist()):
-            if value in lookup:
-                table[k] = lookup[value]
-            elif value == self.ignore:
-                table[k] = 255
-            else:
-                unknown.append(k)
+        table, unknown = _class_table(found.tolist(), lookup, self.ignore)
         if unknown:
             counts = np.bincount(inverse.ravel(), minlength=found.size)
             shown = ", ".join(f"{int(found[k])} ({int(counts[k])} px)" for k in unknown[:20])
@@ -232,15 +224,7 @@ class ClassSpec:
         lookup = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(self.colours or ())}
         ignore = self.ignore
         ignore_code = (ignore[0] << 16) | (ignore[1] << 8) | ignore[2] if isinstance(ignore, tuple) else None
-        table = np.full(found.size, 254, np.int64)
-        unknown = []
-        for k, value in enumerate(found.tolist()):
-            if value in lookup:
-                table[k] = lookup[value]
-            elif value == ignore_code:
-                table[k] = 255
-            else:
-                unknown.append(k)
+        table, unknown = _class_table(found.tolist(), lookup, ignore_code)
         if unknown:
             counts = np.bincount(inverse.ravel(), minlength=found.size)
             shown = ", ".join(f"{_rgb_text(int(found[k]))} ({int(counts[k])} px)" for k in unknown[:10])
@@ -248,6 +232,25 @@ class ClassSpec:
             raise DataFormatError(f"{path}: colour(s) {shown}{more} not in the palette of {self.path} "
                                   f"(colours: {[list(c) for c in self.colours or ()]})")
         return table[inverse].reshape(code.shape).astype(np.uint8)
+
+
+def _class_table(found: list[int], lookup: dict[int, int], ignore: Any) -> tuple[np.ndarray, list[int]]:
+    """Class id of each distinct mask value: ``lookup[value]``, 255 for ``ignore``, 254 where unknown.
+
+    Returns:
+        ``(table, unknown)``: (len(found),) int64 ids and the indices into ``found`` of the values
+        neither in ``lookup`` nor ``ignore``.
+    """
+    table = np.full(len(found), 254, np.int64)
+    unknown = []
+    for k, value in enumerate(found):
+        if value in lookup:
+            table[k] = lookup[value]
+        elif value == ignore:
+            table[k] = 255
+        else:
+            unknown.append(k)
+    return table, unknown
 
 
 def _is_rgb(value: Any) -> bool:
