@@ -146,3 +146,17 @@ def test_magnet_final_probabilities_are_bitwise_the_reference(hrnet, fast):
         with reference_forward(hrnet):
             c_ref = compute_coarse(hrnet, image, input_size, torch.device("cpu")).probs
         assert torch.equal(compute_coarse(hrnet, image, input_size, torch.device("cpu")).probs, c_ref)
+
+
+def test_direct_concatenations_are_torch_cat():
+    from bench.backbones.hrnet_ocr import _cat_context, _concat_upsampled, _upsample
+
+    gen = torch.Generator().manual_seed(0)
+    branches = [torch.randn(2, c, 16 // 2**i, 32 // 2**i, generator=gen) for i, c in enumerate((18, 36, 72, 144))]
+    context = torch.randn(2, 24, 16, 32, generator=gen).contiguous(memory_format=torch.channels_last)
+    feats = torch.randn(2, 24, 16, 32, generator=gen)
+    with torch.inference_mode():
+        ref = torch.cat([branches[0], *(_upsample(b, (16, 32)) for b in branches[1:])], 1)
+        assert torch.equal(_concat_upsampled(branches), ref) and _concat_upsampled(branches).is_contiguous()
+        out = _cat_context(context, feats)
+        assert out.is_contiguous() and torch.equal(out, torch.cat([context, feats], 1))
