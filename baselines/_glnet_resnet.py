@@ -14,18 +14,18 @@ default uses 8).
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from bench.backbones.resnet import BasicBlock, Bottleneck, make_res_layer
+from bench.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3))}
 RELEASE_BN_MOMENTUM = 0.1  # PyTorch's default, which the release never changes
 
 
-class GLResNet(nn.Module):
-    """ResNet body: (N, 3, H, W) -> (c2, c3, c4, c5).
+class GLResNet(ResNet):
+    """ResNet body: (N, 3, H, W) -> (c2, c3, c4, c5); ``bench.backbones.resnet.ResNet`` with GLNet's
+    depths and width and the release's BN momentum.
 
     Shapes: c_k has ``channels[k-2]`` channels and spatial size ceil(H / 2**k) (the convolutions'
     rounding), e.g. 508 -> 127, 64, 32, 16.
@@ -35,42 +35,16 @@ class GLResNet(nn.Module):
         base_width: width of the stem and of ``layer1`` before the block expansion (64 standard).
     """
 
-    layer1: nn.Sequential
-    layer2: nn.Sequential
-    layer3: nn.Sequential
-    layer4: nn.Sequential
-
     def __init__(self, depth: int = 50, base_width: int = 64) -> None:
-        super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"glnet resnet depth must be one of {sorted(DEPTHS)}, got {depth!r}")
         if base_width < 1:
             raise ValueError(f"glnet resnet base_width must be >= 1, got {base_width!r}")
         block, layers = DEPTHS[depth]
-        w = base_width
-        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(w)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        widths = (w, 2 * w, 4 * w, 8 * w)
-        inplanes = w
-        for i, (planes, blocks) in enumerate(zip(widths, layers)):
-            stage = make_res_layer(block, inplanes, planes, blocks, stride=1 if i == 0 else 2)
-            setattr(self, f"layer{i + 1}", stage)
-            inplanes = planes * block.expansion
-        self.channels = tuple(p * block.expansion for p in widths)
+        super().__init__(layers, block, base_width)
+        self.channels = tuple(base_width * 2**i * block.expansion for i in range(4))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm2d):
                 m.momentum = RELEASE_BN_MOMENTUM
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c2 = self.layer1(x)
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        c5 = self.layer4(c4)
-        return c2, c3, c4, c5

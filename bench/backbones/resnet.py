@@ -126,20 +126,31 @@ class ResNet(nn.Module):
 
     Args:
         layers: blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50, (3, 4, 23, 3) for ResNet-101.
+        block: the residual block (GLNet's ResNet-18 variant passes ``BasicBlock``).
+        base_width: width of the stem and of ``layer1`` before the block expansion; stage k has
+            ``base_width * 2**(k-1)`` (64: the standard ResNet, the channels above).
     """
 
-    def __init__(self, layers: Sequence[int]) -> None:
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
+    def __init__(self, layers: Sequence[int], block: type[BasicBlock] | type[Bottleneck] = Bottleneck,
+                 base_width: int = 64) -> None:
         super().__init__()
         if len(layers) != 4:
             raise ValueError(f"ResNet needs 4 stage depths, got {tuple(layers)}")
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        w = base_width
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = make_res_layer(Bottleneck, 64, 64, layers[0])
-        self.layer2 = make_res_layer(Bottleneck, 256, 128, layers[1], stride=2)
-        self.layer3 = make_res_layer(Bottleneck, 512, 256, layers[2], stride=2)
-        self.layer4 = make_res_layer(Bottleneck, 1024, 512, layers[3], stride=2)
+        inplanes = w
+        for i, blocks in enumerate(layers):
+            planes = w * 2**i
+            setattr(self, f"layer{i + 1}", make_res_layer(block, inplanes, planes, blocks, stride=1 if i == 0 else 2))
+            inplanes = planes * block.expansion
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
