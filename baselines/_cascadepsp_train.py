@@ -154,15 +154,11 @@ def train_net(net: torch.nn.Module, samples: list[tuple[np.ndarray, np.ndarray]]
     opt = training.make_optimizer(net.parameters(), cfg.optimizer, cfg.lr, weight_decay=cfg.weight_decay,
                                   allowed=("adam", "adamw", "sgd"), what="cascadepsp.optimizer")
     net.train()
-    losses: list[float] = []
+
+    def step() -> tuple[torch.Tensor, dict[str, float]]:
+        im, seg, gt = make_batch(samples, cfg, ignore_index, rng, device)
+        return cascade_loss(net(im, seg), gt)
+
     with training.Progress("cascadepsp", cfg.iterations, every=25) as progress:
-        for it in range(cfg.iterations):
-            training.set_lr(opt, training.multistep_lr(cfg.lr, it, cfg.milestones, cfg.gamma))
-            im, seg, gt = make_batch(samples, cfg, ignore_index, rng, device)
-            loss, parts = cascade_loss(net(im, seg), gt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            progress.step(losses[-1], **parts)
-    return losses
+        return training.run_steps(opt, progress, cfg.iterations,
+                                  lambda it: training.multistep_lr(cfg.lr, it, cfg.milestones, cfg.gamma), step)

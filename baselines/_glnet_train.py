@@ -116,17 +116,8 @@ def _loop(what: str, iterations: int, params: list[torch.nn.Parameter], lr: floa
     """Adam (L2 weight decay), poly decay per iteration, ``step()`` -> (loss, extra) each iteration."""
     opt = training.make_optimizer(params, "adam", lr, weight_decay=cfg.weight_decay, allowed=("adam",),
                                   what="glnet.optimizer")
-    losses = []
     with training.Progress(what, iterations) as progress:
-        for it in range(iterations):
-            training.set_lr(opt, training.poly_lr(lr, it, iterations))
-            loss, extra = step()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            progress.step(losses[-1], **extra)
-    return losses
+        return training.run_steps(opt, progress, iterations, lambda it: training.poly_lr(lr, it, iterations), step)
 
 
 def _subset(n: int, k: int | None, rng: np.random.Generator) -> list[int]:

@@ -129,15 +129,12 @@ def train_head(
     opt = training.make_optimizer(head.parameters(), cfg.optimizer, cfg.lr, momentum=cfg.momentum,
                                   weight_decay=cfg.weight_decay, allowed=("sgd", "adam"), what="pointrend.optimizer")
     head.train()
-    losses: list[float] = []
+
+    def step() -> tuple[torch.Tensor, dict[str, float]]:
+        idx = rng.choice(num_samples, size=min(cfg.batch_size, num_samples), replace=False)
+        loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
+        return loss, {"point_acc": acc}
+
     with training.Progress(f"pointrend (ignore={ignore})", cfg.iterations) as progress:
-        for it in range(cfg.iterations):
-            training.set_lr(opt, training.poly_lr(cfg.lr, it, cfg.iterations, min_lr=MIN_LR))
-            idx = rng.choice(num_samples, size=min(cfg.batch_size, num_samples), replace=False)
-            loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            progress.step(losses[-1], point_acc=acc)
-    return losses
+        return training.run_steps(opt, progress, cfg.iterations,
+                                  lambda it: training.poly_lr(cfg.lr, it, cfg.iterations, min_lr=MIN_LR), step)

@@ -107,17 +107,14 @@ def train_net(
     opt = training.make_optimizer(net.parameters(), cfg.optimizer, cfg.lr, momentum=0.9,
                                   weight_decay=cfg.weight_decay, allowed=("sgd", "adam"), what="segfix.optimizer")
     net.train()
-    losses: list[float] = []
+
+    def step() -> tuple[torch.Tensor, dict[str, Any]]:
+        x, b, d = make_batch(load, n, cfg, rng, device)
+        boundary_logits, direction_logits = net(x)
+        loss, parts = segfix_loss(boundary_logits, direction_logits, b, d, cfg.boundary_threshold)
+        return loss, {"boundary": parts["boundary"], "direction": parts["direction"],
+                      "supervised_px": parts["supervised"]}
+
     with training.Progress("segfix", cfg.iterations) as progress:
-        for it in range(cfg.iterations):
-            training.set_lr(opt, training.poly_lr(cfg.lr, it, cfg.iterations))
-            x, b, d = make_batch(load, n, cfg, rng, device)
-            boundary_logits, direction_logits = net(x)
-            loss, parts = segfix_loss(boundary_logits, direction_logits, b, d, cfg.boundary_threshold)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            progress.step(losses[-1], boundary=float(parts["boundary"]), direction=float(parts["direction"]),
-                          supervised_px=float(parts["supervised"]))
-    return losses
+        return training.run_steps(opt, progress, cfg.iterations,
+                                  lambda it: training.poly_lr(cfg.lr, it, cfg.iterations), step)

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,26 @@ def seeded(device: torch.device, seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
+
+
+def run_steps(opt: torch.optim.Optimizer, progress: Progress, iterations: int, lr_at: Callable[[int], float],
+              step: Callable[[], tuple[torch.Tensor, Mapping[str, Any]]]) -> list[float]:
+    """The step loop of the methods' trainers; returns the loss of every iteration.
+
+    Each iteration ``it``: ``set_lr(opt, lr_at(it))``; ``loss, extra = step()`` (draw a batch,
+    forward, loss); zero the gradients, backward, ``opt.step()``; the loss and ``extra`` (numbers
+    or 0-d tensors, read after the step) go to ``progress``.
+    """
+    losses: list[float] = []
+    for it in range(iterations):
+        set_lr(opt, lr_at(it))
+        loss, extra = step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        progress.step(losses[-1], **{k: float(v) for k, v in extra.items()})
+    return losses
 
 
 def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
