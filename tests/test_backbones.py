@@ -216,24 +216,16 @@ def test_hrnet_strict_load_of_released_layout(hrnet: HRNetOCR, tmp_path: Path) -
         assert torch.equal(loaded(x), hrnet(x))
 
 
-def test_fpn_strict_load_of_released_layout(tmp_path: Path) -> None:
-    torch.manual_seed(1)
-    model = create_backbone("resnet50_fpn", 7).eval()
-    path = tmp_path / "deepglobe_fpn.pth"
+@pytest.mark.parametrize(("name", "classes", "seed", "file"), [
+    ("resnet50_fpn", 7, 1, "deepglobe_fpn.pth"),
+    pytest.param("pspnet_resnet101", 5, 2, "gleason_psp.pth", marks=pytest.mark.slow),
+])
+def test_strict_load_of_released_layout(name: str, classes: int, seed: int, file: str, tmp_path: Path) -> None:
+    torch.manual_seed(seed)
+    model = create_backbone(name, classes).eval()
+    path = tmp_path / file
     _released_checkpoint(model, path)
-    loaded = create_backbone("resnet50_fpn", 7, checkpoint=path).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
-
-
-@pytest.mark.slow
-def test_psp_strict_load_of_released_layout(tmp_path: Path) -> None:
-    torch.manual_seed(2)
-    model = create_backbone("pspnet_resnet101", 5).eval()
-    path = tmp_path / "gleason_psp.pth"
-    _released_checkpoint(model, path)
-    loaded = create_backbone("pspnet_resnet101", 5, checkpoint=path).eval()
+    loaded = create_backbone(name, classes, checkpoint=path).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
