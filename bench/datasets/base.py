@@ -14,7 +14,7 @@ offending file and say what was expected:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -267,6 +267,7 @@ class PairedDataset:
     display_name: ClassVar[str] = ""
     layout: ClassVar[str] = ""
     nominal_size: ClassVar[tuple[int, int] | None] = None
+    SPLITS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: Path, split: str, pairs: list[Pair]) -> None:
         self.root = root
@@ -283,6 +284,20 @@ class PairedDataset:
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise DataFormatError(f"{self.display_name}: duplicate ids in split {split!r}: {dup}")
+
+    def select_pairs(self, base: Path, split: str, list_file: str | Path | None,
+                     walk: Callable[[Path, str], list[Pair]], suffixes: Iterable[str] = ()) -> list[Pair]:
+        """The pairs of ``list_file`` when one is given (paths relative to ``base``, ``suffixes``
+        stripped from the ids; ``split`` is then only a name), else ``walk(base, split)``.
+
+        Raises:
+            ValueError: no list file and ``split`` is not one of ``SPLITS``.
+        """
+        if list_file is not None:
+            return read_list_file(list_file, base, suffixes)
+        if split not in self.SPLITS:
+            raise split_error(self.display_name, split, self.SPLITS)
+        return walk(base, split)
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -24,11 +24,9 @@ from bench.datasets.base import (
     PairedDataset,
     as_grey,
     lookup,
-    read_list_file,
     read_raw,
     require_dir,
     require_root,
-    split_error,
 )
 from bench.data_types import DatasetInfo
 
@@ -114,13 +112,7 @@ class Cityscapes(PairedDataset):
             raise ValueError(f"Cityscapes: label_type must be one of {LABEL_TYPES}, got {label_type!r}")
         self.label_type = label_type
         base = require_root(self.display_name, root, _LAYOUT)
-        if list_file is not None:
-            pairs = read_list_file(list_file, base, (_IMAGE_SUFFIX,))
-        else:
-            if split not in self.SPLITS:
-                raise split_error(self.display_name, split, self.SPLITS)
-            pairs = self._walk(base, split)
-        super().__init__(base, split, pairs)
+        super().__init__(base, split, self.select_pairs(base, split, list_file, self._walk, (_IMAGE_SUFFIX,)))
 
     def _walk(self, root: Path, split: str) -> list[Pair]:
         image_dir = require_dir(self.display_name, root / "leftImg8bit" / split, _LAYOUT)

@@ -38,11 +38,9 @@ from bench.datasets.base import (
     Pair,
     PairedDataset,
     read_id_file,
-    read_list_file,
     read_raw,
     require_dir,
     require_root,
-    split_error,
 )
 from bench.data_types import DatasetInfo
 
@@ -135,15 +133,12 @@ class DeepGlobe(PairedDataset):
             raise ValueError(f"DeepGlobe: colour_match must be one of {COLOUR_MATCHES}, got {colour_match!r}")
         self.colour_match = colour_match
         base = require_root(self.display_name, root, _LAYOUT)
-        if list_file is not None:
-            pairs = read_list_file(list_file, base, ("_sat",))
-        else:
-            if split not in self.SPLITS:
-                raise split_error(self.display_name, split, self.SPLITS)
-            folder = require_dir(self.display_name, base / "land-train", _LAYOUT)
-            ids = split_ids(split) if split != "all" else _found_ids(folder)
-            pairs = [Pair(i, folder / f"{i}_sat.jpg", folder / f"{i}_mask.png") for i in ids]
-        super().__init__(base, split, pairs)
+        super().__init__(base, split, self.select_pairs(base, split, list_file, self._walk, ("_sat",)))
+
+    def _walk(self, base: Path, split: str) -> list[Pair]:
+        folder = require_dir(self.display_name, base / "land-train", _LAYOUT)
+        ids = split_ids(split) if split != "all" else _found_ids(folder)
+        return [Pair(i, folder / f"{i}_sat.jpg", folder / f"{i}_mask.png") for i in ids]
 
     def decode_label(self, path: Path) -> np.ndarray:
         """RGB colour mask -> (H, W) uint8 class ids 0..6."""

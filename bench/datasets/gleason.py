@@ -26,11 +26,9 @@ from bench.datasets.base import (
     PairedDataset,
     as_grey,
     lookup,
-    read_list_file,
     read_raw,
     require_dir,
     require_root,
-    split_error,
 )
 from bench.data_types import DatasetInfo
 
@@ -79,16 +77,13 @@ class Gleason(PairedDataset):
 
     def __init__(self, root: str | Path | None, split: str = "val", list_file: str | Path | None = None) -> None:
         base = require_root(self.display_name, root, _LAYOUT)
-        if list_file is not None:
-            pairs = read_list_file(list_file, base)
-        else:
-            if split not in _FOLDERS:
-                raise split_error(self.display_name, split, _FOLDERS)
-            folder = _FOLDERS[split]
-            image_dir = require_dir(self.display_name, base / "images" / folder, _LAYOUT)
-            label_dir = require_dir(self.display_name, base / "gt" / folder, _LAYOUT)
-            pairs = [Pair(p.stem, p, label_dir / f"{p.stem}{_LABEL_SUFFIX}") for p in sorted(image_dir.glob("*.jpg"))]
-        super().__init__(base, split, pairs)
+        super().__init__(base, split, self.select_pairs(base, split, list_file, self._walk))
+
+    def _walk(self, base: Path, split: str) -> list[Pair]:
+        folder = _FOLDERS[split]
+        image_dir = require_dir(self.display_name, base / "images" / folder, _LAYOUT)
+        label_dir = require_dir(self.display_name, base / "gt" / folder, _LAYOUT)
+        return [Pair(p.stem, p, label_dir / f"{p.stem}{_LABEL_SUFFIX}") for p in sorted(image_dir.glob("*.jpg"))]
 
     def decode_label(self, path: Path) -> np.ndarray:
         """Grey 0/50/100/150/200 -> (H, W) uint8 classes 0..4."""

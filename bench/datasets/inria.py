@@ -39,11 +39,9 @@ from bench.datasets.base import (
     as_grey,
     lookup,
     read_id_file,
-    read_list_file,
     read_raw,
     require_dir,
     require_root,
-    split_error,
 )
 from bench.data_types import DatasetInfo
 
@@ -121,21 +119,18 @@ class InriaAerial(PairedDataset):
         base = require_root(self.display_name, root, _LAYOUT)
         if (base / "AerialImageDataset").is_dir():
             base = base / "AerialImageDataset"
-        if list_file is not None:
-            pairs = read_list_file(list_file, base)
+        super().__init__(base, split, self.select_pairs(base, split, list_file, self._walk))
+
+    def _walk(self, base: Path, split: str) -> list[Pair]:
+        image_dir = require_dir(self.display_name, base / "train" / "images", _LAYOUT)
+        label_dir = require_dir(self.display_name, base / "train" / "gt", _LAYOUT)
+        if split == "all":
+            ids = [p.stem for p in sorted(image_dir.glob("*.tif"))]
+        elif split.startswith("official_"):
+            ids = official_split(split)
         else:
-            if split not in self.SPLITS:
-                raise split_error(self.display_name, split, self.SPLITS)
-            image_dir = require_dir(self.display_name, base / "train" / "images", _LAYOUT)
-            label_dir = require_dir(self.display_name, base / "train" / "gt", _LAYOUT)
-            if split == "all":
-                ids = [p.stem for p in sorted(image_dir.glob("*.tif"))]
-            elif split.startswith("official_"):
-                ids = official_split(split)
-            else:
-                ids = read_id_file(SPLIT_DIR / f"inria_{split}.txt")
-            pairs = [Pair(i, image_dir / f"{i}.tif", label_dir / f"{i}.tif") for i in ids]
-        super().__init__(base, split, pairs)
+            ids = read_id_file(SPLIT_DIR / f"inria_{split}.txt")
+        return [Pair(i, image_dir / f"{i}.tif", label_dir / f"{i}.tif") for i in ids]
 
     def decode_label(self, path: Path) -> np.ndarray:
         """0/255 -> (H, W) uint8 0/1."""
