@@ -88,9 +88,10 @@ BACKBONE_VARIANTS = {"fold+channels_last": (True, True), "fold": (True, False), 
 
 def backbone_variants(model: nn.Module) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """``reference`` (the forward as it was: ``reference_forward``), ``exact`` (the default
-    forward, bitwise equal to it) and the opt-in inference copies of :data:`BACKBONE_VARIANTS`."""
+    forward, bitwise equal to it), ``only_<speed-up>`` (one bit-identical speed-up on its own) and
+    the opt-in inference copies of :data:`BACKBONE_VARIANTS`."""
     from bench.backbones.fold import InferenceCopy
-    from bench.backbones.hrnet_ocr import reference_forward
+    from bench.backbones.hrnet_ocr import EXACT_SPEEDUPS, reference_forward
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         setattr(model, "inference_copy", False)
@@ -102,6 +103,14 @@ def backbone_variants(model: nn.Module) -> dict[str, Callable[[torch.Tensor], to
         return model(x)
 
     out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"reference": reference, "exact": exact}
+    for part in EXACT_SPEEDUPS:  # each bit-identical speed-up alone (timed only when asked for)
+
+        def alone(x: torch.Tensor, part: str = part) -> torch.Tensor:
+            setattr(model, "inference_copy", False)
+            with reference_forward(model, keep=(part,)):
+                return model(x)
+
+        out[f"only_{part}"] = alone
     for name, (fold, last) in BACKBONE_VARIANTS.items():
         cache = InferenceCopy(fold=fold, channels_last=last)
 
@@ -122,14 +131,15 @@ def backbone_section(name: str, classes: int, size: tuple[int, int], batch: int,
     Each round times the matmul peak (best of 3 ``matmul_n`` products) and then every variant,
     so that the peak and the forwards see the same machine load; a variant's fraction of peak
     is the median over rounds of (its rate in the round) / (the peak in the round). ``only``
-    keeps those variants (``reference`` and ``exact`` always run).
+    keeps those variants (``reference`` and ``exact`` always run; the ``only_*`` ones run only
+    when named).
     """
     w, h = size
     model = calibrated_backbone(name, classes)
     x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(1))
     flops = count_flops(model, x[:1])
     fns = {k: f for k, f in backbone_variants(model).items()
-           if only is None or k in only or k in ("reference", "exact")}
+           if k in ("reference", "exact") or (k in only if only is not None else not k.startswith("only_"))}
     peaks: list[float] = []
     fractions: dict[str, list[float]] = {k: [] for k in fns}
     with torch.inference_mode():

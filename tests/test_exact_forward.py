@@ -160,3 +160,18 @@ def test_direct_concatenations_are_torch_cat():
         assert torch.equal(_concat_upsampled(branches), ref) and _concat_upsampled(branches).is_contiguous()
         out = _cat_context(context, feats)
         assert out.is_contiguous() and torch.equal(out, torch.cat([context, feats], 1))
+
+
+def test_each_speedup_alone_is_bitwise_and_unknown_ones_are_refused(hrnet):
+    from bench.backbones.hrnet_ocr import EXACT_SPEEDUPS
+
+    x = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        with reference_forward(hrnet):
+            ref = hrnet(x)
+        for part in EXACT_SPEEDUPS:
+            with reference_forward(hrnet, keep=(part,)):
+                assert torch.equal(hrnet(x), ref), part
+    with pytest.raises(ValueError, match="unknown speed-ups"):
+        with reference_forward(hrnet, keep=("fold",)):
+            pass

@@ -42,7 +42,8 @@ def test_backbone_variants_and_alternation():
     assert any(isinstance(m, nn.BatchNorm2d) and m.running_var.std() > 0 for m in model.modules())
     x = torch.randn(2, 3, 32, 64)
     fns = perf.backbone_variants(model)
-    assert set(fns) == {"reference", "exact", *perf.BACKBONE_VARIANTS}
+    assert set(fns) == {"reference", "exact", *perf.BACKBONE_VARIANTS, "only_packed_weights", "only_inplace_relu",
+                        "only_direct_concat"}
     with torch.inference_mode():
         times, last = perf.alternate({k: (lambda f=f: f(x)) for k, f in fns.items()}, 2)
     for k in fns:

@@ -396,17 +396,26 @@ class HRNetOCR(nn.Module):
 
 
 @contextmanager
-def reference_forward(model: nn.Module) -> Iterator[nn.Module]:
+def reference_forward(model: nn.Module, keep: Sequence[str] = ()) -> Iterator[nn.Module]:
     """Run ``model`` as the forward was before its bit-identical speed-ups (for comparisons).
 
     Inside the block every :class:`~bench.backbones.packed.PackedConv2d` goes through ``F.conv2d``
     (weights reordered on every call), the OCR head's ReLUs make new maps and the branches and
-    the OCR context are concatenated with ``torch.cat``, as before. Outputs
-    are bitwise equal either way (``tests/test_exact_forward.py``); only the time differs.
+    the OCR context are concatenated with ``torch.cat``, as before. Outputs are bitwise equal
+    either way (``tests/test_exact_forward.py``); only the time differs.
+
+    Args:
+        model: any module (parts it does not have are skipped).
+        keep: speed-ups to leave on, of :data:`EXACT_SPEEDUPS` (to time each one on its own).
     """
-    convs = [m for m in model.modules() if isinstance(m, PackedConv2d)]
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU) and getattr(m, "made_inplace", False)]
-    nets = [m for m in model.modules() if isinstance(m, (HRNetOCR, SpatialOCR))]
+    unknown = set(keep) - set(EXACT_SPEEDUPS)
+    if unknown:
+        raise ValueError(f"reference_forward: unknown speed-ups {sorted(unknown)}; expected some of {EXACT_SPEEDUPS}")
+    convs = [m for m in model.modules() if isinstance(m, PackedConv2d)] if "packed_weights" not in keep else []
+    relus = ([m for m in model.modules() if isinstance(m, nn.ReLU) and getattr(m, "made_inplace", False)]
+             if "inplace_relu" not in keep else [])
+    nets = ([m for m in model.modules() if isinstance(m, (HRNetOCR, SpatialOCR))]
+            if "direct_concat" not in keep else [])
     for m in convs:
         m.use_packed = False
     for r in relus:
@@ -422,6 +431,9 @@ def reference_forward(model: nn.Module) -> Iterator[nn.Module]:
             r.inplace = True
         for net in nets:
             net.direct_concat = True
+
+
+EXACT_SPEEDUPS = ("packed_weights", "inplace_relu", "direct_concat")
 
 
 HEAD_PREFIXES = ("conv3x3_ocr.", "ocr_distri_head.", "cls_head.", "aux_head.")
