@@ -29,12 +29,18 @@ def _header(results: dict[str, Any]) -> str:
             f"git {str(prov.get('git_sha'))[:10]}, fingerprint {results['fingerprint']}; load average "
             f"{_num(results.get('load_before'))} before and {_num(results.get('load_after'))} after (a shared machine: "
             f"times are noisy, ratios come from variants alternated in one process, medians of "
-            f"{results['repeats']}).")
+            f"{results['repeats']}; the 'fastest calls' ratio compares each variant's fastest call, the one least "
+            f"slowed by other jobs).")
     peak = results.get("peak")
     if peak:
         text += (f" fp32 matmul peak ({peak['n']}x{peak['n']}): {peak['best_gflops']:.1f} GFLOP/s at the start and "
                  f"{peak.get('best_gflops_end', float('nan')):.1f} at the end.")
     return text
+
+
+def _best(entry: dict[str, Any]) -> str:
+    best = entry.get("best_speedup_vs_reference")
+    return "?" if best is None else f"{best:.2f}x"
 
 
 def _num(x: float | None) -> str:
@@ -71,10 +77,11 @@ def _backbone(bb: dict[str, Any]) -> list[str]:
              f"default (bitwise equal). Each round times the fp32 matmul peak and then every variant "
              f"(peak per round: {', '.join(f'{p:.1f}' for p in peaks)} GFLOP/s); the fraction of peak is the "
              f"median over rounds of the variant's rate over that round's peak.", "",
-             "| Variant | median s per forward | speed-up | GFLOP/s | of fp32 peak | bitwise equal | "
-             "label pixels changed |", "|---|---:|---:|---:|---:|---|---:|"]
+             "| Variant | median s per forward | speed-up (medians) | speed-up (fastest calls) | GFLOP/s | "
+             "of fp32 peak | bitwise equal | label pixels changed |", "|---|---:|---:|---:|---:|---:|---|---:|"]
     for k, v in bb["variants"].items():
         lines.append(f"| {k} | {bb['times_ms'][k]['median'] / 1e3:.2f} | {v['speedup_vs_reference']:.2f}x | "
+                     f"{_best(v)} | "
                      f"{v['gflops']:.1f} | {100 * v['fraction_of_peak']:.0f} % | "
                      f"{'yes' if v['bitwise_equal'] else 'no'} | {v['label_pixels_changed']} of {v['pixels']} |")
     return [*lines, ""]
@@ -85,12 +92,13 @@ def _magnet(mg: dict[str, Any]) -> list[str]:
         return ["MagNet image calls: an older file without the exact variant.", ""]
     lines = [f"MagNet image call (coarse pass + refinement) on a {mg['image']} image, input {mg['input']}, "
              f"batch {mg['batch']}, random calibrated weights; `reference` = today's main forward:", "",
-             "| Method | variant | median s | speed-up | probabilities bitwise equal | label pixels changed | "
-             "peak RSS MiB |", "|---|---|---:|---:|---|---:|---:|"]
+             "| Method | variant | median s | speed-up (medians) | speed-up (fastest calls) | probabilities bitwise "
+             "equal | label pixels changed | peak RSS MiB |", "|---|---|---:|---:|---:|---|---:|---:|"]
     for name, m in mg["methods"].items():
         for v, e in m["variants"].items():
             rss = e.get("peak_rss_mib")
             lines.append(f"| {name} | {v} | {m['times_ms'][v]['median'] / 1e3:.2f} | {e['speedup_vs_reference']:.2f}x | "
+                         f"{_best(e)} | "
                          f"{'yes' if e['probs_bitwise_equal'] else 'no'} | {e['label_pixels_changed']} of "
                          f"{m['pixels']} | {'not measured' if rss is None else f'{rss:.0f}'} |")
     return [*lines, ""]

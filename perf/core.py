@@ -96,6 +96,12 @@ def ratio(times: dict[str, dict[str, Any]], old: str, new: str) -> float:
     return float(times[old]["median"] / times[new]["median"])
 
 
+def best_ratio(times: dict[str, dict[str, Any]], old: str, new: str) -> float:
+    """Fastest time of ``old`` over fastest time of ``new``: on a loaded machine the fastest call
+    is the one least slowed by other jobs, so this ratio moves less between runs than the medians'."""
+    return float(min(times[old]["all_ms"]) / min(times[new]["all_ms"]))
+
+
 def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int, int] = (128, 64),
                         images: torch.Tensor | None = None) -> nn.Module:
     """A random backbone whose BN statistics are estimated on ``images`` (default: two random

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bench.measure import summarize, timed
-from perf.core import CPU, alternate, calibrated_backbone, count_flops, matmul_rate, ratio
+from perf.core import CPU, alternate, best_ratio, calibrated_backbone, count_flops, matmul_rate, ratio
 
 
 # ---------------------------------------------------------------- guided filter
@@ -163,6 +163,7 @@ def backbone_section(name: str, classes: int, size: tuple[int, int], batch: int,
         per_image_s = float(summary[k]["median"]) * 1e-3 / batch
         out["variants"][k] = {
             "speedup_vs_reference": ratio(summary, "reference", k),
+            "best_speedup_vs_reference": best_ratio(summary, "reference", k),
             "gflops": flops["flop_counter"] / per_image_s / 1e9,
             "fraction_of_peak": float(np.median(fractions[k])),
             "bitwise_equal": bool(torch.equal(last[k], last["reference"])),
