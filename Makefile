@@ -124,7 +124,7 @@ train-dist: ready
 	$(PY) -m torch.distributed.run $(TORCHRUN_ARGS) --nproc_per_node=$(NPROC) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)
 
 # Same-run speed comparisons (perf/, python -m perf; not a test): guided filter vs guided-filter-pytorch,
-# backbone forward plain vs folded/channels-last, fp32 matmul peak and fraction of it, MagNet and
+# backbone forward today's (reference) vs the exact default vs folded/channels-last, fp32 matmul peak and fraction of it, MagNet and
 # MagNet-Fast image calls; writes results/perf/perf.json (make readme renders it). ~30 min on 2 cores.
 .PHONY: perf
 perf: ready
