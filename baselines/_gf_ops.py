@@ -16,7 +16,7 @@ Two implementations of the filter give the same numbers (max |diff| ~2e-7 in flo
   and the box sums are OpenCV's running sums (``cv2.boxFilter``, which accumulates float32
   input in float64: O(1) per pixel and no cancellation, unlike a float32 cumulative sum). On 19
   channels at 1024x512 it is about 15x faster than the DGF authors' ``guided-filter-pytorch``
-  (``python -m bench.perf``).
+  (``python -m perf``).
 
 It also holds the input checks and the coarse upsampling shared by the CPU post-processing
 baselines (DenseCRF, grey-guide GF).
@@ -125,7 +125,7 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) ->
 
 
 # The CPU inference kernel (no autograd) is used for float32 CPU tensors when no gradient flows;
-# set False to time or test the convolution path on the same inputs (``bench.perf``).
+# set False to time or test the convolution path on the same inputs (``python -m perf``).
 USE_CPU_KERNEL = True
 
 

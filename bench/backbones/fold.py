@@ -5,7 +5,7 @@ equals a single convolution with scaled weights and a shifted bias
 (``torch.nn.utils.fusion.fuse_conv_bn_eval``). Folding removes one full pass over every feature
 map per pair. The result differs from the unfolded network by float32 rounding only (the
 scale is applied to the weights instead of the output), so labels can differ at near-ties: the
-callers measure and report that (``python -m bench.perf``).
+callers measure and report that (``python -m perf``).
 
 A pair is folded where the forward applies the BN right after the conv, which is known for:
 

@@ -323,7 +323,7 @@ class HRNetOCR(nn.Module):
         )
         self._init_weights()
         # see forward(): off by default, since folding BN moves labels at near-ties (3 of 65,536 px
-        # measured); ``backbone_options: {inference_copy: true}`` opts in, bench.perf times both
+        # measured); ``backbone_options: {inference_copy: true}`` opts in, python -m perf times both
         self.inference_copy = False
         self._inference = InferenceCopy()
         # bit-identical: oneDNN reorders each conv weight once, not per call (bench.backbones.packed),
