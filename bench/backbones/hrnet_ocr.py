@@ -416,21 +416,22 @@ def reference_forward(model: nn.Module, keep: Sequence[str] = ()) -> Iterator[nn
              if "inplace_relu" not in keep else [])
     nets = ([m for m in model.modules() if isinstance(m, (HRNetOCR, SpatialOCR))]
             if "direct_concat" not in keep else [])
-    for m in convs:
-        m.use_packed = False
-    for r in relus:
-        r.inplace = False
-    for net in nets:
-        net.direct_concat = False
+    _switch_speedups(convs, relus, nets, False)
     try:
         yield model
     finally:
-        for m in convs:
-            m.use_packed = True
-        for r in relus:
-            r.inplace = True
-        for net in nets:
-            net.direct_concat = True
+        _switch_speedups(convs, relus, nets, True)
+
+
+def _switch_speedups(convs: Sequence[PackedConv2d], relus: Sequence[nn.ReLU],
+                     nets: Sequence[HRNetOCR | SpatialOCR], on: bool) -> None:
+    """Turn the exact speed-ups of these modules on or off (``reference_forward``)."""
+    for m in convs:
+        m.use_packed = on
+    for r in relus:
+        r.inplace = on
+    for net in nets:
+        net.direct_concat = on
 
 
 EXACT_SPEEDUPS = ("packed_weights", "inplace_relu", "direct_concat")
