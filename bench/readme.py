@@ -38,13 +38,13 @@ def select_columns(table: Table, names: tuple[str, ...]) -> Table:
     return table.select(names)  # notes and the best-of marks follow (bench.tables.Table.select)
 
 
-def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any]) -> str:
-    """One paragraph: the machine and the weights behind the records."""
+def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any], command: str = "make bench") -> str:
+    """One paragraph: the machine and the weights behind the records (of ``command``), and how long the run took."""
     from bench import reference
 
     first = next((r for r in results.values() if r.status == "ok" and r.images), None)
     if first is None:
-        return "No records: run `make bench` first.\n"
+        return f"No records: run `{command}` first.\n"
     prov = next(iter(first.images.values())).get("provenance", {})
     folder = cfg.checkpoint_path
     if reference.is_reference(folder):
@@ -54,7 +54,7 @@ def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any]) -> st
                    f"{m['machine']['threads']} thread(s), torch {m['torch']}, training fingerprint {m['fingerprint']})")
     else:
         weights = f"weights trained on this machine in `{folder}` (seed {cfg.seed})"
-    return (f"Rendered by `make readme` from the records of `make bench` in `{cfg.out_path}`: run on "
+    return (f"Rendered by `make readme` from the records of `{command}` in `{cfg.out_path}`: run on "
             f"{prov.get('cpu', '?')} ({prov.get('cpu_count', '?')} cores, {prov.get('threads', '?')} thread(s)), "
             f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}, with {weights}."
             f"{timing_text(cfg)}\n")
@@ -150,7 +150,7 @@ def full_sweep_text(cfg: BenchConfig) -> str | None:
     results = load_results(full)
     added = [m for m in full.methods if m not in cfg.methods]
     table3 = build_tables(full, dataset_info(full), results)[2]
-    return (provenance_text(full, results).replace("`make bench`", "`make bench-full`")
+    return (provenance_text(full, results, "make bench-full")
             + f"\nMethods added to the default sweep: {', '.join(added) or 'none'}.\n\n" + to_markdown(table3))
 
 

@@ -203,8 +203,10 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
     seconds: dict[tuple[str, tuple[int, int]], tuple[float, str]] = {}
     started, clock, load = time.time(), time.perf_counter(), run_folder.load_average()
     cfg.out_path.mkdir(parents=True, exist_ok=True)
-    keys, ids = {u: key_of(cfg, *u) for u in cfg.units()}, _run_ids(cfg)
-    if distributed.is_main():  # the folder says which keys and images this sweep makes (bench.run_folder)
+    main = distributed.is_main()  # the folder says which keys and images this sweep makes (bench.run_folder)
+    keys = {u: key_of(cfg, *u) for u in cfg.units()} if main else {}
+    ids = _run_ids(cfg) if main else None
+    if main:
         run_folder.write(cfg, keys, ids)
     # in out_dir, named by pid, so a run killed by SIGKILL leaves it where the next run removes it
     with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp:
@@ -222,7 +224,7 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
                           file=sys.stderr)
                 results[(name, size)] = status
             seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
-    if distributed.is_main():
+    if main:
         run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load))
     return results
 
