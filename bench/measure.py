@@ -79,6 +79,14 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     return {"median": float(q50), "iqr": float(q75 - q25), "mean": float(arr.mean()), "n": int(arr.size)}
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how busy the machine was while timing."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _status_kib(field: str) -> int | None:
     try:
         text = Path("/proc/self/status").read_text()

@@ -69,23 +69,15 @@ def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | No
     return path
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none): how busy the machine was."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def sweep_timing(started: float, seconds: float, units: Mapping[tuple[str, tuple[int, int]], tuple[float, str]],
-                 load_before: float | None = None) -> dict[str, Any]:
+                 load_before: float | None = None, load_after: float | None = None) -> dict[str, Any]:
     """``timing`` of run.json: start (Unix s), whole wall clock (s), ``{"method@WxH": {seconds, status}}``
     and the load average at the start and the end (times from a busy machine are longer).
 
     A unit's seconds are its process's wall clock, setup and loading included; a unit with nothing
     left to run (``done``) costs only its check, so a resumed sweep's total covers only what it ran.
     """
-    return {"started": started, "seconds": seconds, "load_before": load_before, "load_after": load_average(),
+    return {"started": started, "seconds": seconds, "load_before": load_before, "load_after": load_after,
             "cpu_count": os.cpu_count(),
             "units": {f"{m}@{format_size(s)}": {"seconds": t, "status": str(st)} for (m, s), (t, st) in units.items()}}
 

@@ -201,7 +201,7 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
     """
     results: dict[tuple[str, tuple[int, int]], Status] = {}
     seconds: dict[tuple[str, tuple[int, int]], tuple[float, str]] = {}
-    started, clock, load = time.time(), time.perf_counter(), run_folder.load_average()
+    started, clock, load = time.time(), time.perf_counter(), measure.load_average()
     cfg.out_path.mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()  # the folder says which keys and images this sweep makes (bench.run_folder)
     keys = {u: key_of(cfg, *u) for u in cfg.units()} if main else {}
@@ -225,7 +225,8 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
                 results[(name, size)] = status
             seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
     if main:
-        run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load))
+        run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load,
+                                                               measure.load_average()))
     return results
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -127,9 +126,3 @@ def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int,
     return model.eval()
 
 
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the system has none."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
