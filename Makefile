@@ -30,10 +30,11 @@ install: $(PY)
 	# which breaks pip on Python 3 (its real imports, numpy/pillow/pyquaternion, are in the dev extra)
 	$(PY) -m pip install --no-deps cityscapesscripts==2.3.0
 
-# ruff and mypy as configured in pyproject.toml (run by .ci/run)
+# ruff, mypy and the import-linter layer contracts as configured in pyproject.toml (run by .ci/run)
 lint: ready
 	$(PY) -m ruff check bench baselines magnet examples perf tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 test: ready
 	$(PY) -m pytest -q
@@ -49,7 +50,7 @@ bench: ready
 FULL_METHODS ?= cascadepsp
 .PHONY: bench-full
 bench-full: ready
-	$(PY) -m bench run $(DATASET) $(ROOT_ARG) "methods=[$$($(PY) -c "from bench.config import load; print(','.join(load('$(DATASET)').methods))"),$(FULL_METHODS)]" out_dir=results/runs/$(DATASET)-full $(ARGS)
+	$(PY) -m bench run $(DATASET) $(ROOT_ARG) "methods=[$$($(PY) -c "from bench.pipeline.configure import load; print(','.join(load('$(DATASET)').methods))"),$(FULL_METHODS)]" out_dir=results/runs/$(DATASET)-full $(ARGS)
 
 train: ready
 	$(PY) -m bench train $(DATASET) $(ROOT_ARG) $(ARGS)

@@ -6,8 +6,8 @@ METHODS = {
     "densecrf": "baselines.densecrf:DenseCRF",
     "guided_filter": "baselines.guided_filter:GuidedFilterGray",
     "dgf": "baselines.dgf:DeepGuidedFilter",
-    "pointrend": "baselines.pointrend:PointRend",
-    "segfix": "baselines.segfix:SegFix",
-    "cascadepsp": "baselines.cascadepsp:CascadePSP",
-    "glnet": "baselines.glnet:GLNetMethod",
+    "pointrend": "baselines.pointrend.method:PointRend",
+    "segfix": "baselines.segfix.method:SegFix",
+    "cascadepsp": "baselines.cascadepsp.method:CascadePSP",
+    "glnet": "baselines.glnet.method:GLNetMethod",
 }

@@ -21,8 +21,8 @@ import pydensecrf.densecrf as dcrf
 import torch
 from pydensecrf.utils import unary_from_softmax
 
-from baselines._gf_ops import check_inputs, upsample_probs
-from bench.interface import Coarse, Method
+from baselines.common.gf_ops import check_inputs, upsample_probs
+from bench.core.interface import Coarse, Method
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines._gf_ops import (
+from baselines.common.gf_ops import (
     check_inputs,
     fast_guided_filter,
     guided_filter,
     guided_filter_coeffs,
     resize_bilinear_region,
 )
-from bench import training
-from bench.backbones import load_state_dict_strict, load_weights
-from bench.coarse import compute_coarse, resize_image
-from bench.interface import Coarse, Dataset, Method, MethodContext
+from bench.training import loop
+from bench.models.state_dict import load_state_dict_strict, load_weights
+from bench.models.coarse import compute_coarse, resize_image
+from bench.core.interface import Coarse, Dataset, Method, MethodContext
 
 _PROB_FLOOR = 1e-8  # log-probabilities are floored at log(1e-8) ~ -18.4 so that p = 0 stays finite
 
@@ -308,7 +308,7 @@ class DeepGuidedFilter(Method):
     @classmethod
     def train(cls, cfg: DGFConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
         """Train the guide head with the backbone frozen and save its state dict to ``paths["dgf"]``
-        (with the sidecar ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
+        (with the sidecar ``make train`` passes in ``ctx``; ``bench.training.loop.save_checkpoint``).
 
         Raises:
             ValueError: no backbone in ``ctx`` or an empty training set.
@@ -317,15 +317,15 @@ class DeepGuidedFilter(Method):
             raise ValueError("DGF training needs ctx.backbone and a non-empty training set")
         ctx.backbone.eval()
         head = _new_head(cfg, ctx)
-        optimiser = training.make_optimizer(head.parameters(), "adam", cfg.lr)
+        optimiser = loop.make_optimizer(head.parameters(), "adam", cfg.lr)
         rng = np.random.default_rng(cfg.seed)
         cache = _TrainCache(ctx, train_set, cfg.cache_images)
         ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
-        with training.Progress("dgf", cfg.iterations) as progress:
+        with loop.Progress("dgf", cfg.iterations) as progress:
             for _ in range(cfg.iterations):
                 loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 progress.step(loss.item())
-        training.save_checkpoint(training.cpu_state(head), Path(paths["dgf"]), training.sidecar_of(ctx))
+        loop.save_checkpoint(loop.cpu_state(head), Path(paths["dgf"]), loop.sidecar_of(ctx))

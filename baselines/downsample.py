@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.coarse import upsample_probs
-from bench.interface import Coarse, Method
+from bench.models.coarse import upsample_probs
+from bench.core.interface import Coarse, Method
 
 
 class Downsample(Method):

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from baselines._gf_ops import check_inputs, upsample_probs
-from bench.interface import Coarse, Method, MethodContext
+from baselines.common.gf_ops import check_inputs, upsample_probs
+from bench.core.interface import Coarse, Method, MethodContext
 
 
 @dataclass(frozen=True)

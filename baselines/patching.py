@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.coarse import resize_image, upsample_probs
-from bench.interface import Coarse, Method, normalize
-from bench.patches import patch_grid
+from bench.models.coarse import resize_image, upsample_probs
+from bench.core.interface import Coarse, Method, normalize
+from bench.core.patches import patch_grid
 
 
 @dataclass(frozen=True)

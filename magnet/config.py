@@ -3,7 +3,7 @@
 The dataclass defaults are the paper's Cityscapes settings and training schedule (magnet.md §1.1,
 §2.1). The settings of each dataset live in one place only: its ``configs/datasets/<name>.yaml``
 (``magnet.<field>: value`` lines). ``MagNetFastConfig`` extends ``MagNetConfig``, which is also what
-makes ``magnet_fast`` inherit the ``magnet.*`` values of a sweep (``bench.config.option_parent``).
+makes ``magnet_fast`` inherit the ``magnet.*`` values of a sweep (``bench.core.config.option_parent``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import parse_size
+from bench.core.config import parse_size
 from magnet.geometry import Size, derive_scales, grid_overlaps
 from magnet.scoring import check_behaviour
 
@@ -38,7 +38,7 @@ class MagNetConfig:
             processed patches). Identical for full MagNet.
         batch_size: patches per backbone forward at inference (results do not depend on it
             beyond float rounding). 2 is the fastest within the released code's memory on 2 CPU
-            cores (magnet/profile.py).
+            cores (perf/magnet_profile.py).
         refiner_batch_size: patches per refiner forward, within a backbone batch; 0 = the whole
             backbone batch (for GPUs). 1 is fastest on CPU.
         mask_inset: pixels each box is shrunk by for the Fast coverage mask (released: 10).

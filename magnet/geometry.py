@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.patches import patch_grid
+from bench.core.patches import patch_grid
 from magnet.scoring import margin
 
 Size = tuple[int, int]

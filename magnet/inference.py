@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.interface import normalize
+from bench.core.interface import normalize
 from magnet.config import Plan
 from magnet.geometry import Paster, Size, patch_boxes
 from magnet.roi_align import roi_align

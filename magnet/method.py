@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.interface import Coarse, Dataset, Method, MethodContext
+from bench.core.interface import Coarse, Dataset, Method, MethodContext
 from magnet.config import MagNetConfig, MagNetFastConfig, MagNetFastPaperConfig, check_coarse_scale, resolve_plan
 from magnet.inference import StageOptions, Timer, progressive
 from magnet.refinement import FusedRefiner, RefinementModule, load_refiner
@@ -34,7 +34,7 @@ class MagNet(Method):
     needs_backbone = True
     Config = MagNetConfig
     trains_with_run_seed = True  # the refiners are seeded by the run's seed (ctx.options["seed"])
-    data_parallel_train = True  # train_refiners wraps the refiner in DDP under torchrun (bench.distributed)
+    data_parallel_train = True  # train_refiners wraps the refiner in DDP under torchrun (bench.runtime.distributed)
     # every option that shapes the refiners (inference-only ones such as n_points do not)
     train_fields = ("scales", "crop_size", "n_refiners", "epochs", "iterations_per_epoch", "train_batch_size", "lr",
                     "momentum", "weight_decay", "milestones", "gamma", "ohem_thresh", "ohem_min_kept",
@@ -68,7 +68,7 @@ class MagNet(Method):
         if len(refiners) != self.plan.n_refiners:
             raise ValueError(f"expected {self.plan.n_refiners} refiners, got {len(refiners)}")
         self.refiners = [self._prepare(r) for r in refiners]
-        self.timer: Timer | None = None  # set by magnet.profile to split refine() time
+        self.timer: Timer | None = None  # set by perf.magnet_profile to split refine() time
 
     def _prepare(self, refiner: torch.nn.Module) -> torch.nn.Module:
         refiner = refiner.to(self.device).eval()
@@ -98,8 +98,8 @@ class MagNet(Method):
     def checkpoint_modules(cls, cfg: MagNetConfig, ctx: MethodContext) -> dict[str, torch.nn.Module]:
         """A freshly built module per key of :meth:`checkpoints`: the key set and shapes a given file must hold.
 
-        ``bench.released`` compares MagNet's released refiner files with these before a sweep
-        starts (strictly, after the clean-up of ``bench.backbones.clean_state_dict``).
+        ``bench.weights.released`` compares MagNet's released refiner files with these before a sweep
+        starts (strictly, after the clean-up of ``bench.models.state_dict.clean_state_dict``).
         """
         return {key: RefinementModule(ctx.num_classes) for key in cls.checkpoints(cfg, ctx)}
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.interface import Dataset, normalize
+from bench.core.interface import Dataset, normalize
 from magnet.config import Plan
 from magnet.geometry import Size
 from magnet.inference import resize

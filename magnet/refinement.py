@@ -97,14 +97,14 @@ class RefinementModule(nn.Module):
 def load_refiner(path: str | Path, num_classes: int, device: torch.device | str = "cpu") -> RefinementModule:
     """A refiner in eval mode on ``device`` from a plain state dict (released or ours), loaded strictly.
 
-    A leading ``module.``/``model.`` is stripped (bench.backbones.clean_state_dict); any other key
+    A leading ``module.``/``model.`` is stripped (bench.models.state_dict.clean_state_dict); any other key
     difference is an error listing the missing and unexpected keys.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         RuntimeError: the keys or shapes do not match.
     """
-    from bench.backbones import load_checkpoint
+    from bench.models.state_dict import load_checkpoint
 
     module = RefinementModule(num_classes)
     load_checkpoint(module, path)

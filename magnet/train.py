@@ -9,7 +9,7 @@ patch's box, and is trained with OHEM cross-entropy against the label crop (near
 Exact caches (same maths, less work): the coarse softmax of every image and the resized images
 and labels per scale are computed once, within ``cfg.cache_mb``.
 
-Under torchrun (``bench.distributed``) the refiner trains data-parallel: it is wrapped in
+Under torchrun (``bench.runtime.distributed``) the refiner trains data-parallel: it is wrapped in
 DistributedDataParallel, every rank draws the same batch order and takes its share of each batch
 (``batch[rank::world]``, its own random pairs), and rank 0 saves. In one process nothing changes.
 """
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import training
-from bench.distributed import data_parallel
-from bench.interface import Dataset, MethodContext
+from bench.training import loop
+from bench.runtime.distributed import data_parallel
+from bench.core.interface import Dataset, MethodContext
 from magnet.config import MagNetConfig, Plan, resolve_plan
 from magnet.geometry import Size
 from magnet.loss import ohem_cross_entropy, scaled_min_kept
@@ -110,16 +110,16 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     device = source.device
     refiner = RefinementModule(num_classes).to(device).train()
     net = refiner if world == 1 else _wrap_ddp(refiner, device)
-    opt = training.make_optimizer(refiner.parameters(), "sgd", cfg.lr, momentum=cfg.momentum,
+    opt = loop.make_optimizer(refiner.parameters(), "sgd", cfg.lr, momentum=cfg.momentum,
                                   weight_decay=cfg.weight_decay)
     steps = milestones(cfg)
     min_kept = scaled_min_kept(cfg.ohem_min_kept, source.plan.input_size)
     stream: list[int] = []
     history = []
     name = "magnet refiner " + ",".join(f"{w}x{h}" for w, h in scales)
-    with training.Progress(name, cfg.epochs * steps_per_epoch(cfg, len(source)), enabled=rank == 0) as progress:
+    with loop.Progress(name, cfg.epochs * steps_per_epoch(cfg, len(source)), enabled=rank == 0) as progress:
         for epoch in range(cfg.epochs):
-            training.set_lr(opt, training.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
+            loop.set_lr(opt, loop.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
             losses = []
             for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream):
                 share, weight = _rank_share(batch, rank, world)
@@ -166,7 +166,7 @@ def recalibrate_bn(refiner: RefinementModule, source: PairSource, scales: tuple[
 def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
                    paths: Mapping[str, Path]) -> dict[str, Any]:
     """Train every refiner of the plan and save plain state dicts to ``paths[f"refiner_{r}"]``
-    (each with the sidecar ``make train`` passes in ``ctx``; ``bench.training.save_checkpoint``).
+    (each with the sidecar ``make train`` passes in ``ctx``; ``bench.training.loop.save_checkpoint``).
 
     Returns:
         ``{"refiner_<r>": {"scales": [...], "loss": [per-epoch mean], "seconds": s}}``.
@@ -188,6 +188,6 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
         scales = plan.stages_of_refiner(r)
         refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r)
         if data_parallel()[0] == 0:  # under DDP every rank holds the same weights; one writes them
-            training.save_checkpoint(training.cpu_state(refiner), Path(paths[key]), training.sidecar_of(ctx))
+            loop.save_checkpoint(loop.cpu_state(refiner), Path(paths[key]), loop.sidecar_of(ctx))
         summary[key] = {"scales": [list(s) for s in scales], "loss": history, "seconds": time.perf_counter() - start}
     return summary

@@ -4,7 +4,7 @@ A tool beside the harness (the frame ``bench/`` never imports a method; this pac
 the functions that time them). Every comparison alternates its variants in one process
 (variant A, variant B, A, B, ...), after one untimed warm-up call of each (oneDNN builds its
 kernels on the first call), and reports the median of ``--repeats`` timed calls of each, timed by
-``bench.measure.timed``. Ratios are medians of the old variant over medians of the new one.
+``bench.runtime.measure.timed``. Ratios are medians of the old variant over medians of the new one.
 Sections (``--sections``):
 
 - ``gf`` (:func:`perf.sections.guided_filter_section`): our per-channel guided filter (the CPU
@@ -15,7 +15,7 @@ Sections (``--sections``):
 - ``dgf``: DGF's whole filtering step at that size, CPU kernel against the convolution path.
 - ``backbone`` (:func:`perf.sections.backbone_section`): one forward of the backbone (default
   HRNet-W18-Small-v2-OCR, BN statistics calibrated on random images so that folding changes the
-  weights): ``reference`` (the forward as it was, ``bench.backbones.hrnet_ocr.reference_forward``),
+  weights): ``reference`` (the forward as it was, ``bench.models.backbones.hrnet_ocr.reference_forward``),
   ``exact`` (the default, bitwise equal) and the opt-in inference copies (BN folded,
   channels-last, both); FLOPs of one forward and the achieved rate as a fraction of the fp32
   matmul peak timed in the same rounds.
@@ -28,8 +28,8 @@ Weights are random: the times hold for trained weights of the same architecture,
 differences are an indication only. The load average before and after is recorded. Results go to
 ``--out`` (default ``results/perf/perf.json``) with the machine fingerprint; sections not rerun are
 carried over from the existing file (``--no-carry``); ``make readme`` renders the README's ``perf``
-block from it (``bench.perf_render``). The process re-executes itself once with the tuned
-allocator the harness gives its measured units (``bench.measure.child_env``).
+block from it (``bench.report.perf_render``). The process re-executes itself once with the tuned
+allocator the harness gives its measured units (``bench.runtime.measure.child_env``).
 """
 
 from perf.cli import main, parser, run

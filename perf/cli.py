@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from bench.config import REPO_DIR, parse_size
-from bench.measure import allocator_in_use, child_env, kernel_set, load_average, machine_fingerprint, provenance
-from bench.perf_render import render
+from bench.core.config import REPO_DIR, parse_size
+from bench.runtime.measure import allocator_in_use, child_env, kernel_set, load_average, machine_fingerprint, provenance
+from bench.report.perf_render import render
 from perf.core import CPU, matmul_peak
 
 DEFAULT_OUT = REPO_DIR / "results" / "perf" / "perf.json"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.measure import summarize, timed
+from bench.runtime.measure import summarize, timed
 
 CPU = torch.device("cpu")
 
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 def count_flops(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """Floating-point operations of ``model(x)`` (a multiply-add counts 2).
 
-    The model runs its reference forward (``bench.backbones.hrnet_ocr.reference_forward``: plain
+    The model runs its reference forward (``bench.models.backbones.hrnet_ocr.reference_forward``: plain
     ``F.conv2d`` calls, which ``FlopCounterMode`` sees) and its own layers, not an inference copy.
 
     Returns:
@@ -29,7 +29,7 @@ def count_flops(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from bench.backbones.hrnet_ocr import reference_forward
+    from bench.models.backbones.hrnet_ocr import reference_forward
 
     total = [0]
 
@@ -77,7 +77,7 @@ def alternate(variants: dict[str, Callable[[], Any]], repeats: int) -> tuple[dic
     """Warm each variant once, then ``repeats`` rounds of every variant in turn.
 
     Returns:
-        ``(times, last)``: per variant the summary of its times in ms (``bench.measure.summarize``
+        ``(times, last)``: per variant the summary of its times in ms (``bench.runtime.measure.summarize``
         plus ``all_ms``), and its last result.
     """
     last = {name: fn() for name, fn in variants.items()}
@@ -109,7 +109,7 @@ def calibrated_backbone(name: str, classes: int, seed: int = 0, size: tuple[int,
     With PyTorch's fresh statistics (mean 0, variance 1) folding would barely change a weight;
     calibrated statistics make the folded network differ from the plain one as a trained one does.
     """
-    from bench.backbones import create_backbone
+    from bench.models.backbones import create_backbone
 
     torch.manual_seed(seed)
     model = create_backbone(name, classes)

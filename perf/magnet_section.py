@@ -1,11 +1,11 @@
 """The MagNet section of ``python -m perf``: MagNet and MagNet-Fast image calls, today's forward against the exact default.
 
-An image call is what the runner times for a unit: the coarse pass (``bench.coarse``) and the
+An image call is what the runner times for a unit: the coarse pass (``bench.models.coarse``) and the
 progressive refinement (``magnet.inference.progressive`` plus the argmax, as ``MagNet.refine``).
 Variants, alternated in one process with the same method objects and weights:
 
 - ``reference``: the backbone's forward as it was before the bit-identical speed-ups
-  (``bench.backbones.hrnet_ocr.reference_forward``), i.e. today's main;
+  (``bench.models.backbones.hrnet_ocr.reference_forward``), i.e. today's main;
 - ``exact``: the default forward (packed conv weights, in-place ReLUs), which must give bitwise
   the same probabilities (``probs_bitwise_equal``) and labels;
 - ``inference_copy`` (with ``--magnet-copy``): the opt-in folded channels-last copy, which moves
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.config import REPO_DIR, parse_size
-from bench.measure import child_env
+from bench.core.config import REPO_DIR, parse_size
+from bench.runtime.measure import child_env
 from perf.core import CPU, alternate, best_ratio, calibrated_backbone, ratio
 
 MAGNET_VARIANTS = ("reference", "exact", "inference_copy")
@@ -41,7 +41,7 @@ MAGNET_VARIANTS = ("reference", "exact", "inference_copy")
 def magnet_method(fast: bool, backbone: nn.Module, classes: int, input_size: tuple[int, int],
                   image_size: tuple[int, int], batch: int) -> Any:
     """A MagNet (or MagNet-Fast) method on ``backbone`` with random refiners (seed 0), batch ``batch``."""
-    from bench.interface import DatasetInfo, MethodContext
+    from bench.core.interface import DatasetInfo, MethodContext
     from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
     from magnet.method import MagNet, MagNetFast
     from magnet.refinement import RefinementModule
@@ -60,8 +60,8 @@ def image_call(method: Any, backbone: nn.Module, image: np.ndarray, input_size: 
     """Coarse pass + refinement under ``variant``: ``(probabilities (C, H, W), labels (H, W))``."""
     import torch.nn.functional as F
 
-    from bench.backbones.hrnet_ocr import reference_forward
-    from bench.coarse import compute_coarse
+    from bench.models.backbones.hrnet_ocr import reference_forward
+    from bench.models.coarse import compute_coarse
     from magnet.inference import progressive
     from magnet.scoring import argmax_channels
 

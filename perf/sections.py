@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.measure import summarize, timed
+from bench.runtime.measure import summarize, timed
 from perf.core import CPU, alternate, best_ratio, calibrated_backbone, count_flops, matmul_rate, ratio
 
 
@@ -24,7 +24,7 @@ def guided_filter_section(channels: int, size: tuple[int, int], r: int, repeats:
     """Ours (CPU kernel and the convolution path) against ``guided-filter-pytorch`` (see module doc)."""
     from guided_filter_pytorch.guided_filter import GuidedFilter
 
-    import baselines._gf_ops as gf
+    import baselines.common.gf_ops as gf
     from baselines.guided_filter import filter_probs
 
     w, h = size
@@ -58,7 +58,7 @@ def guided_filter_section(channels: int, size: tuple[int, int], r: int, repeats:
 def dgf_section(classes: int, size: tuple[int, int], coarse: tuple[int, int], repeats: int) -> dict[str, Any]:
     """DGF's whole filtering step (guide head, upsampling, filter, argmax) on one random image,
     with the CPU kernel against the convolution path it replaced (random guide head)."""
-    import baselines._gf_ops as gf
+    import baselines.common.gf_ops as gf
     from baselines.dgf import DGFConfig, GuideHead, dgf_logits
 
     w, h = size
@@ -90,8 +90,8 @@ def backbone_variants(model: nn.Module) -> dict[str, Callable[[torch.Tensor], to
     """``reference`` (the forward as it was: ``reference_forward``), ``exact`` (the default
     forward, bitwise equal to it), ``only_<speed-up>`` (one bit-identical speed-up on its own) and
     the opt-in inference copies of :data:`BACKBONE_VARIANTS`."""
-    from bench.backbones.fold import InferenceCopy
-    from bench.backbones.hrnet_ocr import EXACT_SPEEDUPS, reference_forward
+    from bench.models.backbones.fold import InferenceCopy
+    from bench.models.backbones.hrnet_ocr import EXACT_SPEEDUPS, reference_forward
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         setattr(model, "inference_copy", False)

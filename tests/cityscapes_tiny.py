@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from bench.backbones import create_backbone
+from bench.models.backbones import create_backbone
 
 CITY = "aachen"
 SIZE = (64, 32)  # (w, h)

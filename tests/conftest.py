@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.contract import TINY_INFO, TinyDataset, tiny_context  # noqa: F401 - TINY_INFO re-exported
-from bench.interface import MethodContext
+from bench.checks.contract import TINY_INFO, TinyDataset, tiny_context  # noqa: F401 - TINY_INFO re-exported
+from bench.core.interface import MethodContext
 
 # One intra-op thread: tiny tensors gain nothing from two, and two threads stall badly whenever
 # another process shares the cores (CI runners, parallel jobs).

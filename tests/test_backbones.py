@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.backbones import create_backbone
-from bench.backbones.hrnet_ocr import HRNetOCR, spatial_gather
-from bench.backbones.resnet import ResNet, load_imagenet_weights, resnet50
+from bench.models.backbones import create_backbone
+from bench.models.backbones.hrnet_ocr import HRNetOCR, spatial_gather
+from bench.models.backbones.resnet import ResNet, load_imagenet_weights, resnet50
 
 SPEC_COUNTS = {
     # name: (num_classes, state-dict entries, parameters) from spec §3.1
@@ -352,7 +352,7 @@ def test_inference_copy_is_opt_in() -> None:
 
 
 def test_fold_batchnorm_folds_every_pair_and_keeps_the_function(hrnet: HRNetOCR) -> None:
-    from bench.backbones.fold import count_batchnorms, fold_batchnorm
+    from bench.models.backbones.fold import count_batchnorms, fold_batchnorm
 
     before = {k: v.clone() for k, v in hrnet.state_dict().items()}
     folded = fold_batchnorm(hrnet)
@@ -368,7 +368,7 @@ def test_fold_batchnorm_folds_every_pair_and_keeps_the_function(hrnet: HRNetOCR)
 
 
 def test_fold_matches_on_the_light_and_fpn_backbones() -> None:
-    from bench.backbones.fold import count_batchnorms, fold_batchnorm
+    from bench.models.backbones.fold import count_batchnorms, fold_batchnorm
 
     for name, classes in (("resnet50_fpn", 7), ("light", 3)):
         torch.manual_seed(2)
@@ -414,7 +414,7 @@ def test_inference_copy_only_in_eval_without_grad_and_rebuilt_on_new_weights(hrn
 
 def test_in_place_fuse_sums_are_bit_identical_to_out_of_place(hrnet: HRNetOCR) -> None:
     """HRNet's fusion adds in place: same bits as terms summed in branch order out of place."""
-    from bench.backbones.hrnet_ocr import _upsample
+    from bench.models.backbones.hrnet_ocr import _upsample
 
     module = hrnet.stage4[0]
     gen = torch.Generator().manual_seed(3)
@@ -438,7 +438,7 @@ def test_inference_copy_labels_on_a_real_image() -> None:
     import numpy as np
     from conftest import shared_data
 
-    from bench.interface import normalize
+    from bench.core.interface import normalize
     from perf.core import calibrated_backbone
 
     frames = sorted(shared_data("cityscapes", "leftImg8bit").rglob("*_leftImg8bit.png"))

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from baselines._cascadepsp_infer import local_crops, padded_forward, refine_masks
-from baselines._cascadepsp_net import RefinementModule
-from baselines._cascadepsp_perturb import _iou, modify_boundary, perturb_seg
-from baselines._cascadepsp_train import cascade_loss, make_sample, sobel_magnitude
-from baselines.cascadepsp import CHECKPOINT, RELEASED, CascadePSP, CascadePSPConfig, combine
-from bench.coarse import compute_coarse
-from bench.interface import Coarse
+from baselines.cascadepsp.infer import local_crops, padded_forward, refine_masks
+from baselines.cascadepsp.net import RefinementModule
+from baselines.cascadepsp.perturb import _iou, modify_boundary, perturb_seg
+from baselines.cascadepsp.train import cascade_loss, make_sample, sobel_magnitude
+from baselines.cascadepsp.method import CHECKPOINT, RELEASED, CascadePSP, CascadePSPConfig, combine
+from bench.models.coarse import compute_coarse
+from bench.core.interface import Coarse
 
 TINY = {"depth": 18, "width": 8, "psp_channels": 32, "up_channels": (16, 16, 8), "head_channels": 8}
 
@@ -98,7 +98,7 @@ def test_released_model_file_loads_through_the_method(released_pair, tiny_ctx, t
     mask = _disc(24, 32, 12, 14, 7)[0, 0] > 0
     ours = method.refine_binary(image, mask[None])
     _, helper = _reference()
-    from bench.interface import normalize
+    from bench.core.interface import normalize
 
     with torch.no_grad():
         theirs = helper.process_im_single_pass(ref, normalize(image), mask[None, None].float() * 2 - 1, 32)
@@ -108,7 +108,7 @@ def test_released_model_file_loads_through_the_method(released_pair, tiny_ctx, t
 def test_release_file_without_bn_counters_loads(released_pair, tmp_path):
     """A plain dict without ``num_batches_tracked`` (as torch fills in for old files) loads; the
     counters become 0 and every other tensor is the file's."""
-    from baselines.cascadepsp import load_released
+    from baselines.cascadepsp.method import load_released
 
     _, state = released_pair
     kept = {f"module.{k}": v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -329,8 +329,8 @@ def test_cascade_loss_hand_computed_at_half_probability():
 
 def test_training_lowers_the_loss(tiny_dataset):
     """A few steps on the tiny set: the loss of the last steps is below that of the first."""
-    from baselines._cascadepsp_train import train_net
-    from baselines.cascadepsp import build_net
+    from baselines.cascadepsp.train import train_net
+    from baselines.cascadepsp.method import build_net
 
     cfg = CascadePSPConfig(**TINY, iterations=12, batch_size=4, crop_size=(48, 48), lr=3e-3, milestones=())
     torch.manual_seed(0)

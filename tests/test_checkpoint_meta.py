@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from bench import checkpoint_meta, records
-from bench.config import build
+from bench.weights import sidecar
+from bench.evaluation import records
+from bench.core.config import build
 from tests.test_runner import _flat
 
 MAGNET = {"methods": ["magnet"], "table1_sizes": [], "magnet.scales": ["32x16", "64x32", "128x64"],
@@ -18,17 +19,17 @@ MAGNET = {"methods": ["magnet"], "table1_sizes": [], "magnet.scales": ["32x16", 
 def test_check_names_each_changed_field(tmp_path):
     path = tmp_path / "w.pt"
     path.write_bytes(b"x")
-    checkpoint_meta.write({"w": path}, {"lr": 0.01, "epochs": 5, "backbone_digest": "abc"})
-    checkpoint_meta.check({"w": path}, {"lr": 0.01, "epochs": 5, "backbone_digest": "abc"}, "m")  # same: fine
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"lr: trained with 0.01, config has 0.02.*Delete"):
-        checkpoint_meta.check({"w": path}, {"lr": 0.02, "epochs": 5, "backbone_digest": "abc"}, "m")
+    sidecar.write({"w": path}, {"lr": 0.01, "epochs": 5, "backbone_digest": "abc"})
+    sidecar.check({"w": path}, {"lr": 0.01, "epochs": 5, "backbone_digest": "abc"}, "m")  # same: fine
+    with pytest.raises(sidecar.StaleCheckpoint, match=r"lr: trained with 0.01, config has 0.02.*Delete"):
+        sidecar.check({"w": path}, {"lr": 0.02, "epochs": 5, "backbone_digest": "abc"}, "m")
     other = tmp_path / "given.pt"  # no sidecar (given or released weights): not checked
     other.write_bytes(b"x")
-    checkpoint_meta.check({"w": other}, {"lr": 1.0}, "m")
+    sidecar.check({"w": other}, {"lr": 1.0}, "m")
 
 
 def test_magnet_refiners_trained_then_refused_when_training_options_change(tmp_path):
-    from bench.runner import run_sweep, train_missing
+    from bench.pipeline.runner import run_sweep, train_missing
 
     cfg = build(_flat(tmp_path, **MAGNET))
     status = train_missing(cfg)
@@ -48,12 +49,12 @@ def test_a_field_the_sidecar_lacks_counts_as_changed(tmp_path):
     """A field recorded on one side only (an older sidecar, a field gone from the config) counts as changed."""
     path = tmp_path / "w.pt"
     path.write_bytes(b"x")
-    checkpoint_meta.write({"w": path}, {"backbone_digest": "abc"})
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"seed: trained with None, config has 0"):
-        checkpoint_meta.check({"w": path}, {"seed": 0, "backbone_digest": "abc"}, "m")
-    checkpoint_meta.write({"w": path}, {"backbone_digest": "abc", "data": {"n_images": 2}})  # and the reverse
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"data: trained with \{'n_images': 2\}, config has None"):
-        checkpoint_meta.check({"w": path}, {"backbone_digest": "abc"}, "m")
+    sidecar.write({"w": path}, {"backbone_digest": "abc"})
+    with pytest.raises(sidecar.StaleCheckpoint, match=r"seed: trained with None, config has 0"):
+        sidecar.check({"w": path}, {"seed": 0, "backbone_digest": "abc"}, "m")
+    sidecar.write({"w": path}, {"backbone_digest": "abc", "data": {"n_images": 2}})  # and the reverse
+    with pytest.raises(sidecar.StaleCheckpoint, match=r"data: trained with \{'n_images': 2\}, config has None"):
+        sidecar.check({"w": path}, {"backbone_digest": "abc"}, "m")
 
 
 # DGF, PointRend and SegFix at a few steps on 32x32 crops
@@ -68,8 +69,8 @@ LEARNED = {"methods": ["dgf", "pointrend", "segfix"], "table1_sizes": [], "isola
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     """A checkpoint folder with the backbone, DGF, PointRend and SegFix trained by ``train_missing``."""
-    from bench.registry import resolve
-    from bench.runner import train_missing
+    from bench.core.registry import resolve
+    from bench.pipeline.runner import train_missing
 
     resolve("pointrend")  # mmseg is required: unavailable is a failure, not a skip
     tmp = tmp_path_factory.mktemp("learned")
@@ -84,7 +85,7 @@ def learned(tmp_path_factory):
     ("segfix.iterations", 2, 1), ("segfix.seed", 3, 0), ("segfix.max_distance", 3, 5),
 ])
 def test_each_learned_method_refuses_a_changed_training_field(learned, field, value, stored):
-    from bench.runner import train_missing
+    from bench.pipeline.runner import train_missing
 
     name, option = field.split(".")
     status = train_missing(build(_flat(learned, **{**LEARNED, field: value})))
@@ -96,7 +97,7 @@ def test_each_learned_method_refuses_a_changed_training_field(learned, field, va
 
 
 def test_unchanged_or_inference_only_options_reuse_the_weights(learned):
-    from bench.runner import train_missing
+    from bench.pipeline.runner import train_missing
 
     for extra in ({}, {"dgf.cache_images": 1, "pointrend.subdivision_points": 64, "segfix.scale": 3,
                        "pointrend.cache_features": False, "segfix.cache_targets": False}):
@@ -109,7 +110,7 @@ def test_unchanged_or_inference_only_options_reuse_the_weights(learned):
 
 
 def test_the_sweep_refuses_stale_pointrend_weights(learned):
-    from bench.runner import run_sweep
+    from bench.pipeline.runner import run_sweep
 
     changed = build(_flat(learned, **{**LEARNED, "methods": ["pointrend"], "pointrend.lr": 0.5}))
     assert run_sweep(changed) == {("pointrend", (32, 16)): "stale_checkpoint"}
@@ -123,14 +124,14 @@ BACKBONE_ONLY = {"methods": ["downsample"], "table1_sizes": [], "isolate": False
 def test_backbone_sidecar_records_its_training_and_refuses_changes(tmp_path):
     import torch
 
-    from bench.datasets import dataset_info
-    from bench.runner import run_sweep, train_missing
-    from bench.unit import load_backbone
+    from bench.data import dataset_info
+    from bench.pipeline.runner import run_sweep, train_missing
+    from bench.pipeline.unit import load_backbone
 
     cfg = build(_flat(tmp_path, **BACKBONE_ONLY))
     assert train_missing(cfg) == {"backbone": "trained", "downsample@32x16": "none needed"}
-    meta = json.loads(checkpoint_meta.sidecar(cfg.backbone_path).read_text())
-    assert meta == checkpoint_meta.backbone_training_options(cfg)
+    meta = json.loads(sidecar.sidecar(cfg.backbone_path).read_text())
+    assert meta == sidecar.backbone_training_options(cfg)
     assert meta["backbone_train.iterations"] == 3 and meta["backbone_train.seed"] == 0
     assert meta["data"] == {"size": [128, 64], "n_images": 2} and meta["input_size"] == [32, 16]
     assert {"backbone", "backbone_options", "dataset", "train_split"} <= set(meta)
@@ -146,18 +147,18 @@ def test_backbone_sidecar_records_its_training_and_refuses_changes(tmp_path):
         assert set(status) == {"backbone"}, status  # nothing trains on a stale backbone
         assert status["backbone"].startswith(f"stale: backbone weights {cfg.backbone_path}")
         assert f"{field}: trained with" in status["backbone"] and "backbone_checkpoint" in status["backbone"]
-        with pytest.raises(checkpoint_meta.StaleCheckpoint, match=field):
+        with pytest.raises(sidecar.StaleCheckpoint, match=field):
             load_backbone(changed, dataset_info(changed.dataset), torch.device("cpu"))
     assert run_sweep(changed) == {("downsample", (32, 16)): "stale_checkpoint"}
 
 
 def test_backbone_without_sidecar_is_not_checked(tmp_path):
     """Given or released backbone weights carry no sidecar and load under any training options."""
-    from bench.runner import train_missing
+    from bench.pipeline.runner import train_missing
 
     cfg = build(_flat(tmp_path, **BACKBONE_ONLY))
     train_missing(cfg)
-    checkpoint_meta.sidecar(cfg.backbone_path).unlink()
+    sidecar.sidecar(cfg.backbone_path).unlink()
     assert train_missing(build(_flat(tmp_path, **BACKBONE_ONLY, seed=5)))["backbone"] == "present"
 
 
@@ -167,12 +168,12 @@ def test_magnet_records_the_run_seed_that_seeds_its_refiners(tmp_path):
 
     path = tmp_path / "refiner.pt"
     path.write_bytes(b"w")
-    seed0 = checkpoint_meta.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 0)
+    seed0 = sidecar.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 0)
     assert seed0["run_seed"] == 0
-    checkpoint_meta.write({"r": path}, seed0)
-    checkpoint_meta.check({"r": path}, seed0, "magnet")
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match="run_seed"):
-        checkpoint_meta.check({"r": path}, checkpoint_meta.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 1),
+    sidecar.write({"r": path}, seed0)
+    sidecar.check({"r": path}, seed0, "magnet")
+    with pytest.raises(sidecar.StaleCheckpoint, match="run_seed"):
+        sidecar.check({"r": path}, sidecar.training_options(MagNet, MagNetConfig(), tmp_path / "bb.pt", 1),
                               "magnet")
 
 
@@ -181,7 +182,8 @@ def test_magnet_records_the_run_seed_that_seeds_its_refiners(tmp_path):
 
 
 def test_weights_from_takes_the_model_from_the_weights_config_and_the_data_from_the_run():
-    from bench.config import REPO_DIR, load
+    from bench.core.config import REPO_DIR
+    from bench.pipeline.configure import load
 
     cfg = load("cityscapes", {"data_root": "/data/cs", "weights_from": "synthetic"})
     synthetic = load("synthetic")
@@ -198,26 +200,26 @@ def test_weights_from_takes_the_model_from_the_weights_config_and_the_data_from_
 
 
 def test_weights_from_demands_only_the_backbones_architecture(tmp_path):
-    from bench.config import load
+    from bench.pipeline.configure import load
 
     path = tmp_path / "backbone.pt"
     path.write_bytes(b"x")
     trained = load("synthetic", {"backbone_checkpoint": str(path)})
-    checkpoint_meta.write({"backbone": path}, checkpoint_meta.backbone_training_options(trained))
+    sidecar.write({"backbone": path}, sidecar.backbone_training_options(trained))
     given = load("cityscapes", {"weights_from": "synthetic", "backbone_checkpoint": str(path)})
-    checkpoint_meta.check_backbone(given)  # dataset, data, schedule differ: the weights' own history
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match="dataset: trained with 'synthetic', config has 'cityscapes'"):
-        checkpoint_meta.check_backbone(build({**given.to_dict(), "weights_from": None}))  # training: all demanded
+    sidecar.check_backbone(given)  # dataset, data, schedule differ: the weights' own history
+    with pytest.raises(sidecar.StaleCheckpoint, match="dataset: trained with 'synthetic', config has 'cityscapes'"):
+        sidecar.check_backbone(build({**given.to_dict(), "weights_from": None}))  # training: all demanded
     wider = load("cityscapes", {"weights_from": "synthetic", "backbone_checkpoint": str(path),
                                 "backbone_options": {"width": 64}})
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=r"backbone_options: trained with \{\}, config has \{'width': 64\}"):
-        checkpoint_meta.check_backbone(wider)
+    with pytest.raises(sidecar.StaleCheckpoint, match=r"backbone_options: trained with \{\}, config has \{'width': 64\}"):
+        sidecar.check_backbone(wider)
 
 
 @pytest.mark.data
 def test_synthetic_weights_on_the_real_cityscapes_frames(tmp_path, capsys):
     """The README's command, on the first frame of ../shared/data/cityscapes (train split: the sample has no val)."""
-    from bench.cli import main
+    from bench.cli.main import main
     from conftest import shared_data
 
     root = shared_data("cityscapes")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.datasets.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, label_to_train_table
-from bench.metrics import confusion_matrix, iou_per_class, mean_iou
+from bench.data.cityscapes import CLASS_NAMES, LABEL_TO_TRAIN, label_to_train_table
+from bench.evaluation.metrics import confusion_matrix, iou_per_class, mean_iou
 
 official = pytest.importorskip("cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling",
                                reason="cityscapesscripts not installed (make install)")

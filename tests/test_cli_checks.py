@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import cli, records
-from bench.backbones import load_weights
-from bench.errors import UnsafeCheckpoint, UserError
-from bench.outcome import exit_code, summary_line
-from bench.tables import UnitResult
+from bench.cli import main as cli
+from bench.evaluation import records
+from bench.models.state_dict import load_weights
+from bench.core.errors import UnsafeCheckpoint, UserError
+from bench.report.outcome import exit_code, summary_line
+from bench.report.table_model import UnitResult
 from tests.cityscapes_tiny import cityscapes_flat, make_cityscapes
 from tests.test_runner import _flat
 
@@ -207,7 +208,7 @@ def test_a_pickled_model_is_refused_without_importing_torch(tmp_path):
 
 
 def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
-    from bench.pickle_scan import foreign_globals
+    from bench.models.pickle_scan import foreign_globals
 
     torch.save(torch.nn.Conv2d(3, 4, 3).state_dict(), tmp_path / "sd.pt")
     torch.save({"model": torch.nn.Linear(2, 2).state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
@@ -218,8 +219,8 @@ def test_the_pickle_scan_passes_plain_state_dicts(tmp_path):
 
 def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path, monkeypatch):
     """After one run has imported magnet, its option names are cached: a typo then needs no torch."""
-    from bench import validate
-    from bench.config import load
+    from bench.pipeline import validate
+    from bench.core.config import load
 
     monkeypatch.setenv("MAGNET_BENCH_CACHE", str(tmp_path / "cache"))  # never the repository's cache
 
@@ -229,9 +230,9 @@ def test_a_misspelt_option_is_caught_from_the_cache_without_torch(tmp_path, monk
 
 
 def test_the_option_cache_is_ignored_once_the_sources_change(tmp_path, monkeypatch):
-    from bench import validate
-    from bench.config import load
-    from bench.registry import method_paths
+    from bench.pipeline import validate
+    from bench.core.config import load
+    from bench.core.registry import method_paths
 
     monkeypatch.setenv("MAGNET_BENCH_CACHE", str(tmp_path / "cache"))  # never the repository's cache
     real_stamp = validate._source_stamp

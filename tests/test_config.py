@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.config import build, load, parse_overrides, parse_size
+from bench.core.config import build, load, parse_overrides, parse_size
 
 
 def test_parse_size():

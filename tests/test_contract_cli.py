@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.cli import main
-from bench.new_method import class_name, register
+from bench.cli.main import main
+from bench.cli.new_method import class_name, register
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def test_new_method_skeleton_is_registered_and_its_test_passes(tmp_path, capsys)
 
 
 def test_check_runs_on_magnet_by_name():
-    assert main(["check", "magnet"]) == 0  # trained one epoch on the tiny scenes (bench.contract.SMOKE)
+    assert main(["check", "magnet"]) == 0  # trained one epoch on the tiny scenes (bench.checks.contract.SMOKE)
 
 
 def test_pytest_option_narrows_the_contract_to_one_method():

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.datasets import DATASETS, create_dataset, dataset_info, list_datasets
-from bench.datasets.base import DataFormatError
-from bench.datasets.cityscapes import Cityscapes
-from bench.datasets.deepglobe import DeepGlobe, rgb_to_class, split_ids
-from bench.datasets.gleason import Gleason
-from bench.datasets.inria import CITIES, hash_split, read_label
-from bench.interface import Sample
+from bench.data import DATASETS, create_dataset, dataset_info, list_datasets
+from bench.data.base import DataFormatError
+from bench.data.cityscapes import Cityscapes
+from bench.data.deepglobe import DeepGlobe, rgb_to_class, split_ids
+from bench.data.gleason import Gleason
+from bench.data.inria import CITIES, hash_split, read_label
+from bench.core.interface import Sample
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from bench.interface import Coarse, config_from_mapping
+from bench.core.config import config_from_mapping
+from bench.core.interface import Coarse
 
 import pydensecrf.densecrf as dcrf  # noqa: E402  (required by pyproject.toml: a broken install fails, never skips)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "methods"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from baselines._gf_ops import guided_filter
+from baselines.common.gf_ops import guided_filter
 from baselines.dgf import (
     DeepGuidedFilter,
     GuideHead,
@@ -21,8 +21,9 @@ from baselines.dgf import (
     image_tensor,
     log_probs,
 )
-from bench.coarse import compute_coarse, resize_image
-from bench.interface import Coarse, config_from_mapping
+from bench.models.coarse import compute_coarse, resize_image
+from bench.core.config import config_from_mapping
+from bench.core.interface import Coarse
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "methods"
 TINY = {"iterations": 3, "batch_size": 2, "crop_size": (48, 32)}

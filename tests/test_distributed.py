@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import distributed, records
-from bench.config import build
-from bench.runner import _pending, run_sweep
-from bench.tables import render
+from bench.runtime import distributed
+from bench.pipeline import train
+from bench.evaluation import records
+from bench.core.config import build
+from bench.pipeline.runner import _pending, run_sweep
+from bench.report.tables import render
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = str(Path(__file__).parent / "plugins")
@@ -178,7 +180,7 @@ def test_outside_torchrun_everything_is_one_process(monkeypatch):
     assert distributed.gather_results({("m", (1, 1)): "ok"}) == {("m", (1, 1)): "ok"}
     assert distributed.data_parallel() == (0, 1)
     assert distributed.backend_for("cpu") == "gloo"
-    assert distributed.trains_data_parallel("magnet") and not distributed.trains_data_parallel("dgf")
+    assert train.trains_data_parallel("magnet") and not train.trains_data_parallel("dgf")
 
 
 def test_timeout_comes_from_the_environment(monkeypatch):

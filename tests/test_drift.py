@@ -1,7 +1,7 @@
 """Drift gate: passes on matching values, fails on a perturbed result, skips perf off-machine."""
 
-from bench.drift import compare
-from bench.tables import UnitResult
+from bench.checks.drift import compare
+from bench.report.table_model import UnitResult
 
 
 def _res(miou=0.6, mba=0.5, t=100.0):
@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from bench import drift  # noqa: E402
+from bench.checks import drift  # noqa: E402
 
 
 def test_pixels_metric_counts_moved_pixels():
@@ -74,10 +74,10 @@ SPEC = json.loads(drift.baseline_path("synthetic").read_text())
 
 def _gate(tmp_path, method: str, **overrides):
     """The gate's checks for one unit at 128x64, run in this process (so a test can perturb the code)."""
-    from bench.config import load
-    from bench.datasets import dataset_info
-    from bench.runner import run_sweep
-    from bench.results import load_results
+    from bench.core.config import load
+    from bench.data import dataset_info
+    from bench.pipeline.runner import run_sweep
+    from bench.report.results import load_results
 
     cfg = load("synthetic", {**SPEC["overrides"], "methods": [method], "table1_sizes": [], "isolate": False,
                              "out_dir": str(tmp_path / "runs"), "tables_dir": str(tmp_path / "tables"), **overrides})
@@ -89,7 +89,7 @@ def _gate(tmp_path, method: str, **overrides):
 
 
 def test_gate_covers_every_method_of_the_default_sweep():
-    from bench.config import load
+    from bench.core.config import load
 
     cfg = load("synthetic")
     covered = {(e["method"], e["size"]) for e in SPEC["entries"]}

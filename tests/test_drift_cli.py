@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import drift
-from bench.cli import main
+from bench.checks import drift
+from bench.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # Downsample on one 256x128 image with the committed reference backbone (trained at 1024x512, hence

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.backbones.hrnet_ocr import reference_forward
-from bench.backbones.packed import PackedConv2d, _mkldnn_backend, pack_convs, reference_conv, unpack_convs
+from bench.models.backbones.hrnet_ocr import reference_forward
+from bench.models.backbones.packed import PackedConv2d, _mkldnn_backend, pack_convs, reference_conv, unpack_convs
 from perf.core import calibrated_backbone
 
 
@@ -140,7 +140,7 @@ def test_magnet_final_probabilities_are_bitwise_the_reference(hrnet, fast):
     out = _probs(method, hrnet, image, input_size, reference=False)
     assert ref.shape == (19, 64, 128) and torch.equal(out, ref)
     # the coarse map alone (one forward of the whole image at the input size) as well
-    from bench.coarse import compute_coarse
+    from bench.models.coarse import compute_coarse
 
     with torch.inference_mode():
         with reference_forward(hrnet):
@@ -149,7 +149,7 @@ def test_magnet_final_probabilities_are_bitwise_the_reference(hrnet, fast):
 
 
 def test_direct_concatenations_are_torch_cat():
-    from bench.backbones.hrnet_ocr import _cat_context, _concat_upsampled, _upsample
+    from bench.models.backbones.hrnet_ocr import _cat_context, _concat_upsampled, _upsample
 
     gen = torch.Generator().manual_seed(0)
     branches = [torch.randn(2, c, 16 // 2**i, 32 // 2**i, generator=gen) for i, c in enumerate((18, 36, 72, 144))]
@@ -163,7 +163,7 @@ def test_direct_concatenations_are_torch_cat():
 
 
 def test_each_speedup_alone_is_bitwise_and_unknown_ones_are_refused(hrnet):
-    from bench.backbones.hrnet_ocr import EXACT_SPEEDUPS
+    from bench.models.backbones.hrnet_ocr import EXACT_SPEEDUPS
 
     x = torch.randn(1, 3, 32, 64, generator=torch.Generator().manual_seed(4))
     with torch.inference_mode():

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.config import load
-from bench.datasets import create_dataset, dataset_info
-from bench.datasets.base import DataFormatError
-from bench.datasets.folder import Folder
+from bench.core.config import load
+from bench.data import create_dataset, dataset_info
+from bench.data.base import DataFormatError
+from bench.data.folder import Folder
 from folder_data import COLOURS, classes_yaml, make_folder, scene, write_image, write_mask
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def _cli(*args, env=None):
 
 @pytest.mark.parametrize("command", ["table", "score", "show"])
 def test_reading_commands_without_the_data_root_exit_2_with_one_line(command, tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     # the folder dataset's class names live in <data_root>/classes.yaml: without it, a clear error
     assert main([command, "folder", f"out_dir={tmp_path}"]) == 2
@@ -167,7 +167,7 @@ TINY = ["data.size=64x32", "input_size=16x8", "backbone_options={width: 8}",
 
 
 def test_check_data_names_bad_files_and_a_sweep_records_one_and_goes_on(tmp_path, capsys):
-    from bench.cli import main
+    from bench.cli.main import main
 
     root = make_folder(tmp_path / "data", {"train": 2, "val": 3})
     bad = root / "masks" / "val" / "img003.png"
@@ -207,15 +207,15 @@ def test_make_bench_on_a_generated_folder_runs_every_method(tmp_path):
 
 
 def test_weights_trained_on_one_folder_are_refused_for_another(tmp_path):
-    from bench import checkpoint_meta
+    from bench.weights import sidecar
 
     first, second = make_folder(tmp_path / "a"), make_folder(tmp_path / "b")
     path = tmp_path / "backbone.pt"
     path.write_bytes(b"x")
     trained = load("folder", {"data_root": str(first), "backbone_checkpoint": str(path)})
-    checkpoint_meta.write({"backbone": path}, checkpoint_meta.backbone_training_options(trained))
-    checkpoint_meta.check_backbone(trained)
+    sidecar.write({"backbone": path}, sidecar.backbone_training_options(trained))
+    sidecar.check_backbone(trained)
     other = load("folder", {"data_root": str(second), "backbone_checkpoint": str(path)})
-    with pytest.raises(checkpoint_meta.StaleCheckpoint, match=rf"data_root: trained with '{first}'"):
-        checkpoint_meta.check_backbone(other)
-    assert "data_root" not in checkpoint_meta.backbone_training_options(load("synthetic"))  # a copy may move
+    with pytest.raises(sidecar.StaleCheckpoint, match=rf"data_root: trained with '{first}'"):
+        sidecar.check_backbone(other)
+    assert "data_root" not in sidecar.backbone_training_options(load("synthetic"))  # a copy may move

@@ -1,4 +1,4 @@
-"""GLNet (baselines/glnet.py): release key layout and strict loading, the patch grid and crop
+"""GLNet (baselines/glnet/method.py): release key layout and strict loading, the patch grid and crop
 coordinates, the feature exchange's shapes, hand-made cases with known answers, training."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import _glnet_infer as infer
-from baselines._glnet_loss import focal_loss
-from baselines._glnet_net import Aggregator, Branch, GLNet, crop
-from baselines._glnet_patches import axis_starts, feature_box, patch_grid, release_box
-from baselines.glnet import (
+from baselines.glnet import infer
+from baselines.glnet.loss import focal_loss
+from baselines.glnet.net import Aggregator, Branch, GLNet, crop
+from baselines.glnet.patches import axis_starts, feature_box, patch_grid, release_box
+from baselines.glnet.method import (
     RELEASE_ARCH,
     GLNetConfig,
     GLNetMethod,

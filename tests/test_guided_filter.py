@@ -1,4 +1,4 @@
-"""Guided-filter maths (baselines/_gf_ops.py) and the grey-guide GF baseline against float64 references.
+"""Guided-filter maths (baselines/gf_ops.py) and the grey-guide GF baseline against float64 references.
 
 The references are independent numpy float64 loops over explicit windows (small arrays only).
 """
@@ -13,15 +13,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from baselines._gf_ops import (
+from baselines.common.gf_ops import (
     box_mean,
     fast_guided_filter,
     guided_filter,
     guided_filter_coeffs,
     resize_bilinear_region,
 )
-from bench.coarse import compute_coarse
-from bench.interface import Coarse, config_from_mapping
+from bench.models.coarse import compute_coarse
+from bench.core.config import config_from_mapping
+from bench.core.interface import Coarse
 
 import cv2  # noqa: E402  (required by pyproject.toml: a broken install fails, never skips)
 
@@ -113,11 +114,11 @@ def test_guided_filter_rejects_mismatched_channels():
 @pytest.mark.parametrize("guide_channels,r,size", [(1, 2, (12, 15)), (3, 3, (20, 31)), (3, 9, (11, 17))])
 def test_cpu_kernel_matches_float64_reference(guide_channels, r, size):
     """The float32 kernel (cv2 running sums) against the naive float64 loops, also when r > size."""
-    from baselines import _gf_ops
+    from baselines.common import gf_ops
 
     guide, src = _rand(2, guide_channels, *size, seed=11), _rand(2, 3, *size, seed=12)
     g32, s32 = torch.from_numpy(guide).float(), torch.from_numpy(src).float()
-    assert _gf_ops._use_cpu_kernel(g32, s32)
+    assert gf_ops._use_cpu_kernel(g32, s32)
     got = guided_filter(g32, s32, r, 1e-2).numpy()
     assert got.dtype == np.float32
     for n in range(2):
@@ -128,18 +129,18 @@ def test_cpu_kernel_matches_float64_reference(guide_channels, r, size):
 
 def test_cpu_kernel_only_without_gradient_and_equals_conv_path(monkeypatch):
     """Training (gradients) keeps the differentiable path; both paths agree on the same inputs."""
-    from baselines import _gf_ops
+    from baselines.common import gf_ops
 
     guide = torch.from_numpy(_rand(1, 4, 40, 56, seed=13)).float()
     src = torch.from_numpy(_rand(1, 4, 40, 56, seed=14)).float()
     fast = guided_filter(guide, src, 4, 1e-2)
     leaf = guide.clone().requires_grad_(True)
-    assert not _gf_ops._use_cpu_kernel(leaf, src) and not _gf_ops._use_cpu_kernel(guide.double(), src.double())
+    assert not gf_ops._use_cpu_kernel(leaf, src) and not gf_ops._use_cpu_kernel(guide.double(), src.double())
     out = guided_filter(leaf, src, 4, 1e-2)
     out.sum().backward()
     assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
     torch.testing.assert_close(fast, out.detach(), atol=1e-6, rtol=0)
-    monkeypatch.setattr(_gf_ops, "USE_CPU_KERNEL", False)
+    monkeypatch.setattr(gf_ops, "USE_CPU_KERNEL", False)
     torch.testing.assert_close(fast, guided_filter(guide, src, 4, 1e-2), atol=1e-6, rtol=0)
 
 

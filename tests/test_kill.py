@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import records
-from bench.config import build
-from bench.procs import LOCK_NAME, TEMP_PREFIX
-from bench.runner import train_missing
+from bench.evaluation import records
+from bench.core.config import build
+from bench.runtime.procs import LOCK_NAME, TEMP_PREFIX
+from bench.pipeline.runner import train_missing
 from tests.test_runner import _flat, plugin_env  # noqa: F401 - the fixture
 
 N_IMAGES = 6

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import magnet.inference as inference
-from bench.coarse import compute_coarse
-from bench.interface import MethodContext
+from bench.models.coarse import compute_coarse
+from bench.core.interface import MethodContext
 from magnet.method import MagNet, MagNetFast
 
 # sha256 of the int64 label bytes of the released MagNet-Fast on the scene below

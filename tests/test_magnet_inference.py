@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.coarse import compute_coarse
-from bench.config import parse_size
-from bench.interface import Coarse, MethodContext, normalize
+from bench.models.coarse import compute_coarse
+from bench.core.config import parse_size
+from bench.core.interface import Coarse, MethodContext, normalize
 from magnet.config import MagNetConfig, MagNetFastConfig, check_coarse_scale, resolve_plan
 from magnet.geometry import patch_boxes
 from magnet.inference import progressive
@@ -183,8 +183,8 @@ RELEASED_SETTINGS = {
 
 
 def _magnet_config(dataset, cls=MagNet):
-    from bench.config import load
-    from bench.unit import method_config
+    from bench.core.config import load
+    from bench.pipeline.unit import method_config
 
     return method_config(load(dataset), cls, cls.name)
 
@@ -223,7 +223,7 @@ def test_coarse_scale_warning_for_two_step_datasets():
 
 
 def test_method_yaml_files_match_the_dataclass_defaults():
-    from bench.config import BenchConfig, method_config_values
+    from bench.core.config import BenchConfig, method_config_values
     from magnet.config import MagNetFastPaperConfig
 
     for name, config in (("magnet", MagNetConfig), ("magnet_fast", MagNetFastConfig),
@@ -237,8 +237,8 @@ def test_fast_variants_inherit_magnets_geometry_and_training(dataset):
     """magnet_fast and magnet_fast_paper run magnet's geometry and training (and so its refiner files)."""
     import dataclasses
 
-    from bench.config import load, option_parent
-    from bench.unit import method_config
+    from bench.core.config import load, option_parent
+    from bench.pipeline.unit import method_config
     from magnet.method import MagNetFast, MagNetFastPaper
 
     assert option_parent("magnet_fast") == "magnet" and option_parent("magnet_fast_paper") == "magnet_fast"
@@ -257,7 +257,7 @@ def test_fast_variants_inherit_magnets_geometry_and_training(dataset):
 
 
 def test_method_files_may_not_declare_inherits_or_version(tmp_path, monkeypatch):
-    import bench.config as bc
+    import bench.core.config as bc
 
     (tmp_path / "methods").mkdir()
     monkeypatch.setattr(bc, "CONFIG_DIR", tmp_path)

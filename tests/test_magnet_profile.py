@@ -1,11 +1,11 @@
-"""magnet.profile on a tiny image with the light backbone (in-process child run)."""
+"""perf.magnet_profile on a tiny image with the light backbone (in-process child run)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from magnet.profile import _child, _parser, _table
+from perf.magnet_profile import _child, _parser, _table
 
 
 def test_profile_child_splits_refine_time():

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import magnet.pairs as mp
 import magnet.train as mt
-from bench.interface import normalize
+from bench.core.interface import normalize
 from magnet.config import MagNetConfig, resolve_plan
 from magnet.loss import ohem_cross_entropy, scaled_min_kept
 from magnet.method import MagNet, MagNetFast
@@ -152,7 +152,7 @@ def test_train_writes_strict_state_dicts_shared_with_fast(tiny_ctx, tiny_dataset
     for path in paths.values():
         assert load_refiner(path, 4).state_dict()["bn0.num_batches_tracked"] == 2  # 4 images / batch 2
     sample = tiny_dataset[0]
-    from bench.coarse import compute_coarse
+    from bench.models.coarse import compute_coarse
 
     out = MagNet(cfg, tiny_ctx).refine(sample.image, compute_coarse(tiny_ctx.backbone, sample.image, (32, 16), "cpu"))
     assert out.shape == sample.label.shape

@@ -1,4 +1,4 @@
-"""bench.measure's allocator setting: it reaches the measured child and takes effect there."""
+"""bench.runtime.measure's allocator setting: it reaches the measured child and takes effect there."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import measure
-from bench.config import build
+from bench.runtime import measure
+from bench.core.config import build
 
 _LINUX_GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
@@ -19,7 +19,7 @@ _LINUX_GLIBC = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 # and how much resident memory the free gave back to the system (KiB).
 _PROBE = """
 import json, torch
-from bench import measure
+from bench.runtime import measure
 def rss():
     return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])
 x = torch.ones(4 << 20)

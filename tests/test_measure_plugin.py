@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 
 
-from bench import records
-from bench.config import build
-from bench.runner import run_sweep, train_missing
+from bench.evaluation import records
+from bench.core.config import build
+from bench.pipeline.runner import run_sweep, train_missing
 
 PLUGINS = str(Path(__file__).parent / "plugins")
 MIB = 64

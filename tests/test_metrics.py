@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.metrics import (
+from bench.evaluation.metrics import (
     SegEvaluator,
     boundary_accuracy,
     confusion_matrix,
@@ -171,7 +171,7 @@ def test_scoring_cost_cityscapes_size():
 
 
 def test_inria_variants_hand_computed():
-    from bench.metrics import iou_building, metric_variant, miou_2class
+    from bench.evaluation.metrics import iou_building, metric_variant, miou_2class
 
     cm = np.array([[90, 10], [5, 15]])  # background 90/105, building 15/30
     assert miou_2class(cm) == pytest.approx((90 / 105 + 15 / 30) / 2)
@@ -188,7 +188,7 @@ def test_inria_variants_hand_computed():
 
 
 def test_deepglobe_class_0_variants():
-    from bench.metrics import metric_variant, miou_mmseg
+    from bench.evaluation.metrics import metric_variant, miou_mmseg
 
     # 7 classes; class 5 (water) absent from ground truth and prediction
     cm = np.diag([50, 40, 30, 20, 10, 0, 5]).astype(np.int64)
@@ -205,7 +205,7 @@ def test_deepglobe_class_0_variants():
 
 
 def test_variant_descriptions_name_who_uses_them():
-    from bench.metrics import describe_variant
+    from bench.evaluation.metrics import describe_variant
 
     names = ("unknown", "urban", "agriculture", "rangeland", "forest", "water", "barren")
     magnet = describe_variant("miou", names, "zero", (0,))

@@ -14,10 +14,10 @@ import mmcv  # noqa: E402, F401  (required by pyproject.toml: a broken install f
 import mmengine  # noqa: E402, F401
 import mmseg  # noqa: E402, F401
 
-from bench.backbones import create_backbone  # noqa: E402
-from bench.backbones.mmseg_adapter import MMSegBackbone, read_mmseg_checkpoint, resolve_config  # noqa: E402
-from bench.backbones.point_sample import install_point_sample_shim, point_sample  # noqa: E402
-from bench.interface import normalize  # noqa: E402
+from bench.models.backbones import create_backbone  # noqa: E402
+from bench.models.backbones.mmseg_adapter import MMSegBackbone, read_mmseg_checkpoint, resolve_config  # noqa: E402
+from bench.models.backbones.point_sample import install_point_sample_shim, point_sample  # noqa: E402
+from bench.core.interface import normalize  # noqa: E402
 
 DEEPLAB = "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py"
 OCRNET = "ocrnet/ocrnet_hr18_4xb2-80k_cityscapes-512x1024.py"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from conftest import TINY_INFO
 
-from bench import cli
-from bench.config import build
-from bench.panels import (ERROR_COLOURS, IGNORE_COLOUR, MissingPredictions, PanelInput, check_crop, choose_crops,
+from bench.cli import main as cli
+from bench.core.config import build
+from bench.report.panels import (ERROR_COLOURS, IGNORE_COLOUR, MissingPredictions, PanelInput, check_crop, choose_crops,
                           coarse_error_map, colorize, disagreement_score, draw_panel, error_map, parse_crop,
                           render_panels, upscale, window_sums)
-from bench.predictions import COARSE, prediction_path, save_label_map
+from bench.evaluation.predictions import COARSE, prediction_path, save_label_map
 
 G, R, D, W, N = (ERROR_COLOURS[k] for k in ("fixed", "broken", "both_wrong", "both_right", "ignore"))  # N: not scored (ignore)
 
@@ -125,7 +125,7 @@ def _cfg(tmp_path, **extra):
 
 
 def _save_fake_maps(cfg, methods, image_ids):
-    from bench.unit import open_split
+    from bench.data.splits import open_split
 
     dataset = open_split(cfg, cfg.split)
     by_id = {i: k for k, i in enumerate(dataset.ids())}

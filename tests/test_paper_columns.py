@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.config import build, load
-from bench.tables import build_tables, collect
+from bench.core.config import build, load
+from bench.report.tables import build_tables, collect
 from tests.test_tables import INFO, _records
 
 PAPER = {"downsample@64x32": {"miou": 50.0, "backbone": "hrnet18_small_v2_ocr"},

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from bench import cli, records
-from bench.config import build
-from bench.tables import build_tables, collect, to_latex, to_markdown
+from bench.cli import main as cli
+from bench.evaluation import records
+from bench.core.config import build
+from bench.report.tables import build_tables, collect
+from bench.report.table_format import to_latex, to_markdown
 from tests.cityscapes_tiny import cityscapes_flat, frame_id, make_cityscapes
 from tests.test_tables import INFO, _cfg, _records
 
@@ -103,7 +105,7 @@ def test_full_data_check_stops_the_run_before_it_starts(tmp_path, capsys):
 
 
 def test_plots_name_a_partial_unit(tmp_path):
-    from bench.plots import render_plots
+    from bench.report.plots import render_plots
 
     recs, keys = _records()
     recs.append({"type": "image", "unit_key": "k4", "image_id": "img2", "status": "error", "message": "bad file"})
@@ -114,7 +116,7 @@ def test_plots_name_a_partial_unit(tmp_path):
 
 
 def test_score_shows_a_partial_unit(tmp_path):
-    from bench.score import render, score_units
+    from bench.report.score import render, score_units
 
     recs, keys = _records()
     recs.append({"type": "image", "unit_key": "k4", "image_id": "img2", "status": "error", "message": "bad file"})

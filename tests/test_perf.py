@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import perf
-from bench.perf_render import render
+from bench.report.perf_render import render
 from perf.cli import carry_over
 
 
@@ -97,7 +97,7 @@ def test_magnet_section_structure(tmp_path):
 
 
 def test_readme_block_renders_from_the_json(tmp_path):
-    from bench.readme import render_into
+    from bench.cli.readme_blocks import render_into
 
     results = perf.run(argparse.Namespace(**{**vars(_tiny_args(tmp_path)), "sections": {"gf"}}))
     text = render(results)

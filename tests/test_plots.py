@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import pytest
 
-from bench import cli
-from bench.config import build
-from bench.plots import place_labels, plot_accuracy_vs_cost, plot_size_sweep, render_plots, size_sweep_units
-from bench.tables import UnitResult
+from bench.cli import run as cli_run
+from bench.core.config import build
+from bench.report.plots import place_labels, plot_accuracy_vs_cost, plot_size_sweep, render_plots, size_sweep_units
+from bench.report.table_model import UnitResult
 
 
 def _unit(method, size, miou, mba, ms, mib, status="ok"):
@@ -86,13 +86,13 @@ def test_labels_of_coincident_points_do_not_overlap():
 
 
 def test_run_reports_a_figure_failure(tmp_path, monkeypatch, capsys):
-    import bench.figures
+    import bench.report.figures
 
     def broken(cfg, results=None):
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(bench.figures, "render_figures", broken)
-    assert cli._figures(build({"tables_dir": str(tmp_path)})) == 1
+    monkeypatch.setattr(bench.report.figures, "render_figures", broken)
+    assert cli_run.render_figures_or_report(build({"tables_dir": str(tmp_path)})) == 1
     err = capsys.readouterr().err
     assert "FIGURES FAILED" in err and "matplotlib exploded" in err
 

@@ -40,8 +40,8 @@ def installed(tmp_path_factory) -> Path:
 
 def test_entry_point_contract_and_make_bench(installed, tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(installed))
-    from bench.contract import run_checks
-    from bench.registry import list_methods, method_paths
+    from bench.checks.contract import run_checks
+    from bench.core.registry import list_methods, method_paths
 
     assert method_paths()["class_bias"] == "class_bias_refiner.method:ClassBias"  # from the entry point
     assert "class_bias" in list_methods()
@@ -76,7 +76,7 @@ def test_a_broken_plugin_fails_the_contract_by_name(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("MAGNET_BENCH_METHODS", "broken_plugin=broken_plugin:Broken")
-    from bench.contract import run_checks
+    from bench.checks.contract import run_checks
 
     failures = run_checks("broken_plugin")
     assert len(failures) == 1 and "refine returned shape (64, 127), expected the image's (64, 128)" in failures[0]

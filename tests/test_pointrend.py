@@ -12,12 +12,12 @@ import mmcv  # noqa: E402, F401  (required by pyproject.toml: a broken install f
 import mmengine  # noqa: E402, F401
 import mmseg  # noqa: E402, F401
 
-from baselines._pointrend_features import coarse_and_fine  # noqa: E402
-from baselines._pointrend_head import build_point_head, point_sample  # noqa: E402
-from baselines._pointrend_points import points_per_step, subdivide, subdivision_steps, train_points  # noqa: E402
-from baselines._pointrend_train import train_head  # noqa: E402
-from baselines.pointrend import PointRend, PointRendConfig  # noqa: E402
-from bench.coarse import compute_coarse  # noqa: E402
+from baselines.pointrend.features import coarse_and_fine  # noqa: E402
+from baselines.pointrend.head import build_point_head, point_sample  # noqa: E402
+from baselines.pointrend.points import points_per_step, subdivide, subdivision_steps, train_points  # noqa: E402
+from baselines.pointrend.train import train_head  # noqa: E402
+from baselines.pointrend.method import PointRend, PointRendConfig  # noqa: E402
+from bench.models.coarse import compute_coarse  # noqa: E402
 
 
 def _uncertainty(logits: torch.Tensor) -> torch.Tensor:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backbones import create_backbone
-from bench.config import build
-from bench.predictions import (COARSE, coarse_labels, load_label_map, prediction_path, read_unit_info,
+from bench.models.backbones import create_backbone
+from bench.core.config import build
+from bench.evaluation.predictions import (COARSE, coarse_labels, load_label_map, prediction_path, read_unit_info,
                                save_label_map, save_unit_predictions)
-from bench.runner import run_sweep
+from bench.pipeline.runner import run_sweep
 
 
 @pytest.mark.parametrize("high, dtype", [(255, np.uint8), (256, np.uint16), (65535, np.uint16)])
@@ -107,7 +107,7 @@ def test_runner_saves_maps_during_the_sweep(tmp_path):
     assert not prediction_path(out, "downsample", (32, 16), "val_0002").exists()
     assert read_unit_info(out, "downsample", (32, 16))["display_name"] == "Downsample"
     # and the figures come out of that run: three plots, two panels
-    from bench.figures import render_figures
+    from bench.report.figures import render_figures
 
     figures = render_figures(cfg)
     names = sorted(p.name for p in figures.files)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bench.config import build
-from bench.readme import full_sweep_text
-from bench.runner import run_sweep, train_missing
+from bench.core.config import build
+from bench.cli.readme_blocks import full_sweep_text
+from bench.pipeline.runner import run_sweep, train_missing
 
 
 def _flat(tmp, out, methods):
@@ -29,8 +29,8 @@ def test_full_block_renders_the_extended_run_and_names_what_it_adds(tmp_path):
 
 
 def test_the_sweep_time_is_rendered_from_run_json(tmp_path):
-    from bench import run_folder
-    from bench.readme import timing_text
+    from bench.evaluation import run_folder
+    from bench.cli.readme_blocks import timing_text
 
     cfg = build(_flat(tmp_path, tmp_path / "runs", ["downsample", "patching"]))
     assert timing_text(cfg) == ""  # no run yet: nothing typed in its place

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench import records
-from bench.status import Status
+from bench.evaluation import records
+from bench.core.status import Status
 
 
 def test_append_after_a_torn_line_keeps_the_new_record(tmp_path):

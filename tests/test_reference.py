@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import bench.reference_cli as reference_cli
-from bench import records, reference
-from bench.config import build, load
-from bench.runner import run_sweep, train_missing
+import bench.checks.reference_set as reference_cli
+from bench.evaluation import records
+from bench.weights import reference
+from bench.core.config import build, load
+from bench.pipeline.runner import run_sweep, train_missing
 
 TINY = """dataset: synthetic
 data.size: 128x64
@@ -152,7 +153,7 @@ def test_train_check_reproduces_the_reference_to_the_bit(installed, capsys):
     """Retraining on this machine (same training fingerprint) gives every file's sha256 again."""
     from argparse import Namespace
 
-    from bench.seeds import train_check
+    from bench.checks.seeds import train_check
 
     args = Namespace(dataset="synthetic", overrides=[], config=installed["config"],
                      staging=str(installed["root"] / "check"))
@@ -164,7 +165,7 @@ def test_train_check_reproduces_the_reference_to_the_bit(installed, capsys):
 def test_train_check_reports_a_config_that_trains_otherwise(installed, capsys):
     from argparse import Namespace
 
-    from bench.seeds import train_check
+    from bench.checks.seeds import train_check
 
     args = Namespace(dataset="synthetic", overrides=["segfix.lr=0.01"], config=installed["config"],
                      staging=str(installed["root"] / "check-lr"))

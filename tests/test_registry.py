@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 import bench
-from bench import registry
+from bench.core import registry
 
 
 def test_import_bench_imports_no_optional_dependency():
@@ -32,7 +32,7 @@ def test_missing_dependency_is_unavailable(monkeypatch, tmp_path):
     mod = tmp_path / "fake_method_mod.py"
     mod.write_text("import not_installed_pkg_xyz\nclass M: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_plugins", lambda: {"fake": "fake_method_mod:M"})
+    monkeypatch.setenv(registry.ENV_VAR, "fake=fake_method_mod:M")
     with pytest.raises(registry.MethodUnavailable, match="method 'fake' unavailable: install not_installed_pkg_xyz"):
         registry.resolve("fake")
 
@@ -63,8 +63,8 @@ def test_create_method_from_dataset_config(tmp_path):
     """Notebook use: create_method builds the context from a dataset config and its trained backbone."""
     import numpy as np
 
-    from bench.backbones import create_backbone
-    from bench.coarse import compute_coarse
+    from bench.models.backbones import create_backbone
+    from bench.models.coarse import compute_coarse
 
     ckpt = tmp_path / "bb.pt"
     import torch
@@ -78,3 +78,13 @@ def test_create_method_from_dataset_config(tmp_path):
     down = bench.create_method("downsample", overrides=over)
     coarse = compute_coarse(down.ctx.backbone, image, (32, 16), down.device)
     assert down.refine(image, coarse).shape == (64, 128)
+
+
+def test_one_registry_class_serves_methods_datasets_and_backbones():
+    from bench.data import DATASETS
+    from bench.models.backbones import BACKBONES
+
+    for reg, name in ((registry.METHODS, "downsample"), (DATASETS, "synthetic"), (BACKBONES, "light")):
+        assert isinstance(reg, registry.Registry) and name in reg
+    with pytest.raises(KeyError, match="unknown dataset 'synthetik'; did you mean 'synthetic'"):
+        DATASETS.resolve("synthetik")

@@ -1,4 +1,4 @@
-"""``released_weights=``: MagNet's released files in one option (bench.released, issue 12 §3).
+"""``released_weights=``: MagNet's released files in one option (bench.weights.released, issue 12 §3).
 
 FORMAT TESTS, NOT ACCURACY. MagNet's released files cannot be downloaded here, so the files are
 written in their released format (flat state dicts; the backbone's keys carry ``model.`` and a
@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.backbones import create_backbone
-from bench.cli import load_config, main
-from bench.config import BenchConfig, load
-from bench.datasets import create_dataset
-from bench.errors import UserError
-from bench.metrics import confusion_matrix
-from bench.released import RELEASED_JSON, SETS, deviations, resolve, sha256
+from bench.models.backbones import create_backbone
+from bench.cli.common import load_config
+from bench.cli.main import main
+from bench.core.config import BenchConfig, load
+from bench.data import create_dataset
+from bench.core.errors import UserError
+from bench.evaluation.metrics import confusion_matrix
+from bench.weights.released import RELEASED_JSON, SETS, deviations, resolve, sha256
 from magnet.refinement import RefinementModule
 from tests.cityscapes_tiny import make_cityscapes
 
@@ -40,9 +41,9 @@ DG_TINY = {"input_size": "32x32", "coarse_scale": "40x40", "magnet.scales": "[40
 @pytest.fixture(autouse=True)
 def no_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plots are not what is tested here and take most of a tiny run's time."""
-    import bench.figures
+    import bench.report.figures
 
-    monkeypatch.setattr(bench.figures, "render_figures", lambda cfg, results=None: bench.figures.Figures())
+    monkeypatch.setattr(bench.report.figures, "render_figures", lambda cfg, results=None: bench.report.figures.Figures())
 
 
 def write_backbone(model: torch.nn.Module, path: Path) -> None:
@@ -121,10 +122,11 @@ def test_cityscapes_end_to_end(tmp_path: Path, city_weights: Path, city_root: Pa
 
 def _magnet_cm(cfg: BenchConfig, refiner_files: list[Path]) -> np.ndarray:
     """MagNet's confusion matrix on the first frame, built here from the given files in this order."""
-    from bench.coarse import compute_coarse
-    from bench.datasets import dataset_info
-    from bench.interface import MethodContext, config_from_mapping
-    from bench.config import method_config_values
+    from bench.models.coarse import compute_coarse
+    from bench.data import dataset_info
+    from bench.core.config import config_from_mapping
+    from bench.core.interface import MethodContext
+    from bench.core.config import method_config_values
     from magnet.method import MagNet
     from magnet.refinement import load_refiner
 
@@ -240,7 +242,7 @@ def make_deepglobe_tiny(root: Path, size: int = 160) -> Path:
     """One ``size``² tile with all seven colours, in the DeepGlobe layout (read with ``split=all``)."""
     import cv2
 
-    from bench.datasets.deepglobe import PALETTE
+    from bench.data.deepglobe import PALETTE
 
     rng = np.random.default_rng(0)
     classes = np.repeat(np.arange(7), size * size // 7 + 1)[: size * size].reshape(size, size)

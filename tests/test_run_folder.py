@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
-from bench import cli, records, run_folder
-from bench.config import build
-from bench.results import load_results
-from bench.runner import run_sweep
-from bench.unit import unit_keys
+from bench.cli import main as cli
+from bench.evaluation import records, run_folder
+from bench.core.config import build
+from bench.report.results import load_results
+from bench.pipeline.runner import run_sweep
+from bench.pipeline.unit import unit_keys
 from tests.cityscapes_tiny import cityscapes_flat, frame_id, make_cityscapes
 
 

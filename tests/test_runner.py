@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import records
-from bench.config import build
-from bench.runner import run_sweep, train_missing
-from bench.unit import unit_keys
-from bench.tables import render
+from bench.evaluation import records
+from bench.core.config import build
+from bench.pipeline.runner import run_sweep, train_missing
+from bench.pipeline.unit import unit_keys
+from bench.report.tables import render
 
 PLUGINS = str(Path(__file__).parent / "plugins")
 ENV_METHODS = "slow_downsample=slow_method:SlowDownsample;broken=slow_method:BrokenMethod"

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from bench.config import build
-from bench.interface import DatasetInfo
-from bench.score import render, score_units
+from bench.core.config import build
+from bench.core.interface import DatasetInfo
+from bench.report.score import render, score_units
 
 INFO = DatasetInfo("toy", ("road", "pole", "sky"), 255, ((0, 0, 0), (1, 1, 1), (2, 2, 2)))
 KEYS = {("downsample", (64, 32)): "kd", ("magnet", (64, 32)): "km", ("downsample", (128, 64)): "kd2"}
@@ -94,10 +94,10 @@ def test_formats():
 
 
 def test_cli_scores_records_on_disk(tmp_path, capsys):
-    from bench import records
-    from bench.cli import main
-    from bench.config import load, parse_overrides
-    from bench.unit import unit_keys
+    from bench.evaluation import records
+    from bench.cli.main import main
+    from bench.core.config import load, parse_overrides
+    from bench.pipeline.unit import unit_keys
 
     # keys as the CLI computes them; checkpoint_dir in tmp_path keeps them off results/
     overrides = [f"out_dir={tmp_path / 'runs'}", f"checkpoint_dir={tmp_path / 'ckpt'}",

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench import seeds
-from bench.readme import render_into, select_columns
-from bench.tables import Table
+from bench.checks import seeds
+from bench.cli.readme_blocks import render_into, select_columns
+from bench.report.table_model import Table
 
 
 def _metrics(magnet: float, patching: float, down: float, fast: float, paper: float, pole: float = 0.1):
@@ -107,8 +107,8 @@ def test_class_diffs_say_when_a_class_flips(summary):
 def test_readme_without_reference_dir_leaves_the_seed_blocks_out(summary, tmp_path, monkeypatch):
     """A seed summary with a config that has no reference weights: the blocks that compare with the
     reference manifest have nothing to render, the others still do; was ``Path / None`` (TypeError)."""
-    from bench.config import load
-    from bench.readme import blocks
+    from bench.core.config import load
+    from bench.cli.readme_blocks import blocks
 
     summary_file = tmp_path / "summary.json"
     summary_file.write_text(json.dumps(summary))

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import distance_transform_edt
 
-from baselines._segfix_loss import frequency_weights, segfix_loss, weighted_ce
-from baselines._segfix_net import SegFixNet
-from baselines._segfix_offsets import apply_offsets, offsets_from_bins, offsets_from_logits
-from baselines._segfix_targets import (
+from baselines.segfix.loss import frequency_weights, segfix_loss, weighted_ce
+from baselines.segfix.net import SegFixNet
+from baselines.segfix.offsets import apply_offsets, offsets_from_bins, offsets_from_logits
+from baselines.segfix.targets import (
     angle_to_bin,
     class_distance,
     depth_and_direction,
@@ -20,8 +20,8 @@ from baselines._segfix_targets import (
     quantize,
     segfix_targets,
 )
-from baselines.segfix import SegFix, SegFixConfig
-from bench.coarse import compute_coarse
+from baselines.segfix.method import SegFix, SegFixConfig
+from bench.models.coarse import compute_coarse
 
 
 # ----------------------------------------------------------------------------- mBA reference

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from bench.metrics import iou_per_class, mean_iou
-from bench.significance import batched_miou, paired_bootstrap, resample_counts, stack_images
+from bench.evaluation.metrics import iou_per_class, mean_iou
+from bench.evaluation.significance import batched_miou, paired_bootstrap, resample_counts, stack_images
 
 C = 3
 
@@ -206,8 +206,9 @@ def test_fast_enough_for_hundreds_of_images():
 
 
 def test_marks_follow_the_sign_of_the_interval():
-    from bench.significance import DiffInterval
-    from bench.tables import HIGHER, LOWER, mark
+    from bench.evaluation.significance import DiffInterval
+    from bench.report.table_format import HIGHER, LOWER
+    from bench.report.table_notes import mark
 
     a, b = _noisy_pair()
     assert mark(paired_bootstrap(a, b).miou) == HIGHER == "†"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import smoke
-from bench.backbones import create_backbone
+from bench.checks import smoke
+from bench.models.backbones import create_backbone
 from conftest import shared_data
 
 
@@ -64,15 +64,15 @@ def test_input_size_follows_the_aspect_ratio():
 
 
 def test_stale_weights_fail_clearly(tmp_path, capsys):
-    from bench import checkpoint_meta
-    from bench.config import load, parse_overrides
+    from bench.weights import sidecar
+    from bench.core.config import load, parse_overrides
 
     overrides = _backbone(tmp_path / "ck")
     paths = smoke.trained_weights(load("synthetic", parse_overrides(overrides)), "dgf")
     weights = next(p for k, p in paths.items() if k != "backbone")
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"")
-    checkpoint_meta.sidecar(weights).write_text(json.dumps({"backbone_digest": "another backbone"}))
+    sidecar.sidecar(weights).write_text(json.dumps({"backbone_digest": "another backbone"}))
     data = tmp_path / "data"
     (data / "inria").mkdir(parents=True)
     assert smoke.main(["--data", str(data), "--methods", "dgf", *overrides]) == 2

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.datasets import create_dataset, dataset_info
-from bench.datasets.synthetic_aerial import SyntheticAerial
-from bench.datasets.synthetic_streets import SyntheticStreets
-from bench.interface import Sample
+from bench.data import create_dataset, dataset_info
+from bench.data.synthetic_aerial import SyntheticAerial
+from bench.data.synthetic_streets import SyntheticStreets
+from bench.core.interface import Sample
 
 POLE, LIGHT, SIGN = 5, 6, 7
 ROAD, BUILDING, VEGETATION, SKY = 0, 2, 8, 10

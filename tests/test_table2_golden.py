@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import build
-from bench.datasets.cityscapes import INFO as CITYSCAPES
-from bench.interface import DatasetInfo
-from bench.tables import Table, collect, table2, to_latex, to_markdown
+from bench.core.config import build
+from bench.data.cityscapes import INFO as CITYSCAPES
+from bench.core.interface import DatasetInfo
+from bench.report.table_model import Table
+from bench.report.tables import collect, table2
+from bench.report.table_format import to_latex, to_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 SINK = len(CITYSCAPES.class_names)  # 19

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.config import build
-from bench.interface import DatasetInfo
-from bench.tables import aggregate, build_all_tables, build_tables, collect, to_latex, to_markdown
+from bench.core.config import build
+from bench.core.interface import DatasetInfo
+from bench.report.table_model import aggregate
+from bench.report.tables import build_all_tables, build_tables, collect
+from bench.report.table_format import to_latex, to_markdown
 
 GOLDEN = Path(__file__).parent / "golden"
 INFO = DatasetInfo("toy", ("road", "pole", "sky"), 255, ((0, 0, 0), (1, 1, 1), (2, 2, 2)), thin_classes=(1,))
@@ -145,7 +147,8 @@ def test_no_mark_without_a_significant_difference():
 
 
 def test_best_vs_runner_up_definition():
-    from bench.tables import UnitResult, best_vs_runner_up
+    from bench.report.table_model import UnitResult
+    from bench.report.table_notes import best_vs_runner_up
 
     def row(method, size, miou, status="ok"):
         return UnitResult(method, method, size, 2, status, miou=miou)
@@ -319,8 +322,8 @@ def test_every_table_compiles_and_fits(tmp_path):
 
 def _shipped_tables(dataset):
     """Every table of a shipped dataset config, over fake records (2 images per unit)."""
-    from bench.config import format_size, load
-    from bench.datasets import dataset_info
+    from bench.core.config import format_size, load
+    from bench.data import dataset_info
 
     cfg = load(dataset, {"bootstrap": 50})
     info = dataset_info(cfg)

@@ -9,19 +9,20 @@ import os
 import pytest
 import torch
 
-from bench import checkpoint_meta, training
+from bench.weights import sidecar
+from bench.training import loop
 
 
 def _old_backbone_lr(lr: float, it: int, iterations: int) -> float:
-    return lr * (1 - it / iterations) ** 0.9  # bench/train_backbone.py before bench.training
+    return lr * (1 - it / iterations) ** 0.9  # bench/training/backbone.py before bench.training.loop
 
 
 def _old_segfix_lr(base: float, it: int, total: int, power: float = 0.9) -> float:
-    return base * (1.0 - it / max(1, total)) ** power  # baselines/_segfix_train.py before bench.training
+    return base * (1.0 - it / max(1, total)) ** power  # baselines/segfix/train.py before bench.training.loop
 
 
 def _old_pointrend_lr(base: float, it: int, total: int, power: float = 0.9, min_lr: float = 1e-4) -> float:
-    floor = min(min_lr, base)  # baselines/_pointrend_train.py before bench.training
+    floor = min(min_lr, base)  # baselines/pointrend/train.py before bench.training.loop
     return (base - floor) * (1.0 - it / max(1, total)) ** power + floor
 
 
@@ -29,9 +30,9 @@ def _old_pointrend_lr(base: float, it: int, total: int, power: float = 0.9, min_
 @pytest.mark.parametrize("total", [1, 3, 7, 150, 1200, 6000])
 def test_poly_lr_is_bit_identical_to_the_loops_formulas(base, total):
     for it in range(total):
-        assert training.poly_lr(base, it, total) == _old_backbone_lr(base, it, total)
-        assert training.poly_lr(base, it, total) == _old_segfix_lr(base, it, total)
-        assert training.poly_lr(base, it, total, min_lr=1e-4) == _old_pointrend_lr(base, it, total)
+        assert loop.poly_lr(base, it, total) == _old_backbone_lr(base, it, total)
+        assert loop.poly_lr(base, it, total) == _old_segfix_lr(base, it, total)
+        assert loop.poly_lr(base, it, total, min_lr=1e-4) == _old_pointrend_lr(base, it, total)
 
 
 @pytest.mark.parametrize("milestones", [[24], [8], [1, 2], [1, 2, 2, 3, 4], [0, 3], [7, 3], [2, 2, 2], []])
@@ -41,7 +42,7 @@ def test_multistep_lr_is_bit_identical_to_torch_multisteplr(milestones, gamma):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=5e-3, momentum=0.9)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=gamma)
     for epoch in range(30):
-        assert training.multistep_lr(5e-3, epoch, milestones, gamma) == opt.param_groups[0]["lr"], epoch
+        assert loop.multistep_lr(5e-3, epoch, milestones, gamma) == opt.param_groups[0]["lr"], epoch
         opt.step()
         sched.step()
 
@@ -58,7 +59,7 @@ def _params(seed: int = 0) -> list[torch.Tensor]:
 ])
 def test_make_optimizer_steps_as_the_direct_constructors(name, direct):
     ours, theirs = _params(), _params()
-    a = training.make_optimizer(ours, name, 0.01, momentum=0.9, weight_decay=5e-4)
+    a = loop.make_optimizer(ours, name, 0.01, momentum=0.9, weight_decay=5e-4)
     b = direct(theirs)
     assert type(a) is type(b) and a.defaults == b.defaults
     for step in range(3):
@@ -70,22 +71,22 @@ def test_make_optimizer_steps_as_the_direct_constructors(name, direct):
 
 
 def test_dgf_adam_without_weight_decay_is_torch_default_adam():
-    assert training.make_optimizer(_params(), "adam", 0.01).defaults == torch.optim.Adam(_params(), lr=0.01).defaults
+    assert loop.make_optimizer(_params(), "adam", 0.01).defaults == torch.optim.Adam(_params(), lr=0.01).defaults
 
 
 def test_make_optimizer_names_the_config_key():
     with pytest.raises(ValueError, match=r"backbone_train.optimizer must be one of \['sgd', 'adamw'\], got 'adam'"):
-        training.make_optimizer(_params(), "adam", 0.1, allowed=("sgd", "adamw"), what="backbone_train.optimizer")
+        loop.make_optimizer(_params(), "adam", 0.1, allowed=("sgd", "adamw"), what="backbone_train.optimizer")
 
 
 def test_progress_logs_the_first_every_nth_and_last_step(caplog):
-    with caplog.at_level(logging.INFO, logger="bench.training"), training.Progress("x", 7, every=3) as progress:
+    with caplog.at_level(logging.INFO, logger="bench.training.loop"), loop.Progress("x", 7, every=3) as progress:
         for i in range(7):
             progress.step(float(i), acc=0.5)
     steps = [r.getMessage().split()[2] for r in caplog.records]
     assert steps == ["1/7", "4/7", "7/7"] and "loss 6.0000 acc 0.5" in caplog.records[-1].getMessage()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="bench.training"), training.Progress("x", 2, enabled=False) as quiet:
+    with caplog.at_level(logging.INFO, logger="bench.training.loop"), loop.Progress("x", 2, enabled=False) as quiet:
         quiet.step(1.0)
         quiet.step(1.0)
     assert not caplog.records
@@ -97,11 +98,11 @@ OPTIONS = {"lr": 0.01, "crop_size": [64, 32], "backbone_digest": "abc"}
 
 def test_save_writes_weights_and_sidecar_and_nothing_else(tmp_path):
     path = tmp_path / "sub" / "dgf.pt"
-    training.save_checkpoint(STATE, path, OPTIONS)
+    loop.save_checkpoint(STATE, path, OPTIONS)
     assert sorted(p.name for p in path.parent.iterdir()) == ["dgf.pt", "dgf.pt.train.json"]
     loaded = torch.load(path, weights_only=True)
     assert list(loaded) == list(STATE) and all(torch.equal(loaded[k], STATE[k]) for k in STATE)
-    assert json.loads(checkpoint_meta.sidecar(path).read_text()) == OPTIONS
+    assert json.loads(sidecar.sidecar(path).read_text()) == OPTIONS
     # the same bytes as a plain torch.save at the path (torch stores the file's stem in the archive),
     # so weight digests (and the method folders named after the backbone's) do not depend on the save
     direct = tmp_path / "direct" / "dgf.pt"
@@ -112,8 +113,8 @@ def test_save_writes_weights_and_sidecar_and_nothing_else(tmp_path):
 
 def test_save_without_sidecar_removes_the_old_one(tmp_path):
     path = tmp_path / "w.pt"
-    training.save_checkpoint(STATE, path, OPTIONS)
-    training.save_checkpoint(STATE, path)
+    loop.save_checkpoint(STATE, path, OPTIONS)
+    loop.save_checkpoint(STATE, path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
 
 
@@ -127,24 +128,24 @@ def test_a_failed_save_leaves_no_weights_and_no_temporary_file(tmp_path, monkeyp
     monkeypatch.setattr(torch, "save", _partial_save)
     path = tmp_path / "segfix.pt"
     with pytest.raises(OSError, match="disk full"):
-        training.save_checkpoint(STATE, path, OPTIONS)
+        loop.save_checkpoint(STATE, path, OPTIONS)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_save_keeps_the_previous_pair(tmp_path, monkeypatch):
     path = tmp_path / "segfix.pt"
-    training.save_checkpoint(STATE, path, OPTIONS)
-    before = path.read_bytes(), checkpoint_meta.sidecar(path).read_text()
+    loop.save_checkpoint(STATE, path, OPTIONS)
+    before = path.read_bytes(), sidecar.sidecar(path).read_text()
     monkeypatch.setattr(torch, "save", _partial_save)
     with pytest.raises(OSError):
-        training.save_checkpoint({"w": torch.zeros(1)}, path, {**OPTIONS, "lr": 0.5})
+        loop.save_checkpoint({"w": torch.zeros(1)}, path, {**OPTIONS, "lr": 0.5})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["segfix.pt", "segfix.pt.train.json"]
-    assert (path.read_bytes(), checkpoint_meta.sidecar(path).read_text()) == before
+    assert (path.read_bytes(), sidecar.sidecar(path).read_text()) == before
 
 
 def test_a_crash_between_the_renames_never_leaves_old_weights_beside_the_new_sidecar(tmp_path, monkeypatch):
     path = tmp_path / "pointrend.pt"
-    training.save_checkpoint(STATE, path, OPTIONS)
+    loop.save_checkpoint(STATE, path, OPTIONS)
     real_replace, calls = os.replace, []
 
     def replace_then_fail(src, dst):
@@ -155,22 +156,22 @@ def test_a_crash_between_the_renames_never_leaves_old_weights_beside_the_new_sid
 
     monkeypatch.setattr(os, "replace", replace_then_fail)
     with pytest.raises(OSError, match="power cut"):
-        training.save_checkpoint({"w": torch.zeros(1)}, path, {**OPTIONS, "lr": 0.5})
+        loop.save_checkpoint({"w": torch.zeros(1)}, path, {**OPTIONS, "lr": 0.5})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pointrend.pt.train.json"]  # no weights: retrained
 
 
 def test_write_sidecar_alone_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "w.pt"
-    training.write_sidecar(path, OPTIONS)
-    assert json.loads(checkpoint_meta.sidecar(path).read_text()) == OPTIONS
+    sidecar.write_sidecar(path, OPTIONS)
+    assert json.loads(sidecar.sidecar(path).read_text()) == OPTIONS
     monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("no")))
     with pytest.raises(OSError):
-        training.write_sidecar(path, {"lr": 1.0})
-    assert json.loads(checkpoint_meta.sidecar(path).read_text()) == OPTIONS
+        sidecar.write_sidecar(path, {"lr": 1.0})
+    assert json.loads(sidecar.sidecar(path).read_text()) == OPTIONS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt.train.json"]
 
 
 def test_sidecar_travels_in_the_context(tiny_ctx):
-    assert training.sidecar_of(tiny_ctx) is None
-    ctx = training.with_sidecar(tiny_ctx, OPTIONS)
-    assert training.sidecar_of(ctx) == OPTIONS and ctx.backbone is tiny_ctx.backbone
+    assert loop.sidecar_of(tiny_ctx) is None
+    ctx = loop.with_sidecar(tiny_ctx, OPTIONS)
+    assert loop.sidecar_of(ctx) == OPTIONS and ctx.backbone is tiny_ctx.backbone

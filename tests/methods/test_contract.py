@@ -1,7 +1,7 @@
-"""Every registered method against the contract of bench/interface.py, on tiny images.
+"""Every registered method against the contract of bench/core/interface.py, on tiny images.
 
-The checks are ``bench.contract``'s (also ``python -m bench check NAME``, or
-``pytest tests/methods --method NAME``, for any method, a plugin's included). Learned methods are trained for a few steps first (``bench.contract.SMOKE``):
+The checks are ``bench.checks.contract``'s (also ``python -m bench check NAME``, or
+``pytest tests/methods --method NAME``, for any method, a plugin's included). Learned methods are trained for a few steps first (``bench.checks.contract.SMOKE``):
 the contract is about shapes, determinism and devices, not accuracy. Methods whose optional
 dependency is missing skip.
 """
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import bench
-from bench import contract
-from bench.coarse import compute_coarse
-from bench.registry import MethodUnavailable, resolve
+from bench.checks import contract
+from bench.models.coarse import compute_coarse
+from bench.core.registry import MethodUnavailable, resolve
 
 
 def _build(name, ctx, dataset):
@@ -55,7 +55,7 @@ def test_patching_full_res_tiles_match_direct_forward(tiny_ctx, tiny_dataset):
     _, method = _build("patching", tiny_ctx, tiny_dataset)
     sample = tiny_dataset[2]
     out = method.refine(sample.image, None).numpy()
-    from bench.interface import normalize
+    from bench.core.interface import normalize
 
     tile = sample.image[16:32, 32:64]
     with torch.no_grad():

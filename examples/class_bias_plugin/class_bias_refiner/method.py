@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench import training
-from bench.coarse import compute_coarse
-from bench.interface import Coarse, Dataset, Method, MethodContext
+from bench.training import loop
+from bench.models.coarse import compute_coarse
+from bench.core.interface import Coarse, Dataset, Method, MethodContext
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ClassBias(Method):
             loss.backward()
             optimizer.step()
         state = {"bias": bias.detach().cpu()}
-        training.save_checkpoint(state, Path(paths["bias"]), training.sidecar_of(ctx))
+        loop.save_checkpoint(state, Path(paths["bias"]), loop.sidecar_of(ctx))
 
     @torch.inference_mode()
     def refine(self, image: np.ndarray, coarse: Coarse | None) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The cascadepsp method: its registered class in ``method``, its parts in the sibling modules."""

@@ -1,0 +1,1 @@
+"""Building blocks shared by several baselines (the guided-filter operations of DenseCRF, GF and DGF)."""

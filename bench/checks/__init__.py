@@ -1,0 +1,1 @@
+"""Checks of the harness itself: the drift gate, seed spread, smoke runs, the method contract, reference sets."""

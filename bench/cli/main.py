@@ -1,0 +1,60 @@
+"""Command line: ``python -m bench {run,train,table,score,show,check-data,drift,list,smoke,unit} ...``.
+
+Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=cuda``,
+``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``.
+
+Exit codes: 0 every unit complete; 1 a unit failed, is partial, lacks weights, has stale weights
+(or the figures failed); 2 a user error (an unknown name or key, a bad value, a missing data
+folder), printed as one line before anything runs (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench.cli import (check, check_data, drift, list_methods, new_method, readme, reference, run, score, seeds, show,
+                       smoke, table, train, unit)
+from bench.core.errors import UserError, one_line
+
+# one module a subcommand (``add_parser`` registers it, ``run`` runs it), in the order of ``--help``
+SUBCOMMANDS = (run, train, table, score, show, check_data, drift, reference, seeds, readme, list_methods, smoke,
+               check, new_method, unit)
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; given the ``command`` about to run, the others' heavy modules stay unimported.
+
+    ``bench.checks.reference_set`` imports torch, which takes seconds: a ``run`` with a typo must fail faster.
+    """
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error (anywhere on the line)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        if module is reference:
+            reference.add_parser(sub, command)
+        else:
+            module.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse and run a command; a :class:`UserError` prints one line and exits 2 (``--debug``: raise)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = parser(None if command is None or "-h" in argv or "--help" in argv else command).parse_args(argv)
+    # `run cityscapes limit=2`: a first positional with '=' is an override, not a dataset
+    if getattr(args, "dataset", None) and "=" in args.dataset:
+        args.overrides.insert(0, args.dataset)
+        args.dataset = "synthetic"
+    args.dataset_given = getattr(args, "dataset", None) in argv  # typed, not the default
+    try:
+        return args.fn(args)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"[bench] error: {one_line(str(err))} (--debug for the traceback)", file=sys.stderr)
+        return 2

@@ -1,0 +1,87 @@
+"""``bench run``: check the config, train what is missing, sweep, render tables and figures."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Any
+
+from bench.core.errors import UserError, one_line
+from bench.cli.common import command_config, dataset_args
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.pipeline.validate import check_run
+
+    cfg = command_config(args)
+    check_run(cfg)  # names, options, device and data folder, before any training or file write
+    from bench.runtime import distributed, procs  # after the checks: distributed imports torch (seconds)
+    from bench.evaluation import run_folder
+
+    distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
+    # rank 0 holds the out_dir lock for the run; the other ranks write only their own record files
+    lock = procs.out_dir_lock(cfg.out_path) if distributed.is_main() else contextlib.nullcontext(None)
+    with procs.exit_on_sigterm(), lock as lock_fd:
+        if lock_fd is not None:
+            procs.clean_stale_temp(cfg.out_path)
+            run_folder.write(cfg)  # the config now; the sweep adds its unit keys and image ids
+        return _run_locked(cfg, lock_fd)
+
+
+def _run_locked(cfg, lock_fd: int | None) -> int:  # noqa: ANN001
+    """Train what is missing, sweep, render; the last line counts the units by outcome."""
+    from bench.runtime import distributed
+    from bench.report.outcome import exit_code, problem_lines, summary_line
+    from bench.pipeline.runner import run_sweep
+    from bench.report.results import load_results
+    from bench.report.tables import render
+
+    status = train_missing_or_exit(cfg)
+    if status.get("backbone") == "missing" and distributed.is_main():
+        print(f"[bench] backbone weights missing at {cfg.backbone_path}; units needing them are recorded as such",
+              file=sys.stderr)
+    results = distributed.gather_results(run_sweep(cfg, lock_fd=lock_fd))  # waits for every rank
+    if results is None:  # not rank 0: rank 0 renders the tables from every rank's records
+        return 0
+    aggregates = load_results(cfg)  # read once, for the tables and the plots
+    paths = render(cfg, aggregates)
+    print(f"[bench] records in {cfg.out_path}")
+    print(f"[bench] tables: {paths[0]} (and .md/.tex per table in {cfg.tables_path})")
+    figures = render_figures_or_report(cfg, aggregates)
+    for line in problem_lines(aggregates):
+        print(f"[bench] {line}", file=sys.stderr)
+    print(f"[bench] {summary_line(aggregates)}")
+    return max(figures, exit_code(aggregates))
+
+
+def train_missing_or_exit(cfg) -> dict[str, str]:  # noqa: ANN001
+    """``train_missing``; a missing or malformed training split is the user's to fix."""
+    from bench.data.base import DataFormatError
+    from bench.pipeline.runner import train_missing
+
+    try:
+        return train_missing(cfg)
+    except (FileNotFoundError, DataFormatError) as err:
+        raise UserError(f"training data ({cfg.train_split} split): {one_line(str(err))}") from err
+
+
+def render_figures_or_report(cfg, aggregates=None) -> int:  # noqa: ANN001
+    """Plots and panels after the tables; a failure is reported (traceback) and exits 1."""
+    import traceback
+
+    from bench.report.figures import render_figures
+
+    try:
+        figures = render_figures(cfg, aggregates)
+    except Exception:  # noqa: BLE001 - records and tables are written; say clearly that figures are not
+        print(f"[bench] FIGURES FAILED (records and tables are fine):\n{traceback.format_exc()}", file=sys.stderr)
+        return 1
+    for note in figures.notes:
+        print(f"[bench] figures: {note}", file=sys.stderr)
+    print(f"[bench] figures: {len(figures.files)} PNG(s) in {cfg.tables_path}/plots and {cfg.tables_path}/panels")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    dataset_args(sub.add_parser("run", help="train what is missing, sweep, write tables")).set_defaults(fn=run)

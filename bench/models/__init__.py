@@ -1,0 +1,1 @@
+"""Models every method shares: the segmentation backbones, the coarse pass, checkpoint loading and scanning."""

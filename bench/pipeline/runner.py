@@ -1,0 +1,251 @@
+"""The sweep: train what is missing, then run every (method, input size) unit, appending records.
+
+Each unit runs in a fresh subprocess by default (``isolate``), which is what makes the CPU
+peak-memory figure that of the unit alone and keeps one crashing method from ending the sweep.
+The worker dies with the sweep's process (``bench.runtime.procs``) and reports its status back through
+a file. A rerun skips images already recorded with status ok under the same ``unit_key``
+(``bench.pipeline.unit``: what changes a result, not ``limit`` or where the data lies). What builds a unit
+(its context, key, weights and timed prediction) is ``bench.pipeline.unit``; this module only sweeps.
+
+An image that cannot be read (a corrupt file, a label value outside the format, an image and
+label of different sizes) is recorded as a failed image record with its reason, and its unit
+goes on; every image record carries ``n_expected``, the number of images the unit covers, so
+the tables can show a unit that did not cover them all as partial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.runtime import distributed, measure, procs
+from bench.evaluation import records, run_folder
+from bench.weights import reference
+from bench.weights.sidecar import StaleCheckpoint
+from bench.core.config import BenchConfig, build, format_size
+from bench.core.interface import Method, MethodContext
+from bench.evaluation.predictions import save_unit_predictions
+from bench.core.registry import MethodUnavailable, resolve
+from bench.core.status import Status, parse
+from bench.data.splits import open_split
+from bench.pipeline.unit import (MissingCheckpoint, display_name, expected_ids, key_of, load_sample, method_config,
+                                 predict, prepare, score_image, setup_torch, unit_full_size, unresolved_key)
+
+
+def records_file(cfg: BenchConfig) -> Path:
+    """This process's record file: ``records.jsonl``, or one per rank under torchrun."""
+    rank, _, world = distributed.env_world()
+    return cfg.out_path / (f"records-rank{rank}.jsonl" if world > 1 or rank != 0 else "records.jsonl")
+
+
+def _image_record(ukey: str, name: str, method: Any, size: tuple[int, int], sample: Any, pred: np.ndarray,
+                  info: Any, times: dict[str, float], mem: dict[str, Any], prov: dict[str, Any],
+                  expected: int) -> dict[str, Any]:
+    cls = type(method)
+    return {"type": "image", "unit_key": ukey, "method": name, "display_name": display_name(method),
+            "method_version": cls.version, "size": format_size(size), "image_id": sample.id, "status": Status.OK,
+            "n_expected": expected, **score_image(sample, pred, info), **times, **mem, "provenance": prov}
+
+
+def _unit_failure(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int], status: Status, message: str) -> None:
+    try:
+        display = resolve(name).display_name
+    except Exception:  # noqa: BLE001 - an unknown or unavailable method keeps its key as row name
+        display = None
+    records.append(records_file(cfg), records.unit_record(ukey, name, format_size(size), status, message, display))
+
+
+def _pending(cfg: BenchConfig, dataset: Any, ukey: str) -> list[int]:
+    """This rank's image indices that no rank has recorded yet.
+
+    The shard is taken before the recorded images are removed, so it never depends on how far the
+    other ranks have got.
+    """
+    ids = dataset.ids()
+    done = records.done_images(records.load(cfg.out_path), ukey)
+    return [i for i in _shard(list(range(n_expected(cfg, dataset)))) if ids[i] not in done]
+
+
+def n_expected(cfg: BenchConfig, dataset: Any) -> int:
+    """How many images a unit covers: the split's, or its first ``limit``."""
+    return len(expected_ids(cfg, dataset))
+
+
+def _shard(indices: list[int]) -> list[int]:
+    rank, _, world = distributed.env_world()
+    return indices[rank::world]
+
+
+# a failure while preparing a unit is its status, not a crash
+_PREPARE_FAILURES: tuple[tuple[type[Exception], Status], ...] = (
+    (MethodUnavailable, Status.UNAVAILABLE), (MissingCheckpoint, Status.MISSING_CHECKPOINT),
+    (StaleCheckpoint, Status.STALE_CHECKPOINT), (reference.ReferenceMismatch, Status.REFERENCE_MISMATCH))
+
+
+def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> Status:
+    """Run one (method, input size) in this process; returns its status."""
+    device = setup_torch(cfg)
+    dataset = open_split(cfg, cfg.split)
+    info, full = dataset.info, unit_full_size(cfg)
+    ukey = unresolved_key(cfg, name, size)
+    try:
+        cls = resolve(name)
+        mcfg = method_config(cfg, cls, name)
+        ukey = key_of(cfg, name, size)
+        pending = _pending(cfg, dataset, ukey)
+        if not pending:
+            return Status.DONE
+        probe = measure.MemoryProbe(device)
+        method, backbone, ctx = prepare(cfg, cls, name, mcfg, size, device, info, full)
+        probe.setup_done()
+    except tuple(e for e, _ in _PREPARE_FAILURES) as err:
+        status = next(s for e, s in _PREPARE_FAILURES if isinstance(err, e))
+        _unit_failure(cfg, ukey, name, size, status, str(err))
+        return status
+    return _sweep_images(cfg, name, cls, size, ukey, dataset, pending, method, backbone, ctx, probe)
+
+
+def _failed_image(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int], image_id: str, reason: str,
+                  expected: int) -> None:
+    records.append(records_file(cfg), records.failed_image_record(ukey, name, format_size(size), image_id, reason,
+                                                                  expected))
+    print(f"[bench] {name} @ {format_size(size)}: image {image_id} failed, recorded, going on: {reason}",
+          file=sys.stderr, flush=True)
+
+
+def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[int, int], ukey: str, dataset: Any,
+                  pending: list[int], method: Any, backbone: Any, ctx: MethodContext,
+                  probe: measure.MemoryProbe) -> Status:
+    """Every pending image of one unit; returns ``ok``, ``partial`` (some image failed) or ``oom``."""
+    prov = measure.provenance(ctx.device, cfg.seed)
+    prov["warmup"] = cfg.warmup
+    from bench.weights.released import provenance as released_provenance  # issue 12: the released files' sha256
+
+    prov.update(released_provenance(cfg))  # {} unless released_weights= is set
+    out, ids, expected = records_file(cfg), dataset.ids(), n_expected(cfg, dataset)
+    status, warm = Status.OK, False
+    with torch.inference_mode():
+        for index in tqdm(pending, desc=f"{name} @ {format_size(size)}", disable=not sys.stderr.isatty()):
+            sample, reason = load_sample(dataset, index)
+            if sample is None:
+                _failed_image(cfg, ukey, name, size, ids[index], reason or "", expected)
+                status = Status.PARTIAL
+                continue
+            if not warm:  # warm up on the first image that loads, so a bad first image spoils nothing
+                for _ in range(cfg.warmup):
+                    predict(method, cls, sample, backbone, ctx, probe)
+                warm = True
+            try:
+                labels, times, mem = predict(method, cls, sample, backbone, ctx, probe)
+            except torch.OutOfMemoryError as err:
+                _unit_failure(cfg, ukey, name, size, Status.OOM, f"{sample.id}: {err}")
+                return Status.OOM
+            records.append(out, _image_record(ukey, name, method, size, sample, labels, dataset.info, times, mem,
+                                              prov, expected))
+            # label maps for the pictures (bench.report.panels); after the record, outside every measurement
+            save_unit_predictions(cfg, name, size, ukey, index, sample, labels, method, backbone, ctx)
+    return status
+
+
+def train_missing(cfg: BenchConfig) -> dict[str, str]:
+    """Train the backbone and every method checkpoint the sweep needs that is missing.
+
+    Under torchrun the ranks share the work (``bench.pipeline.train.train_all_ranks``).
+
+    Returns:
+        ``{what: status}`` with status ``trained``, ``present``, ``missing`` (training off) or
+        ``unavailable``/``untrainable`` with the reason.
+    """
+    from bench.pipeline.train import train_all, train_all_ranks
+
+    if cfg.train:
+        reference.refuse_write(cfg.checkpoint_path)
+    return train_all_ranks(cfg) if distributed.env_world()[2] > 1 else train_all(cfg)
+
+
+def _child(cfg: BenchConfig, name: str, size: tuple[int, int], config_path: Path,
+           keep_fds: tuple[int, ...] = ()) -> tuple[int, str, Status]:
+    """Run one unit in a worker that dies with this process; returns (exit code, stderr, status).
+
+    ``keep_fds`` stay open in the worker (the ``out_dir`` lock, so that it is held until the
+    last worker of a killed run is gone).
+    """
+    status_path = config_path.with_name(f"status-{name}-{format_size(size)}.txt")
+    status_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench", "unit", str(config_path), name, format_size(size),
+           "--status-file", str(status_path)]
+    parent = os.getpid()
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, env=measure.child_env(cfg.allocator),
+                          preexec_fn=procs.worker_preexec(parent), pass_fds=keep_fds)
+    status = status_path.read_text().strip() if status_path.is_file() else ""
+    return proc.returncode, proc.stderr, parse(status) if status else (Status.OK if proc.returncode == 0 else Status.ERROR)
+
+
+def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str, tuple[int, int]], Status]:
+    """Every unit of the sweep; a failing unit is recorded and the sweep goes on.
+
+    Returns:
+        ``{(method, size): status}``: ``ok``, ``done`` (nothing left to run), ``partial`` (some
+        image failed), or a failure status (``error``, ``missing_checkpoint``, ...).
+    """
+    results: dict[tuple[str, tuple[int, int]], Status] = {}
+    seconds: dict[tuple[str, tuple[int, int]], tuple[float, str]] = {}
+    started, clock, load = time.time(), time.perf_counter(), measure.load_average()
+    cfg.out_path.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()  # the folder says which keys and images this sweep makes (bench.evaluation.run_folder)
+    keys = {u: key_of(cfg, *u) for u in cfg.units()} if main else {}
+    ids = _run_ids(cfg) if main else None
+    if main:
+        run_folder.write(cfg, keys, ids)
+    # in out_dir, named by pid, so a run killed by SIGKILL leaves it where the next run removes it
+    with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp:
+        config_path = Path(tmp) / "config.json"
+        config_path.write_text(json.dumps(cfg.to_dict()))
+        for name, size in cfg.units():
+            unit_clock = time.perf_counter()
+            if not cfg.isolate:
+                results[(name, size)] = _run_in_process(cfg, name, size)
+            else:
+                code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
+                if code != 0:
+                    _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
+                    print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on",
+                          file=sys.stderr)
+                results[(name, size)] = status
+            seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
+    if main:
+        run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load,
+                                                               measure.load_average()))
+    return results
+
+
+def _run_ids(cfg: BenchConfig) -> list[str] | None:
+    """The ids the sweep covers; None when the split cannot be opened (every unit then says why)."""
+    try:
+        return expected_ids(cfg, open_split(cfg, cfg.split))
+    except Exception:  # noqa: BLE001 - the units record the reason
+        return None
+
+
+def _run_in_process(cfg: BenchConfig, name: str, size: tuple[int, int]) -> Status:
+    try:
+        return run_unit(cfg, name, size)
+    except Exception:  # noqa: BLE001 - any failure becomes a recorded status
+        _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, traceback.format_exc())
+        return Status.ERROR
+
+
+def config_from_file(path: Path) -> BenchConfig:
+    """A config written by ``run_sweep`` for a child process."""
+    return build(json.loads(Path(path).read_text()))

@@ -1,0 +1,302 @@
+"""One unit, as a library: its config, context, key, weights and one timed prediction.
+
+A *unit* is one (method, input size) of a sweep. Everything that builds a unit lives here, so the
+sweep (``bench.pipeline.runner``), the smoke test (``bench.checks.smoke``), the profiler (``perf.magnet_profile``),
+training and ``create_method`` share one definition of what a unit computes and how it is timed;
+nothing here appends records or starts processes.
+
+The unit key (:func:`unit_key`) hashes what changes a result: the method, its resolved options
+and version, the digests of the weights it loads, the input size, the backbone, the device and
+the dataset's identity (name, split, ``data.*`` options and a digest of the split's image ids).
+It leaves out ``limit`` and the absolute ``data_root``, so a larger ``limit`` resumes where a
+smaller one stopped and a moved dataset folder is recognised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.weights import sidecar, reference
+from bench.runtime import measure
+from bench.models.coarse import compute_coarse
+from bench.core.config import BenchConfig, config_from_mapping, file_digest, method_config_values, parse_size, stable_hash
+from bench.data import create_dataset, dataset_class, dataset_info
+from bench.core.interface import DatasetInfo, Method, MethodContext
+from bench.evaluation.metrics import boundary_accuracy_radii, confusion_matrix
+from bench.core.registry import MethodUnavailable, resolve
+
+KEY_VERSION = 2  # 2: dataset identity by split digest; limit and data_root left out
+
+
+class MissingCheckpoint(RuntimeError):
+    """A learned method's weights are absent and training was not requested or not possible."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_torch(cfg: BenchConfig) -> torch.device:
+    """Threads, seeds and the device, as the config says (under torchrun, ``cuda`` is cuda:LOCAL_RANK)."""
+    from bench.runtime import distributed
+
+    distributed.bind_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+        import cv2  # OpenCV's own pool (resizes, guided filter) obeys the same thread count
+
+        cv2.setNumThreads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+    return device
+
+
+@lru_cache(maxsize=32)
+def _split_facts(dataset: str, root: str | None, split: str, data_json: str, train_json: str,
+                 train_split: str) -> tuple[str, tuple[int, int]]:
+    kwargs = json.loads(data_json)
+    if split == train_split:
+        kwargs.update(json.loads(train_json))
+    if kwargs.get("size") is not None:
+        kwargs["size"] = parse_size(kwargs["size"])
+    opened = create_dataset(dataset, root=root, split=split, **kwargs)
+    return stable_hash(list(opened.ids())), image_size(opened)
+
+
+def _facts(cfg: BenchConfig, split: str | None) -> tuple[str, tuple[int, int]]:
+    return _split_facts(cfg.dataset, cfg.data_root, split or cfg.split, json.dumps(dict(cfg.data), sort_keys=True),
+                        json.dumps(dict(cfg.train_data), sort_keys=True), cfg.train_split)
+
+
+def split_digest(cfg: BenchConfig, split: str | None = None) -> str:
+    """Digest of the split's image ids (every id, whatever ``limit`` is): which images the split holds."""
+    return _facts(cfg, split)[0]
+
+
+def unit_full_size(cfg: BenchConfig) -> tuple[int, int]:
+    """(w, h) of the evaluated split's images as the units see them (:func:`image_size` of the opened split).
+
+    The unit key and the unit's context both use this value, so a key computed without running
+    the unit (``unit_keys``) equals the one its records carry.
+    """
+    return _facts(cfg, None)[1]
+
+
+def image_size(dataset: Any) -> tuple[int, int]:
+    """Nominal (w, h) of a dataset's images (the first image's size when it has none)."""
+    size = getattr(dataset, "image_size", None)
+    if size:
+        return int(size[0]), int(size[1])
+    first = dataset[0].image
+    return first.shape[1], first.shape[0]
+
+
+def expected_ids(cfg: BenchConfig, dataset: Any) -> list[str]:
+    """The image ids a unit covers: the split's, or its first ``limit``."""
+    ids = list(dataset.ids())
+    return ids if cfg.limit is None else ids[: cfg.limit]
+
+
+def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> torch.nn.Module:
+    """The trained backbone in eval mode on ``device``.
+
+    Raises:
+        MissingCheckpoint: no weights at ``cfg.backbone_path``.
+        StaleCheckpoint: their sidecar says they were trained under other options than ``cfg``'s.
+    """
+    from bench.models.backbones import create_backbone
+
+    if not cfg.backbone_path.is_file():
+        raise MissingCheckpoint(f"backbone weights not found at {cfg.backbone_path}: run `make train DATASET={cfg.dataset}` "
+                                f"or give backbone_checkpoint=PATH")
+    sidecar.check_backbone(cfg)
+    model = create_backbone(cfg.backbone, info.num_classes, checkpoint=cfg.backbone_path, **dict(cfg.backbone_options))
+    return model.to(device).eval()
+
+
+def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], device: torch.device,
+                 backbone: Any, full_size: tuple[int, int]) -> MethodContext:
+    method_dir = cfg.method_checkpoint_path(size, file_digest(cfg.backbone_path, length=8))
+    return MethodContext(num_classes=info.num_classes, input_size=(int(size[0]), int(size[1])), device=device,
+                         backbone=backbone, checkpoint_dir=method_dir, dataset=info,
+                         image_size=(int(full_size[0]), int(full_size[1])),
+                         options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
+
+
+def nominal_full_size(cfg: BenchConfig) -> tuple[int, int]:
+    """``data.size``, else the dataset class's default or nominal size, else (0, 0)."""
+    if cfg.data.get("size"):
+        return parse_size(cfg.data["size"])
+    klass = dataset_class(cfg.dataset)
+    w, h = getattr(klass, "default_size", None) or getattr(klass, "nominal_size", None) or (0, 0)
+    return int(w), int(h)
+
+
+def context_for(cfg: BenchConfig, cls: type[Method], size: tuple[int, int] | None = None) -> MethodContext:
+    """A ready context for one method: the config's device and input size, the trained backbone."""
+    device = torch.device(cfg.device)
+    info = dataset_info(cfg)
+    backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
+    w, h = size or cfg.input_size
+    return make_context(cfg, info, (int(w), int(h)), device, backbone, nominal_full_size(cfg))
+
+
+def method_config(cfg: BenchConfig, cls: type[Method], name: str) -> Any:
+    """The method's frozen Config: dataclass defaults < configs/methods/<name>.yaml < sweep overrides."""
+    return config_from_mapping(cls.Config, method_config_values(cfg, name))
+
+
+def checkpoint_files(cfg: BenchConfig, cls: type[Method], mcfg: Any, ctx: MethodContext) -> dict[str, Path]:
+    """The weight files a method loads in ``ctx``, by key (the backbone under ``backbone``)."""
+    paths = dict(cls.checkpoints(mcfg, ctx))
+    if cls.needs_backbone or cls.uses_coarse:
+        paths["backbone"] = cfg.backbone_path
+    return paths
+
+
+def unit_key(cfg: BenchConfig, name: str, cls: type[Method], mcfg: Any, size: tuple[int, int], ctx: MethodContext) -> str:
+    """Hash of everything a unit's results depend on (see the module docstring for what is left out)."""
+    weights = {k: file_digest(p) for k, p in checkpoint_files(cfg, cls, mcfg, ctx).items()}
+    return stable_hash({
+        "key_version": KEY_VERSION, "bench_version": cfg.version, "dataset": cfg.dataset, "split": cfg.split,
+        "split_digest": split_digest(cfg), "data": dict(cfg.data), "method": name, "method_version": cls.version,
+        "method_config": dataclasses.asdict(mcfg), "size": list(size), "coarse_scale": cfg.coarse_scale,
+        "backbone": cfg.backbone, "backbone_options": dict(cfg.backbone_options), "weights": weights,
+        "device": cfg.device,
+    })
+
+
+def unresolved_key(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
+    """The key of a unit whose method cannot be resolved (its failure records still need one)."""
+    return stable_hash({"unresolved": name, "size": list(size), "dataset": cfg.dataset})
+
+
+def unit_weights(cfg: BenchConfig, name: str, size: tuple[int, int]) -> dict[str, Path]:
+    """The weight files of unit (``name``, ``size``) at the config's nominal image size."""
+    cls = resolve(name)
+    ctx = make_context(cfg, dataset_info(cfg), size, torch.device("cpu"), None, unit_full_size(cfg))
+    return checkpoint_files(cfg, cls, method_config(cfg, cls, name), ctx)
+
+
+def key_of(cfg: BenchConfig, name: str, size: tuple[int, int]) -> str:
+    """The key of one unit (an ``unresolved`` key where the method cannot be resolved)."""
+    try:
+        cls = resolve(name)
+    except (KeyError, MethodUnavailable):
+        return unresolved_key(cfg, name, size)
+    ctx = make_context(cfg, dataset_info(cfg), size, torch.device("cpu"), None, unit_full_size(cfg))
+    return unit_key(cfg, name, cls, method_config(cfg, cls, name), size, ctx)
+
+
+def unit_keys(cfg: BenchConfig) -> dict[tuple[str, tuple[int, int]], str]:
+    """The current key of every unit of the sweep (:func:`key_of`)."""
+    return {(name, size): key_of(cfg, name, size) for name, size in cfg.units()}
+
+
+def prepare(cfg: BenchConfig, cls: type[Method], name: str, mcfg: Any, size: tuple[int, int], device: torch.device,
+            info: DatasetInfo, full: tuple[int, int]) -> tuple[Any, Any, MethodContext]:
+    """Verify, load and build one unit's method: ``(method, backbone or None, context)``.
+
+    Reference weights are checked against their manifest before any file is loaded, then the
+    backbone, then the method's own weights and their training sidecars.
+
+    Raises:
+        MissingCheckpoint, sidecar.StaleCheckpoint, reference.ReferenceMismatch.
+    """
+    needed = checkpoint_files(cfg, cls, mcfg, make_context(cfg, info, size, device, None, full)).values()
+    reference.verify(cfg.checkpoint_path, [p for p in needed if Path(p).is_file()])  # before any is loaded
+    backbone = load_backbone(cfg, info, device) if (cls.needs_backbone or cls.uses_coarse) else None
+    ctx = make_context(cfg, info, size, device, backbone, full)
+    paths = cls.checkpoints(mcfg, ctx)
+    missing = [str(p) for p in paths.values() if not Path(p).is_file()]
+    if missing:
+        raise MissingCheckpoint(f"{name} weights not found: {missing}; run `make train DATASET={cfg.dataset}`")
+    sidecar.check(paths, sidecar.training_options(cls, mcfg, cfg.backbone_path, cfg.seed), name)
+    return cls(mcfg, ctx), backbone, ctx
+
+
+def predict(method: Any, cls: type[Method], sample: Any, backbone: Any, ctx: MethodContext,
+            probe: measure.MemoryProbe) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """One timed coarse + refine; returns (H, W) int64 labels, timings (ms) and memory.
+
+    Timed: the backbone's coarse map at the unit's input size (methods that use it) and
+    ``refine``; the copy of the labels to the host is timed apart (``time_e2e_ms``).
+    """
+    probe.start()
+    coarse, t_coarse = None, 0.0
+    if cls.uses_coarse:
+        coarse, t_coarse = measure.timed(lambda: compute_coarse(backbone, sample.image, ctx.input_size, ctx.device,
+                                                                ctx.options.get("coarse_scale")), ctx.device)
+    pred, t_refine = measure.timed(lambda: method.refine(sample.image, coarse), ctx.device)
+    mem = probe.stop()
+    labels, t_copy = measure.timed(lambda: pred.to("cpu").numpy(), ctx.device)
+    if labels.shape != sample.label.shape:
+        raise RuntimeError(f"{cls.name} returned {labels.shape}, expected the image's {sample.label.shape}")
+    times = {"time_coarse_ms": t_coarse, "time_refine_ms": t_refine, "time_ms": t_coarse + t_refine,
+             "time_e2e_ms": t_coarse + t_refine + t_copy}
+    return labels, times, mem
+
+
+def load_sample(dataset: Any, index: int) -> tuple[Any, str | None]:
+    """``(sample, None)``, or ``(None, reason)`` when the image or its label cannot be read.
+
+    Any exception of the reader counts: a corrupt PNG, a label value outside the format or a
+    size mismatch is the data's fault, and the unit goes on with the next image.
+    """
+    try:
+        return dataset[index], None
+    except Exception as err:  # noqa: BLE001 - the reason is recorded and shown in the tables
+        return None, f"{type(err).__name__}: {err}"
+
+
+def score_image(sample: Any, pred: np.ndarray, info: DatasetInfo) -> dict[str, Any]:
+    """The per-image metrics a record stores: ``cm`` (C, C) counts, ``mba`` (NaN without a band), ``mba_radii``."""
+    cm = confusion_matrix(sample.label, pred, info.num_classes, info.ignore_index)
+    radii = boundary_accuracy_radii(sample.label, pred, info.ignore_index)
+    mba = float("nan") if any(np.isnan(radii)) else float(np.mean(radii))
+    return {"cm": cm.tolist(), "mba": mba, "mba_radii": radii}
+
+
+def display_name(method: Any) -> str:
+    """The row name of a method: its variant ``label`` (MagNet's "released"/"paper") or its class's."""
+    return getattr(method, "label", None) or type(method).display_name
+
+
+def create_method(name: str, ctx: Any = None, *, dataset: str = "synthetic",
+                  overrides: dict[str, Any] | None = None, **config: Any) -> Any:
+    """Build a method by name, ready for ``refine(image, coarse)``.
+
+    Args:
+        name: registry key.
+        ctx: a ``MethodContext``. When None, one is made from ``configs/datasets/<dataset>.yaml``
+            plus ``overrides`` (e.g. ``{"device": "cuda", "input_size": "256x128"}``), with the
+            trained backbone loaded from the config's checkpoint.
+        dataset: dataset config used when ``ctx`` is None.
+        overrides: config overrides used when ``ctx`` is None.
+        **config: options of the method's ``Config`` dataclass, on top of
+            ``configs/methods/<name>.yaml`` and the dataset config.
+
+    Raises:
+        KeyError: unknown method or option.
+        MethodUnavailable: a needed package is missing.
+    """
+    from bench.pipeline.configure import load
+
+    cls = resolve(name)
+    if ctx is None:
+        cfg = load(dataset, overrides or {})
+        ctx = context_for(cfg, cls)
+        config = {**method_config_values(cfg, name), **config}
+    return cls(config_from_mapping(cls.Config, config), ctx)

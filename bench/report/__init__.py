@@ -1,0 +1,1 @@
+"""What a run shows: tables (model, notes, formats), aggregates, plots, panels, scores and the run outcome."""

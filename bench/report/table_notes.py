@@ -1,0 +1,308 @@
+"""What a table says besides its cells: the named mIoU variants and their notes, the mBA radii, the
+timed region and memory, published and cited values, and the paired-bootstrap marks († higher,
+↓ lower) with their sentences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from bench.core.config import BenchConfig, parse_size
+from bench.core.interface import DatasetInfo
+from bench.evaluation.metrics import MIOU_VARIANTS, VARIANT_HEADERS, describe_variant, mba_radii, metric_variant
+from bench.evaluation.significance import BootstrapResult, DiffInterval, paired_bootstrap
+from bench.report.table_format import HIGHER, LOWER
+from bench.report.table_model import Table, UnitResult, comparable, competing, partial_note
+
+
+# --- metric variants and notes --------------------------------------------------------------------
+
+def excluded_classes(cfg: BenchConfig, info: DatasetInfo) -> tuple[int, ...]:
+    """Classes left out of the mIoU mean: the config's ``excluded``, else the dataset's own."""
+    return tuple(cfg.excluded if cfg.excluded is not None else info.excluded_from_mean)
+
+
+def metric_columns(cfg: BenchConfig, info: DatasetInfo) -> list[str]:
+    """The config's ``metric_columns``, checked against the variants and the dataset's classes.
+
+    Raises:
+        ValueError: an unknown variant, or a two-class variant on a dataset of another size.
+    """
+    cols = list(cfg.metric_columns)
+    for name in cols:
+        if name not in MIOU_VARIANTS:
+            raise ValueError(f"metric_columns: unknown mIoU variant {name!r}; known: {list(MIOU_VARIANTS)}")
+        if name in ("miou_2class", "iou_building") and info.num_classes != 2:
+            raise ValueError(f"metric_columns: {name!r} needs a two-class dataset (Inria); "
+                             f"{info.name} has {info.num_classes} classes")
+    return cols
+
+
+def variant_value(res: UnitResult, name: str, cfg: BenchConfig, info: DatasetInfo) -> float:
+    """The variant ``name`` of a unit with results (NaN when it has none)."""
+    if res.status != "ok" or res.cm is None:
+        return float("nan")
+    return metric_variant(name, res.cm, cfg.absent, excluded_classes(cfg, info))
+
+
+def headline_column(cfg: BenchConfig, info: DatasetInfo) -> str | None:
+    """The shown variant that equals the config's mIoU (what the bootstrap tests), or None."""
+    excluded = excluded_classes(cfg, info)
+    for name in metric_columns(cfg, info):
+        if name == "miou" or (name == "miou_2class" and not excluded) or \
+                (name == "miou_mmseg" and not excluded and cfg.absent == "nan"):
+            return name
+    return None
+
+
+def evaluated_size(cfg: BenchConfig) -> tuple[int, int] | None:
+    """The (w, h) at which labels are scored: ``data.size``, else the dataset's nominal size."""
+    if cfg.data.get("size"):
+        return parse_size(cfg.data["size"])
+    from bench.data import dataset_class
+
+    try:
+        cls = dataset_class(cfg.dataset)
+    except KeyError:
+        return None
+    size = getattr(cls, "nominal_size", None) or getattr(cls, "default_size", None)
+    return tuple(size) if size else None
+
+
+def mba_note(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:
+    """The mBA definition with the radii used at the evaluated resolution."""
+    sizes = sorted({tuple(r["label_size"]) for res in results for r in res.images.values() if r.get("label_size")})
+    evaluated = None if sizes else evaluated_size(cfg)
+    if evaluated:
+        sizes = [evaluated]
+    skipped = sum(r.mba_skipped for r in results if r.status == "ok")
+    where = "; ".join(f"radii {{{','.join(map(str, mba_radii(h, w)))}}} px at {w}x{h}" for w, h in sizes)
+    where = where or "radii from each image's (W+H)/300"
+    return (f"mBA: CascadePSP's boundary accuracy at the evaluated resolution ({where}; five radii "
+            f"1 + int((r_max - 1) / 5 * i), r_max = (W+H)/300), OpenCV ellipse, ignore pixels excluded, "
+            f"mean over images ({skipped} image(s) without a boundary skipped).")
+
+
+def metric_notes(cfg: BenchConfig, info: DatasetInfo, names: Sequence[str]) -> list[str]:
+    """One note per shown mIoU variant, and where the counts come from."""
+    excluded = excluded_classes(cfg, info)
+    out = [f"IoU from one confusion matrix summed over the images, ignore index {info.ignore_index}."]
+    out += [describe_variant(n, info.class_names, cfg.absent, excluded) + "." for n in names]
+    if "miou" not in names:  # the bootstrap and Table 2's mean still use the config's policy: say which
+        out.append(describe_variant("miou", info.class_names, cfg.absent, excluded).replace(
+            "mIoU:", "mIoU (what the bootstrap tests; not a column here):", 1)
+                   + ".")
+    return out
+
+
+def timing_note(cfg: BenchConfig, results: Sequence[UnitResult], seconds: bool = False) -> list[str]:
+    """The timed region and the memory definition."""
+    ok = [r for r in results if r.status == "ok"]
+    mem_methods = sorted({r.mem_method for r in ok if r.mem_method})
+    devices = sorted({r.device for r in ok if r.device})
+    threads = sorted({r.threads for r in ok if r.threads})
+    mem_def = ("peak torch.cuda.max_memory_allocated per image (weights + activations, no CUDA context)"
+               if mem_methods == ["cuda_allocator"] else
+               "peak resident-set growth over the post-setup baseline, per image, in a fresh process per row (max over images)")
+    what = "median s" if seconds else "median (IQR) ms"
+    return [f"Time: {what} per image of the coarse pass plus refine() (image decode, weight loading and "
+            f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, "
+            f"{', '.join(map(str, threads)) or '?'} thread(s), fp32.",
+            f"Memory (MiB, 1024² bytes): {mem_def}."]
+
+
+def data_note(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> list[str]:
+    """The partial-unit note (if any) and the split."""
+    n = max((r.n_total for r in results if r.status == "ok"), default=0)
+    partial = partial_note(results)
+    return ([partial] if partial else []) + [f"{info.name} {cfg.split}, {n} images."]
+
+
+def caption_notes(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
+    """Every definition as one paragraph (the older single-caption form, kept for callers)."""
+    return " ".join(data_note(cfg, info, results) + metric_notes(cfg, info, metric_columns(cfg, info))
+                    + [mba_note(cfg, results)] + timing_note(cfg, results))
+
+
+# --- published values -----------------------------------------------------------------------------
+
+def paper_value(cfg: BenchConfig, method: str, size: str) -> Mapping[str, Any] | None:
+    """The published value of a unit, or None when there is none or it is not comparable."""
+    ref = cfg.paper.get(f"{method}@{size}")
+    return ref if ref and paper_comparable(cfg, ref) else None
+
+
+def paper_comparable(cfg: BenchConfig, ref: Mapping[str, Any]) -> bool:
+    """A cited value is comparable when it records no backbone or the run's own (the input size is in its key)."""
+    return ref.get("backbone") in (None, cfg.backbone)
+
+
+def paper_note(cfg: BenchConfig, rows: Sequence[UnitResult]) -> str:
+    """The sentence for published values left out as not comparable ("" when none)."""
+    hidden = [ref for r in rows if (ref := cfg.paper.get(f"{r.method}@{r.size}")) and not paper_comparable(cfg, ref)]
+    if not hidden:
+        return ""
+    cited = ", ".join(sorted({str(ref["backbone"]) for ref in hidden}))
+    return (f"Paper values not shown: {len(hidden)} were measured with backbone {cited}, this run uses "
+            f"{cfg.backbone}, so they are not comparable.")
+
+
+def paper_sources(cfg: BenchConfig, rows: Sequence[UnitResult], key: str = "miou") -> str:
+    """Which variant each shown paper value is compared with, and its source ("" when none)."""
+    parts = []
+    for r in rows:
+        ref = paper_value(cfg, r.method, r.size)
+        if ref and ref.get(key) is not None:
+            metric = f", compared with {ref['metric']}" if ref.get("metric") else ""
+            parts.append(f"{r.display}@{r.size}: {ref.get('source', 'no source given')}{metric}")
+    return f"Paper: {'; '.join(parts)}." if parts else ""
+
+
+def cited_entry(cfg: BenchConfig, ident: str) -> Mapping[str, Any]:
+    """The config's ``cited[ident]``, checked.
+
+    Raises:
+        ValueError: no such entry, or one without ``name`` or ``source``.
+    """
+    if ident not in cfg.cited:
+        raise ValueError(f"cited:{ident} is not in the config's cited rows (known: {sorted(cfg.cited)})")
+    entry = cfg.cited[ident]
+    if not isinstance(entry, Mapping) or not entry.get("name") or not entry.get("source"):
+        raise ValueError(f"cited.{ident} must be a mapping with 'name' and 'source', got {entry!r}")
+    return entry
+
+
+def cited_label(entry: Mapping[str, Any]) -> str:
+    """``GLNet (reported in [5])``: a cited row's method cell."""
+    return f"{entry['name']} (reported in {entry['ref']})" if entry.get("ref") else f"{entry['name']} (cited)"
+
+
+def cited_note(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The sources of the cited rows ("" when none)."""
+    if not entries:
+        return ""
+    parts = [f"{cited_label(e)}: {e['source']}" + (f" (holds {e['metric']})" if e.get("metric") else "")
+             for e in entries]
+    return "Cited rows (published values, not measured here; italic in LaTeX): " + "; ".join(parts) + "."
+
+
+def paper_cols(cfg: BenchConfig, info: DatasetInfo, res: UnitResult, show: bool, shown: Sequence[str]) -> list[str]:
+    if not show:
+        return []
+    ref = paper_value(cfg, res.method, res.size)
+    if not ref or ref.get("miou") is None:
+        return ["", ""]
+    metric = ref.get("metric", "miou")
+    ours = variant_value(res, metric, cfg, info) if metric in MIOU_VARIANTS else float("nan")
+    delta = "–" if np.isnan(ours) or res.partial else f"{100 * ours - ref['miou']:+.2f}"
+    return [f"{ref['miou']:.2f}", delta]
+
+
+# --- significance ---------------------------------------------------------------------------------
+
+Compare = Callable[[UnitResult, UnitResult], BootstrapResult | None]
+BEST_VS_RUNNER_UP = ("Best vs runner-up (the best row by mIoU against the best row of another method at the same "
+                     "input size)")
+
+
+def comparer(cfg: BenchConfig, info: DatasetInfo) -> Compare | None:
+    """The paired bootstrap of two units with the tables' metric policy, or None when ``cfg.bootstrap`` is 0.
+
+    The returned function gives A - B for ``compare(a, b)``, or None when a unit did not run or
+    the two share no image.
+    """
+    if cfg.bootstrap < 0:
+        raise ValueError(f"bootstrap must be >= 0 resamples (0 disables), got {cfg.bootstrap}")
+    if cfg.bootstrap == 0:
+        return None
+    excluded = excluded_classes(cfg, info)
+
+    def compare(a: UnitResult, b: UnitResult) -> BootstrapResult | None:
+        if a.status != "ok" or b.status != "ok" or not set(a.images) & set(b.images) or not comparable(a, b):
+            return None
+        return paired_bootstrap(a.images, b.images, absent=cfg.absent, excluded=excluded,
+                                n_resamples=cfg.bootstrap, seed=cfg.seed)
+
+    return compare
+
+
+def mark(d: DiffInterval) -> str:
+    """``†`` when the interval lies above zero, ``↓`` when below, ``""`` when it holds zero."""
+    if not d.excludes_zero:
+        return ""
+    return HIGHER if d.low > 0 else LOWER
+
+
+def significance_note(cfg: BenchConfig) -> str:
+    """What the significance marks mean: B, seed, what is resampled, the interval."""
+    return (f"Significance: paired bootstrap over images ({cfg.bootstrap} resamples with replacement of the images "
+            f"both compared rows share, numpy seed {cfg.seed}; each resample recomputes the mIoU from the summed "
+            f"per-image confusion matrices and the mBA as the mean over the drawn images); {HIGHER} marks a "
+            f"difference whose 95% percentile interval lies above zero (significantly higher), {LOWER} one whose "
+            f"interval lies below zero (significantly lower), no mark an interval that holds zero.")
+
+
+def _fmt_interval(d: DiffInterval) -> str:
+    """``+3.03 [+1.10, +5.00]†``: the difference and its interval in points, with the mark."""
+    if np.isnan(d.diff):
+        return "–"
+    ci = "no interval" if np.isnan(d.low) else f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
+    return f"{100 * d.diff:+.2f} {ci}{mark(d)}"
+
+
+def comparison_text(a: UnitResult, b: UnitResult, res: BootstrapResult, metrics: Sequence[str] = ("miou", "mba")) -> str:
+    parts = [f"{'mIoU' if m == 'miou' else 'mBA'} {_fmt_interval(getattr(res, m))}" for m in metrics]
+    return f"{a.display} - {b.display} at {a.size} on {res.n_images} paired image(s): {', '.join(parts)}"
+
+
+def mark_cells(table: Table, row: int, res: BootstrapResult, columns: Mapping[str, int | None]) -> None:
+    """Append the sign-correct mark to ``row``'s cells of ``columns`` (``{"miou": j, "mba": j}``)."""
+    for metric, col in columns.items():
+        if col is not None:
+            table.rows[row][col] += mark(getattr(res, metric))
+
+
+def metric_cols(table: Table, cfg: BenchConfig, info: DatasetInfo) -> dict[str, int | None]:
+    head = headline_column(cfg, info)
+    miou = table.header.index(VARIANT_HEADERS[head]) if head and VARIANT_HEADERS[head] in table.header else None
+    return {"miou": miou, "mba": table.header.index("mBA (%)") if "mBA (%)" in table.header else None}
+
+
+def best_vs_runner_up(rows: Sequence[UnitResult]) -> tuple[UnitResult, UnitResult | None] | None:
+    """The best ok row by mIoU (the first one on a tie) and the best ok row of another method at the
+    same input size (None when there is none); None when no row has an mIoU."""
+    ok = [r for r in competing(rows) if not np.isnan(r.miou)]
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r.miou)
+    others = [r for r in ok if r.method != best.method and r.size == best.size]
+    return best, (max(others, key=lambda r: r.miou) if others else None)
+
+
+def _best_vs_runner_up(table: Table, rows: Sequence[UnitResult], compare: Compare, cols: Mapping[str, int | None],
+                       row_of: Callable[[UnitResult], int]) -> str:
+    """Test the best row against the runner-up, mark the best row's cells, return the note."""
+    pair = best_vs_runner_up(rows)
+    if pair is None:
+        return f"{BEST_VS_RUNNER_UP}: no row to compare."
+    best, runner = pair
+    if runner is None:
+        return f"{BEST_VS_RUNNER_UP}: none, {best.display} at {best.size} is the only method at that size."
+    res = compare(best, runner)
+    if res is None:
+        return f"{BEST_VS_RUNNER_UP}: {best.display} - {runner.display}: no image in common, not tested."
+    mark_cells(table, row_of(best), res, cols)
+    return (f"{BEST_VS_RUNNER_UP}: {comparison_text(best, runner, res)}; the marks are on the best row's cells "
+            f"({LOWER}: that row is significantly lower there).")
+
+
+def add_significance(table: Table, cfg: BenchConfig, info: DatasetInfo, rows: Sequence[UnitResult],
+                      compare: Compare | None, row_of: Callable[[UnitResult], int]) -> None:
+    if compare is None:
+        return
+    table.notes += [significance_note(cfg),
+                    _best_vs_runner_up(table, rows, compare, metric_cols(table, cfg, info), row_of)]
+

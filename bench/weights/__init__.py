@@ -1,0 +1,1 @@
+"""Weight files: sidecars of training options, the committed reference sets, released checkpoints."""
