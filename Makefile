@@ -130,3 +130,11 @@ train-dist: ready
 .PHONY: perf
 perf: ready
 	$(PY) -m perf $(ARGS)
+
+# The CUDA path in one prepared script (perf/gpu_check.py, at most ~10 min on one GPU): environment,
+# the drift gate on the GPU against the CPU values, the synthetic sweep, MagNet at 2048x1024 per patch
+# batch in fp32 and autocast, backbone training steps/s; writes results/gpu/gpu_check.json.
+# On a machine without this venv: PYTHONPATH=. python -m perf.gpu_check --out <folder>
+.PHONY: gpu-check
+gpu-check: ready
+	$(PY) -m perf.gpu_check $(ARGS)
