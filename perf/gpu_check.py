@@ -31,6 +31,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -162,10 +163,11 @@ def magnet_section(device: torch.device, quick: bool, batches: list[int], repeat
 
             for amp in (False, True):
                 call(amp)  # warm-up: kernels chosen, caches filled
-                times = []
-                labels, peak = None, float("nan")
+                times: list[float] = []
+                labels: np.ndarray | None = None
+                peak = float("nan")
                 for _ in range(repeats):
-                    (labels, peak), ms = timed(lambda amp=amp: _peak(device, lambda: call(amp)), device)
+                    (labels, peak), ms = timed(partial(_peak, device, partial(call, amp)), device)
                     times.append(ms)
                 rows[f"batch{batch}{'_amp' if amp else ''}"] = {"time_ms": summarize(times), "peak_mib": peak,
                                                                  "labels": labels}
