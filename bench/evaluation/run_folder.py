@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.core.config import BenchConfig, format_size, parse_size
 from bench.core.errors import UserError
+from bench.evaluation import records
+from bench.runtime import progress
+from bench.runtime.procs import pid_alive
 
 RUN_FILE = "run.json"
 SCHEMA = 2
@@ -133,3 +138,140 @@ def parse_unit(label: str) -> tuple[str, tuple[int, int]]:
     """``"magnet@128x64"`` -> ``("magnet", (128, 64))``."""
     name, _, size = label.rpartition("@")
     return name, parse_size(size)
+
+
+# -- the state of a running or dead sweep (``bench status``) --------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnitState:
+    """One unit of a run folder as ``bench status`` shows it.
+
+    Attributes:
+        label: ``"method@WxH"``.
+        total: images the unit covers (None when neither run.json nor its records say).
+        done: images recorded ok (within the run's ids).
+        failed: images recorded as failed and never recorded ok.
+        state: ``ok``, ``partial``, ``running``, ``waiting`` (the live sweep has not reached it),
+            ``stopped`` (the sweep died while it ran), ``not run``, or a unit failure status
+            (``missing_checkpoint``, ``error``, ...).
+        since: Unix s: when it started running (``running``, ``stopped``).
+        image: the image in flight and since when (Unix s), while ``running``.
+        left_s: seconds left (0 when complete; None when it has never been timed).
+        message: a failure's reason, first line.
+    """
+
+    label: str
+    total: int | None
+    done: int
+    failed: int
+    state: str
+    since: float | None = None
+    image: tuple[str, float] | None = None
+    left_s: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SweepState:
+    """The last sweep of a run folder: ``state`` ``running``, ``finished``, ``died`` or ``unknown``
+    (no progress events: a run before them, or one still training); ``pid`` and ``started`` (Unix s)
+    of its process, ``last_event`` (Unix s), and its units in run order."""
+
+    out_dir: Path
+    state: str
+    pid: int | None
+    started: float | None
+    last_event: float | None
+    units: tuple[UnitState, ...]
+
+
+def sweep_state(out_dir: str | Path, now: float | None = None) -> SweepState:
+    """Read a run folder (``run.json``, the records, the progress events) without a lock: safe while it runs.
+
+    Raises:
+        UserError: ``out_dir`` is not a folder, or holds no ``run.json`` (or a malformed one).
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; expected the out_dir of a bench run")
+    data = read(folder)
+    if data is None:
+        raise UserError(f"{folder / RUN_FILE}: not found; expected the out_dir of a bench run (it writes {RUN_FILE} "
+                        f"when it starts)")
+    now = time.time() if now is None else now
+    keys: dict[str, str] = dict(data.get("units") or {})
+    ids: list[str] | None = data.get("image_ids")
+    recs = records.load(folder)
+    history: list[dict[str, Any]] = []
+    current: list[dict[str, Any]] = []  # every rank's events since its last sweep started
+    main_sweep: dict[str, Any] | None = None
+    for path in sorted(folder.glob("progress*.events")):
+        events = progress.read_events(path)[0]
+        history.extend(events)
+        starts = [i for i, e in enumerate(events) if e["event"] == "sweep"]
+        if starts:
+            current.extend(events[starts[-1]:])
+            if path.name == progress.EVENTS_NAME or main_sweep is None:
+                main_sweep = events[starts[-1]]
+    current.sort(key=lambda e: e["t"])
+    if main_sweep is None:
+        state, pid, started = "unknown", None, None
+    else:
+        pid, started = main_sweep.get("pid"), main_sweep["t"]
+        if any(e["event"] == "sweep_end" for e in current):
+            state = "finished"
+        else:
+            state = "running" if isinstance(pid, int) and pid_alive(pid) else "died"
+    order = list(main_sweep.get("units") or []) if main_sweep else []
+    labels = order + [label for label in keys if label not in order]
+    rates = progress.image_rates(history)
+    units = tuple(_unit_state(label, keys.get(label, ""), ids, recs, current, rates, state, now) for label in labels)
+    return SweepState(folder, state, pid, started, current[-1]["t"] if current else None, units)
+
+
+_LIVE_STATES = ("ok", "partial", "running", "waiting", "stopped", "not run")
+
+
+def _unit_state(label: str, key: str, ids: list[str] | None, recs: list[dict[str, Any]],
+                events: list[dict[str, Any]], rates: dict[str, float], sweep: str, now: float) -> UnitState:
+    wanted = set(ids) if ids is not None else None
+    ok = records.done_images(recs, key) if key else set()
+    bad = records.failed_images(recs, key) if key else {}
+    if wanted is not None:
+        ok, bad = ok & wanted, {k: v for k, v in bad.items() if k in wanted}
+    total = len(ids) if ids is not None else (records.expected_images(recs, key) if key else None)
+    done, failed = len(ok), len(bad)
+    mine = [e for e in events if e.get("unit") == label]
+    started = next((e["t"] for e in reversed(mine) if e["event"] == "unit"), None)
+    ended = next((str(e.get("status")) for e in reversed(mine) if e["event"] == "end"), None)
+    image = None
+    if mine and mine[-1]["event"] == "image":
+        image = (str(mine[-1].get("image_id")), float(mine[-1]["t"]))
+    failure = records.unit_status(recs, key) if key else None
+    complete = total is not None and done + failed >= total
+    per = rates.get(label)
+    message = ""
+    if ended is not None and ended not in ("ok", "done", "partial"):
+        state = ended
+    elif started is not None and ended is None:
+        state = "running" if sweep == "running" else "stopped"
+    elif complete:
+        state = "partial" if failed else "ok"
+    elif ended is None and sweep == "running":
+        state = "waiting"
+    elif failure is not None and not complete:
+        state = str(failure.get("status"))
+    else:
+        state = "not run"
+    if state not in _LIVE_STATES and failure is not None:
+        lines = str(failure.get("message") or "").strip().splitlines()
+        message = lines[-1] if lines else ""  # a traceback's last line says what went wrong
+    left: float | None = None  # a failed unit runs again only once its cause is fixed
+    if state in ("ok", "partial"):
+        left = 0.0
+    elif total is not None and state == "running":  # this run's failed images are not retried by it
+        left = progress.unit_left(total, done + failed, per, now - image[1] if image else None)
+    elif total is not None and state in _LIVE_STATES:  # a rerun retries the failed images
+        left = progress.unit_left(total, done, per, None)
+    return UnitState(label, total, done, failed, state, started if state in ("running", "stopped") else None,
+                     image if state == "running" else None, left, message)

@@ -11,10 +11,16 @@ An image that cannot be read (a corrupt file, a label value outside the format, 
 label of different sizes) is recorded as a failed image record with its reason, and its unit
 goes on; every image record carries ``n_expected``, the number of images the unit covers, so
 the tables can show a unit that did not cover them all as partial.
+
+Progress: the units report to the sweep's process through an events file
+(``bench.runtime.progress``): the worker appends an event when it knows its images, before and
+after each image; the sweep's process appends the start and end of the sweep and of each unit,
+and a :class:`~bench.runtime.progress.Watcher` thread of the main rank tails the file and prints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,12 +33,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-from bench.runtime import distributed, measure, procs
+from bench.runtime import distributed, measure, procs, progress
 from bench.evaluation import records, run_folder
 from bench.weights import reference
 from bench.weights.sidecar import StaleCheckpoint
+from bench.core.batch import batch_setting
 from bench.core.config import BenchConfig, build, format_size
 from bench.core.interface import Method, MethodContext
 from bench.evaluation.predictions import save_unit_predictions
@@ -49,12 +54,24 @@ def records_file(cfg: BenchConfig) -> Path:
     return cfg.out_path / (f"records-rank{rank}.jsonl" if world > 1 or rank != 0 else "records.jsonl")
 
 
+def events_file(cfg: BenchConfig) -> Path:
+    """This process's progress events file (``bench.runtime.progress``), one per rank like the records."""
+    rank, _, world = distributed.env_world()
+    return progress.events_file(cfg.out_path, rank, world)
+
+
+def unit_label(name: str, size: tuple[int, int]) -> str:
+    """``"method@WxH"``: how run.json and the progress events name a unit."""
+    return f"{name}@{format_size(size)}"
+
+
 def _image_record(ukey: str, name: str, method: Any, size: tuple[int, int], sample: Any, pred: np.ndarray,
                   info: Any, times: dict[str, float], mem: dict[str, Any], prov: dict[str, Any],
                   expected: int) -> dict[str, Any]:
     cls = type(method)
     return {"type": "image", "unit_key": ukey, "method": name, "display_name": display_name(method),
-            "method_version": cls.version, "size": format_size(size), "image_id": sample.id, "status": Status.OK,
+            "method_version": cls.version, "batch": batch_setting(cls, method.cfg),  # items per forward (bench.core.batch)
+            "size": format_size(size), "image_id": sample.id, "status": Status.OK,
             "n_expected": expected, **score_image(sample, pred, info), **times, **mem, "provenance": prov}
 
 
@@ -104,6 +121,9 @@ def run_unit(cfg: BenchConfig, name: str, size: tuple[int, int]) -> Status:
         mcfg = method_config(cfg, cls, name)
         ukey = key_of(cfg, name, size)
         pending = _pending(cfg, dataset, ukey)
+        total = len(_shard(list(range(n_expected(cfg, dataset)))))
+        progress.append_event(events_file(cfg), {"event": "unit", "unit": unit_label(name, size), "total": total,
+                                                 "done": total - len(pending), "pid": os.getpid()})
         if not pending:
             return Status.DONE
         probe = measure.MemoryProbe(device)
@@ -120,8 +140,9 @@ def _failed_image(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int],
                   expected: int) -> None:
     records.append(records_file(cfg), records.failed_image_record(ukey, name, format_size(size), image_id, reason,
                                                                   expected))
-    print(f"[bench] {name} @ {format_size(size)}: image {image_id} failed, recorded, going on: {reason}",
-          file=sys.stderr, flush=True)
+    # the sweep's process prints it (the worker's own output is captured)
+    progress.append_event(events_file(cfg), {"event": "done", "unit": unit_label(name, size), "image_id": image_id,
+                                             "ok": False, "reason": reason})
 
 
 def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[int, int], ukey: str, dataset: Any,
@@ -134,9 +155,12 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[in
 
     prov.update(released_provenance(cfg))  # {} unless released_weights= is set
     out, ids, expected = records_file(cfg), dataset.ids(), n_expected(cfg, dataset)
+    events, label = events_file(cfg), unit_label(name, size)
     status, warm = Status.OK, False
     with torch.inference_mode():
-        for index in tqdm(pending, desc=f"{name} @ {format_size(size)}", disable=not sys.stderr.isatty()):
+        for index in pending:
+            progress.append_event(events, {"event": "image", "unit": label, "image_id": ids[index]})
+            image_clock = time.perf_counter()
             sample, reason = load_sample(dataset, index)
             if sample is None:
                 _failed_image(cfg, ukey, name, size, ids[index], reason or "", expected)
@@ -155,6 +179,8 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[in
                                               prov, expected))
             # label maps for the pictures (bench.report.panels); after the record, outside every measurement
             save_unit_predictions(cfg, name, size, ukey, index, sample, labels, method, backbone, ctx)
+            progress.append_event(events, {"event": "done", "unit": label, "image_id": sample.id, "ok": True,
+                                           "seconds": time.perf_counter() - image_clock})
     return status
 
 
@@ -208,8 +234,16 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
     ids = _run_ids(cfg) if main else None
     if main:
         run_folder.write(cfg, keys, ids)
+    events, labels = events_file(cfg), [unit_label(*u) for u in cfg.units()]
+    left = _images_left(cfg, keys, ids) if main else {}
+    estimates = progress.image_rates(progress.read_events(events)[0])  # earlier runs of the same units
+    progress.append_event(events, {"event": "sweep", "pid": os.getpid(), "units": labels, "left": left})
+    # the main rank prints (every rank's lines at once would interleave); every rank writes its events
+    shown = progress.Progress(labels, left, estimates, tty=sys.stderr.isatty(), started=started)
+    watch = progress.Watcher(events, shown) if main else None
     # in out_dir, named by pid, so a run killed by SIGKILL leaves it where the next run removes it
-    with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=cfg.out_path, prefix=f"{procs.TEMP_PREFIX}{os.getpid()}-") as tmp, \
+            watch or contextlib.nullcontext():
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(cfg.to_dict()))
         for name, size in cfg.units():
@@ -220,14 +254,30 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
                 code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
                 if code != 0:
                     _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
-                    print(f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on",
-                          file=sys.stderr)
+                    line = f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on"
+                    if watch is not None:
+                        watch.say(line)
+                    else:
+                        print(line, file=sys.stderr)
                 results[(name, size)] = status
             seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
+            progress.append_event(events, {"event": "end", "unit": unit_label(name, size),
+                                           "status": str(results[(name, size)])})
+        progress.append_event(events, {"event": "sweep_end"})
     if main:
         run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load,
                                                                measure.load_average()))
     return results
+
+
+def _images_left(cfg: BenchConfig, keys: dict[tuple[str, tuple[int, int]], str],
+                 ids: list[str] | None) -> dict[str, int]:
+    """``{unit label: images of this rank not yet recorded ok}`` at the start of the sweep ({} without ids)."""
+    if ids is None:
+        return {}
+    recs = records.load(cfg.out_path)
+    mine = {ids[i] for i in _shard(list(range(len(ids))))}
+    return {unit_label(*u): len(mine - records.done_images(recs, k)) for u, k in keys.items()}
 
 
 def _run_ids(cfg: BenchConfig) -> list[str] | None:
