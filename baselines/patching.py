@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,15 +21,20 @@ class PatchingConfig:
     Attributes:
         scale: (w, h) the image is resized to before tiling; None = full resolution.
         crop_size: (w, h) tile size at ``scale``; None = the input size (as in MagNet).
-        batch_size: tiles per backbone forward (results do not depend on it).
+        batch_size: tiles per backbone forward, the declared batch setting (``batch_option``;
+            ``bench.core.batch``). 1 by default, so that time and memory compare with the other
+            rows at batch 1; labels are identical at any setting on CPU (tests/test_batch.py),
+            time and peak memory are not.
         stitch: ``average`` (overlaps averaged) or ``assign`` (later tiles overwrite, as MagNet's
             ``ensemble``); identical when tiles do not overlap.
     """
 
     scale: tuple[int, int] | None = None
     crop_size: tuple[int, int] | None = None
-    batch_size: int = 16
+    batch_size: int = 1
     stitch: str = "average"
+
+    batch_option: ClassVar[str] = "batch_size"
 
 
 class Patching(Method):

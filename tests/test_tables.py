@@ -4,6 +4,7 @@ metric variants, and every generated table compiled with pdflatex where it is in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,10 @@ def _image(key, image_id, cm, mba, t, mem, display):
             "display_name": display}
 
 
-def _records():
+def _records(copies=1):
+    """Two images per unit; ``copies`` > 1 repeats them under new ids (img0..img{2*copies-1}): every
+    dataset-level value (summed matrices, mean mBA, median time, peak memory) stays the same, the
+    paired bootstrap sees 2 * copies images (marks need 5, ``MIN_PAIRED_IMAGES``)."""
     recs = []
     specs = {
         ("downsample", "64x32"): ("k1", "Downsample", [[[8, 2, 0], [3, 1, 0], [0, 0, 6]], [[9, 1, 0], [2, 0, 0], [0, 1, 7]]], [0.5, 0.6], [10, 12], [5, 6]),
@@ -35,8 +39,9 @@ def _records():
         ("magnet", "64x32"): ("k4", "MagNet", [[[10, 0, 0], [1, 3, 0], [0, 0, 6]], [[10, 0, 0], [0, 2, 0], [0, 0, 8]]], [0.8, 0.9], [80, 90], [25, 21]),
     }
     for (_, _), (key, disp, cms, mbas, times, mems) in specs.items():
-        for i, (cm, mba, t, m) in enumerate(zip(cms, mbas, times, mems)):
-            recs.append(_image(key, f"img{i}", cm, mba, t, m, disp))
+        for c in range(copies):
+            for i, (cm, mba, t, m) in enumerate(zip(cms, mbas, times, mems)):
+                recs.append(_image(key, f"img{2 * c + i}", cm, mba, t, m, disp))
     recs.append({"type": "unit", "unit_key": "k5", "status": "unavailable", "message": "install x",
                  "display_name": "DenseCRF"})  # the runner names a failed unit when its class imports
     keys = {("downsample", (64, 32)): "k1", ("downsample", (128, 64)): "k2", ("patching", (64, 32)): "k3",
@@ -92,33 +97,50 @@ def test_duplicate_records_do_not_double_count():
     assert a.miou == b.miou and a.n_images == b.n_images == 2
 
 
-def _tables_with(**overrides):
-    recs, keys = _records()
+def _tables_with(copies=1, **overrides):
+    recs, keys = _records(copies)
     cfg = build({**{"dataset": "synthetic", "input_size": "64x32", "table1_sizes": ["128x64"],
                     "methods": ["downsample", "patching", "densecrf", "magnet"]}, **overrides})
     return build_all_tables(cfg, INFO, collect(cfg, INFO, keys, recs))
 
 
-def test_significance_marks_and_caption():
+def test_two_paired_images_get_no_mark_and_the_note_says_why():
+    # every resample of the two toy images keeps the sign, so the interval excludes zero: from two
+    # images that says nothing, and no cell is marked (issue 21, item 6)
     t1, t2, t3 = _tables()[:3]
+    assert t2.rows[-2][:3] == ["Improvement", "15.0", "11.0"]
+    assert t2.rows[-1][:3] == ["MagNet − Downsample", "30.0", "35.9"]
+    assert t3.rows[3][1] == "92.86"
+    for t in (t1, t2, t3):
+        assert not any(m in cell for row in t.rows for cell in row for m in ("†", "↓"))
+        assert "no significance mark: 2 paired image(s), fewer than the 5 a verdict needs" in t.text
+        assert "or a comparison of fewer than 5 paired images" in t.text
+    assert "MagNet - Downsample at 64x32 on 2 paired image(s): mIoU +35.90 [+29.23, +45.83], mBA" in t2.text
+
+
+def test_significance_marks_and_caption():
+    t1, t2, t3 = _tables_with(copies=3)[:3]
     # the supplement's Improvement (MagNet - Patching, the best previous row), MagNet - Downsample
-    # and best vs runner-up (MagNet - Patching) are all significant on the toy records: every
-    # resample of the two images keeps the sign
+    # and best vs runner-up (MagNet - Patching) are all significant on the toy records (six images,
+    # MagNet better on each)
     assert t2.rows[-2][:3] == ["Improvement", "15.0†", "11.0†"]
     assert t2.rows[-1][:3] == ["MagNet − Downsample", "30.0†", "35.9†"]
     assert t2.rows[3][:3] == ["MagNet", "85.0", "92.9"] and (3, 2) in t2.best_ours and (1, 2) in t2.best_previous
     assert t3.rows[3][1] == "92.86†" and t3.rows[1][1] == "81.94"
+    assert "no significance mark" not in t2.text + t3.text
     for t in (t1, t2, t3):
         assert "Significance: paired bootstrap over images (1000 resamples with replacement" in t.text
         assert "numpy seed 0" in t.text and "95% percentile interval lies above zero" in t.text
     for t in (t1, t3):
         assert ("Best vs runner-up (the best row by mIoU against the best row of another method at the same "
                 "input size)") in t.text
-    assert ("Improvement tested (best of ours - best of previous, per metric): MagNet - Patching at 64x32 on 2 "
-            "paired image(s): mIoU +10.91 [+8.03, +15.28]†, mBA +15.00 [+10.00, +15.00]†") in t2.text
-    assert ("MagNet - Downsample at 64x32 on 2 paired image(s): mIoU +35.90 [+29.23, +45.83]†, "
-            "mBA +30.00 [+30.00, +30.00]†") in t2.text
-    assert "MagNet - Patching at 64x32 on 2 paired image(s): mIoU +10.91" in t3.text
+    assert re.search(r"Improvement tested \(best of ours - best of previous, per metric\): MagNet - Patching at "
+                     r"64x32 on 6 paired image\(s\): mIoU \+10\.91 \[\+[0-9.]+, \+[0-9.]+\]†, "
+                     r"mBA \+15\.00 \[\+[0-9.]+, \+[0-9.]+\]†", t2.text)
+    # MagNet beats Downsample by 30 mBA points on every image: every resample gives exactly +30
+    assert re.search(r"MagNet - Downsample at 64x32 on 6 paired image\(s\): mIoU \+35\.90 \[\+[0-9.]+, "
+                     r"\+[0-9.]+\]†, mBA \+30\.00 \[\+30\.00, \+30\.00\]†", t2.text)
+    assert "MagNet - Patching at 64x32 on 6 paired image(s): mIoU +10.91" in t3.text
     assert r"92.86\textsuperscript{\dag}" in to_latex(t3)
 
 
@@ -136,7 +158,7 @@ def test_bootstrap_is_deterministic_and_seeded():
 
 
 def test_no_mark_without_a_significant_difference():
-    recs, keys = _records()
+    recs, keys = _records(copies=3)
     # MagNet identical to Downsample on both images: Improvement 0 with interval [0, 0], no mark
     recs = [dict(r, cm=next(d["cm"] for d in recs if d.get("unit_key") == "k1" and d["image_id"] == r["image_id"]),
                  mba=next(d["mba"] for d in recs if d.get("unit_key") == "k1" and d["image_id"] == r["image_id"]))
@@ -179,13 +201,13 @@ def _replace(recs, key, **fields_by_image):
 
 
 def test_a_significantly_lower_value_never_gets_the_better_mark():
-    recs, keys = _records()
-    # MagNet keeps the best mIoU but its mBA is far below Patching's on the one image both have
-    recs = _replace(recs, "k4", mba={"img0": 0.30, "img1": 0.20})
+    recs, keys = _records(copies=3)
+    # MagNet keeps the best mIoU but its mBA is far below Patching's on the images both have
+    recs = _replace(recs, "k4", mba={f"img{i}": (0.30, 0.20)[i % 2] for i in range(6)})
     t1, t2, t3 = build_tables(_cfg(), INFO, collect(_cfg(), INFO, keys, recs))
     magnet = t3.rows[3]
     assert magnet[1] == "92.86†" and magnet[4] == "25.00↓"  # mIoU higher, mBA significantly lower
-    assert "MagNet - Patching at 64x32 on 2 paired image(s): mIoU +10.91 [+8.03, +15.28]†, mBA -45.00" in t3.text
+    assert re.search(r"MagNet - Patching at 64x32 on 6 paired image\(s\): mIoU \+10\.91 \[[^]]+\]†, mBA -45\.00", t3.text)
     improvement = next(r for r in t2.rows if r[0] == "Improvement")
     # best of ours (MagNet, 25.0) - best of previous (Patching, 70.0) in mBA: negative and marked so
     assert improvement[1] == "-45.0↓" and "†" not in improvement[1]
@@ -195,7 +217,7 @@ def test_a_significantly_lower_value_never_gets_the_better_mark():
 
 def test_ours_comes_from_the_config():
     # a user benchmarking Patching as their own method: Improvement = Patching - best of the rest
-    t2 = _tables_with(ours=["patching"])[1]
+    t2 = _tables_with(copies=3, ours=["patching"])[1]
     assert [r[0] for r in t2.rows[:4]] == ["Downsample", "DenseCRF", "MagNet", "Patching"]  # previous, then ours
     improvement = next(r for r in t2.rows if r[0] == "Improvement")
     assert improvement[1:3] == ["-15.0↓", "-11.0↓"]  # Patching 70.0 / 81.9 against MagNet 85.0 / 92.9

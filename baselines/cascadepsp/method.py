@@ -8,9 +8,9 @@ and local steps (``_cascadepsp_infer``), the perturbed-mask training (``_cascade
 Multi-class protocol (``refine``)
     The coarse probabilities are upsampled to the image size (bilinear, align_corners=False) and
     their argmax is the coarse label map (Downsample's output). Each class present in that map is
-    one binary mask (``2 * (labels == c) - 1``); the masks of one image are refined together
-    (global step, then the local step; ``_cascadepsp_infer.refine_masks``), which equals
-    refining each alone. The label of a pixel is the present class of highest refined
+    one binary mask (``2 * (labels == c) - 1``); the masks of one image are refined in groups of
+    ``mask_batch_size`` (global step, then the local step; ``cascadepsp.infer.refine_masks``),
+    which equals refining each alone (the release refines one mask per call: the default 1). The label of a pixel is the present class of highest refined
     probability. Ties go to the lowest class id (``torch.argmax`` returns the first maximum).
     Classes absent from the coarse map are never refined and never predicted. An image whose
     coarse map holds one class keeps it everywhere (no forward: any refined probability is the
@@ -42,7 +42,7 @@ import torch
 from baselines.cascadepsp.infer import refine_masks
 from baselines.cascadepsp.net import RefinementModule
 from baselines.cascadepsp.train import train_net
-from bench.training import loop
+from bench.training import loop, resume
 from bench.models.state_dict import clean_state_dict, load_state_dict_strict, load_weights
 from bench.models.coarse import upsampled_labels
 from bench.core.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
@@ -71,6 +71,10 @@ class CascadePSPConfig:
             skipped [0.1, 0.9].
         min_confidence: keep the coarse label where the best refined probability is below this
             (0 = plain argmax; CascadePSP's ADE20K protocol: 0.5).
+        mask_batch_size: class masks per forward, the declared batch setting (``batch_option``;
+            ``bench.core.batch``). 1 by default, as the release refines one mask per call, so
+            that time and memory compare with the other rows at batch 1; labels do not depend on
+            it beyond float rounding of batched convolutions.
         iterations, batch_size, crop_size, lr, weight_decay, milestones, gamma, optimizer:
             training schedule [45000, 12, 224x224, 2.25e-4, 1e-4, (22500, 37500), 0.1, adam].
         scale_min, scale_max: random rescale of training images before the crop (a harness
@@ -89,6 +93,7 @@ class CascadePSPConfig:
     low: float = 0.1
     high: float = 0.9
     min_confidence: float = 0.0
+    mask_batch_size: int = 1
     iterations: int = 180
     batch_size: int = 8
     crop_size: tuple[int, int] = (112, 112)
@@ -100,6 +105,8 @@ class CascadePSPConfig:
     scale_min: float = 0.25
     scale_max: float = 1.0
     seed: int = 0
+
+    batch_option: ClassVar[str] = "mask_batch_size"  # the harness reads it (bench.core.batch)
 
 
 def build_net(cfg: Any) -> RefinementModule:
@@ -185,9 +192,12 @@ class CascadePSP(Method):
         with torch.no_grad():
             im = normalize(np.ascontiguousarray(image), self.device)
             seg = masks.to(self.device, torch.float32)[:, None] * 2 - 1
-            out = refine_masks(self.net, im, seg, self.cfg.L, self.cfg.local_step, self.cfg.padding,
-                               self.cfg.low, self.cfg.high)
-            return out[:, 0]
+            if self.cfg.mask_batch_size < 1:
+                raise ValueError(f"cascadepsp.mask_batch_size must be >= 1, got {self.cfg.mask_batch_size}")
+            # each mask's global step, crops and skip rule are its own: groups change rounding only
+            out = [refine_masks(self.net, im, part, self.cfg.L, self.cfg.local_step, self.cfg.padding,
+                                self.cfg.low, self.cfg.high) for part in seg.split(self.cfg.mask_batch_size)]
+            return torch.cat(out)[:, 0]
 
     def refine(self, image: np.ndarray, coarse: Coarse | None) -> torch.Tensor:
         """Refine one image class by class.
@@ -229,9 +239,12 @@ class CascadePSP(Method):
             raise ValueError("cascadepsp training needs a non-empty training set")
         device = torch.device(ctx.device)
         samples = [(np.asarray(s.image), np.asarray(s.label)) for s in (train_set[i] for i in range(len(train_set)))]
+        path = Path(paths["cascadepsp"])
+        file = resume.ResumeFile(path, "cascadepsp", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
+                                 resume.runtime_of(ctx))
         with loop.seeded(device, cfg.seed):
             net = build_net(cfg).to(device)
-            train_net(net, samples, cfg, ctx.dataset.ignore_index, device)
-        path = Path(paths["cascadepsp"])
+            train_net(net, samples, cfg, ctx.dataset.ignore_index, device, resume_file=file)
         loop.save_checkpoint(loop.cpu_state(net), path, loop.sidecar_of(ctx))
+        file.remove()
         log.info("cascadepsp: saved %s", path)

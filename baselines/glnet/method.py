@@ -37,13 +37,15 @@ import torch
 from baselines.glnet.infer import predict
 from baselines.glnet.net import GLNet
 from baselines.glnet.train import (
+    STAGES,
+    Resume,
     TrainViews,
     fixed_global,
     train_global,
     train_global2local,
     train_local2global,
 )
-from bench.training import loop
+from bench.training import loop, resume
 from bench.models.state_dict import load_weights
 from bench.models.backbones.resnet import load_partial_strict
 from bench.core.interface import Coarse, Dataset, Method, MethodContext
@@ -72,7 +74,10 @@ class GLNetConfig:
         global_size: (w, h) of the global input; None = the sweep's input size.
         patch_size: (w, h) of a local patch at full resolution; None = the input size.
         min_overlap: least overlap of neighbouring patches in pixels (release 50 at 508-px patches).
-        sub_batch_size: patches per local forward (release 6; results do not depend on it).
+        sub_batch_size: patches per local forward, the declared batch setting (``batch_option``;
+            ``bench.core.batch``; release 6). 1 by default, so that time and memory compare with
+            the other rows at batch 1; labels are identical at any setting on CPU
+            (tests/test_batch.py). Inference only: training aggregates in its own chunks.
         batch_size: images per training step (release 6).
         patches_per_image: patches drawn per image and step in stages 2 and 3 (None = all, the release).
         iterations_global, iterations_local, iterations_l2g: steps of stages 1, 2, 3 (the
@@ -95,7 +100,7 @@ class GLNetConfig:
     global_size: tuple[int, int] | None = None
     patch_size: tuple[int, int] | None = None
     min_overlap: float = 12
-    sub_batch_size: int = 6
+    sub_batch_size: int = 1
     batch_size: int = 6
     patches_per_image: int | None = 4
     iterations_global: int = 1000
@@ -110,6 +115,8 @@ class GLNetConfig:
     hflip: bool = True
     rotate: bool = False
     seed: int = 0
+
+    batch_option: ClassVar[str] = "sub_batch_size"  # the harness reads it (bench.core.batch)
 
 
 def arch(cfg: GLNetConfig) -> dict[str, int]:
@@ -196,6 +203,11 @@ class GLNetMethod(Method):
     def train(cls, cfg: GLNetConfig, ctx: MethodContext, train_set: Dataset, paths: Mapping[str, Path]) -> None:
         """The three stages in order, each saved (whole module, release layout) as it ends.
 
+        One resume state for the whole training, beside the last stage's weights
+        (``bench.training.resume``): it holds the stage, its step, the model, the frozen stage-1
+        copy and the shared generator, so a rerun skips the finished stages (their weights are on
+        disk) and continues the interrupted one.
+
         Raises:
             ValueError: empty training set.
         """
@@ -205,15 +217,24 @@ class GLNetMethod(Method):
         global_hw, patch_hw = sizes(cfg, ctx)
         ignore = ctx.dataset.ignore_index
         sidecar = loop.sidecar_of(ctx)
+        steps = [cfg.iterations_global, cfg.iterations_local, cfg.iterations_l2g]
+        file = resume.ResumeFile(Path(paths["local2global"]), "glnet", resume.identity_of(sidecar, cfg, steps=steps),
+                                 resume.runtime_of(ctx))
+        at = file.phase()
+        first = STAGES.index(at) if at in STAGES else 0  # the stage a stored state is in; earlier ones are done
         with loop.seeded(device, cfg.seed):
             rng = np.random.default_rng(cfg.seed)
             data = TrainViews(train_set, cfg, global_hw, patch_hw, device)
             model = GLNet(ctx.num_classes, **arch(cfg)).to(device)
-            train_global(model, data, cfg, device, rng, ignore)
-            loop.save_checkpoint(loop.cpu_state(model), Path(paths["global"]), sidecar)
-            fixed = fixed_global(model)
-            train_global2local(model, data, cfg, device, rng, ignore)
-            loop.save_checkpoint(loop.cpu_state(model), Path(paths["global2local"]), sidecar)
-            train_local2global(model, fixed, data, cfg, device, rng, ignore)
+            if first == 0:
+                train_global(model, data, cfg, device, rng, ignore, Resume(file, {"model": model}, device))
+                loop.save_checkpoint(loop.cpu_state(model), Path(paths["global"]), sidecar)
+            fixed = fixed_global(model)  # resumed past stage 1: the state holds the stage-1 copy
+            both = Resume(file, {"model": model, "fixed": fixed}, device)
+            if first <= 1:
+                train_global2local(model, data, cfg, device, rng, ignore, both)
+                loop.save_checkpoint(loop.cpu_state(model), Path(paths["global2local"]), sidecar)
+            train_local2global(model, fixed, data, cfg, device, rng, ignore, both)
             loop.save_checkpoint(loop.cpu_state(model), Path(paths["local2global"]), sidecar)
+        file.remove()
         log.info("glnet: saved %s", ", ".join(str(p) for p in paths.values()))

@@ -15,6 +15,12 @@ The result per metric is the observed difference A - B on the common images and 
 interval (2.5 %, 97.5 % for the default 95 % level) of the B bootstrap differences. A difference
 is called significant when that interval excludes zero. Everything is deterministic for a given
 seed: the common ids are sorted first, so the record order does not matter.
+
+Fewer than ``MIN_PAIRED_IMAGES`` (5) paired images give no verdict (:attr:`BootstrapResult.markable`
+is False): with N images there are at most C(2N-1, N) distinct resamples (3 at N = 2, 35 at
+N = 4), so the percentile interval is a handful of values and excludes zero whenever the
+images agree in sign, however small the sample; the tables print the interval without a mark and
+say why.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 from bench.evaluation.metrics import ABSENT_POLICIES, iou_per_class, mean_iou
 
 ImageRecords = Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]]
+MIN_PAIRED_IMAGES = 5  # the least N whose interval may carry a significance mark (module docstring)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,11 @@ class BootstrapResult:
     n_resamples: int
     seed: int
     level: float
+
+    @property
+    def markable(self) -> bool:
+        """True when enough images are paired (``MIN_PAIRED_IMAGES``) for a significance mark."""
+        return self.n_images >= MIN_PAIRED_IMAGES
 
 
 def _by_id(recs: ImageRecords, side: str) -> dict[str, Mapping[str, Any]]:

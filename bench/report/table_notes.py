@@ -13,7 +13,7 @@ import numpy as np
 from bench.core.config import BenchConfig, parse_size
 from bench.core.interface import DatasetInfo
 from bench.evaluation.metrics import MIOU_VARIANTS, VARIANT_HEADERS, describe_variant, mba_radii, metric_variant
-from bench.evaluation.significance import BootstrapResult, DiffInterval, paired_bootstrap
+from bench.evaluation.significance import MIN_PAIRED_IMAGES, BootstrapResult, DiffInterval, paired_bootstrap
 from bench.report.table_format import HIGHER, LOWER
 from bench.report.table_model import Table, UnitResult, comparable, competing, partial_note
 
@@ -111,7 +111,48 @@ def timing_note(cfg: BenchConfig, results: Sequence[UnitResult], seconds: bool =
     return [f"Time: {what} per image of the coarse pass plus refine() (image decode, weight loading and "
             f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, "
             f"{', '.join(map(str, threads)) or '?'} thread(s), fp32.",
-            f"Memory (MiB, 1024² bytes): {mem_def}."]
+            f"Memory (MiB, 1024² bytes): {mem_def}.", batch_note(results)]
+
+
+NOT_RECORDED = "not recorded"
+
+
+def row_batch(res: UnitResult) -> int | str | None:
+    """The batch setting a unit ran at (``bench.core.batch``), from its image records.
+
+    Returns:
+        items per forward (int), None for a method that declares no batch option, or
+        ``NOT_RECORDED`` for records written before the setting was recorded.
+    """
+    recs = list(res.images.values())
+    if not recs or "batch" not in recs[0]:
+        return NOT_RECORDED
+    return recs[0]["batch"]
+
+
+def batch_note(results: Sequence[UnitResult]) -> str:
+    """Which batch setting the rows' time and memory were measured at (issue 21, item 9).
+
+    One setting for every row that batches work: ``Batch: 1 ...``; rows at different settings:
+    the sentence says the columns compare settings as well as methods, and lists them.
+    """
+    ok = [r for r in results if r.status == "ok"]
+    batched = {r.display: b for r in ok if (b := row_batch(r)) is not None}
+    none = sorted({r.display for r in ok if row_batch(r) is None})
+    plain = f"; {', '.join(none)} batch nothing (one forward per image)" if none else ""
+    if not batched:
+        return f"Batch: no row batches work{plain}." if ok else "Batch: no row measured."
+    settings = set(batched.values())
+    if len(settings) == 1:
+        (b,) = settings
+        if b == NOT_RECORDED:
+            return (f"Batch: the setting is not recorded in these records (written before it was); rerun to "
+                    f"name it{plain}.")
+        return (f"Batch: every row that batches work runs {b} item(s) per forward (its declared option: "
+                f"{', '.join(sorted(batched))}){plain}; time and memory grow with it.")
+    listed = ", ".join(f"{d} {b}" for d, b in sorted(batched.items()))
+    return (f"Batch: the rows run at different settings (items per forward: {listed}){plain}: their time and "
+            f"memory compare batch settings as well as methods.")
 
 
 def data_note(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> list[str]:
@@ -242,24 +283,39 @@ def significance_note(cfg: BenchConfig) -> str:
             f"both compared rows share, numpy seed {cfg.seed}; each resample recomputes the mIoU from the summed "
             f"per-image confusion matrices and the mBA as the mean over the drawn images); {HIGHER} marks a "
             f"difference whose 95% percentile interval lies above zero (significantly higher), {LOWER} one whose "
-            f"interval lies below zero (significantly lower), no mark an interval that holds zero.")
+            f"interval lies below zero (significantly lower), no mark an interval that holds zero or a comparison "
+            f"of fewer than {MIN_PAIRED_IMAGES} paired images (too few resamples differ for a verdict).")
 
 
-def _fmt_interval(d: DiffInterval) -> str:
-    """``+3.03 [+1.10, +5.00]†``: the difference and its interval in points, with the mark."""
+def _fmt_interval(d: DiffInterval, markable: bool = True) -> str:
+    """``+3.03 [+1.10, +5.00]†``: the difference and its interval in points, with the mark (none when
+    not ``markable``)."""
     if np.isnan(d.diff):
         return "–"
     ci = "no interval" if np.isnan(d.low) else f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}]"
-    return f"{100 * d.diff:+.2f} {ci}{mark(d)}"
+    return f"{100 * d.diff:+.2f} {ci}{mark(d) if markable else ''}"
+
+
+def too_few_note(res: BootstrapResult) -> str:
+    """Why a comparison carries no mark when it pairs fewer than ``MIN_PAIRED_IMAGES`` images ("" otherwise)."""
+    if res.markable:
+        return ""
+    # with N images at most C(2N-1, N) resamples differ (3 at N = 2): the interval says nothing
+    return f"no significance mark: {res.n_images} paired image(s), fewer than the {MIN_PAIRED_IMAGES} a verdict needs"
 
 
 def comparison_text(a: UnitResult, b: UnitResult, res: BootstrapResult, metrics: Sequence[str] = ("miou", "mba")) -> str:
-    parts = [f"{'mIoU' if m == 'miou' else 'mBA'} {_fmt_interval(getattr(res, m))}" for m in metrics]
-    return f"{a.display} - {b.display} at {a.size} on {res.n_images} paired image(s): {', '.join(parts)}"
+    parts = [f"{'mIoU' if m == 'miou' else 'mBA'} {_fmt_interval(getattr(res, m), res.markable)}" for m in metrics]
+    few = too_few_note(res)
+    return (f"{a.display} - {b.display} at {a.size} on {res.n_images} paired image(s): {', '.join(parts)}"
+            + (f" ({few})" if few else ""))
 
 
 def mark_cells(table: Table, row: int, res: BootstrapResult, columns: Mapping[str, int | None]) -> None:
-    """Append the sign-correct mark to ``row``'s cells of ``columns`` (``{"miou": j, "mba": j}``)."""
+    """Append the sign-correct mark to ``row``'s cells of ``columns`` (``{"miou": j, "mba": j}``); nothing
+    from fewer than ``MIN_PAIRED_IMAGES`` paired images (:func:`too_few_note` says why)."""
+    if not res.markable:
+        return
     for metric, col in columns.items():
         if col is not None:
             table.rows[row][col] += mark(getattr(res, metric))
@@ -295,8 +351,9 @@ def _best_vs_runner_up(table: Table, rows: Sequence[UnitResult], compare: Compar
     if res is None:
         return f"{BEST_VS_RUNNER_UP}: {best.display} - {runner.display}: no image in common, not tested."
     mark_cells(table, row_of(best), res, cols)
-    return (f"{BEST_VS_RUNNER_UP}: {comparison_text(best, runner, res)}; the marks are on the best row's cells "
-            f"({LOWER}: that row is significantly lower there).")
+    where = (f"; the marks are on the best row's cells ({LOWER}: that row is significantly lower there)"
+             if res.markable else "")
+    return f"{BEST_VS_RUNNER_UP}: {comparison_text(best, runner, res)}{where}."
 
 
 def add_significance(table: Table, cfg: BenchConfig, info: DatasetInfo, rows: Sequence[UnitResult],
