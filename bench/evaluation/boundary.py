@@ -97,7 +97,7 @@ def binary_counts(gt: np.ndarray, pred: np.ndarray, ratio: float = DILATION_RATI
     """
     gt, pred = np.asarray(gt), np.asarray(pred)
     _check_pair(gt, pred)
-    d = boundary_width(*gt.shape, ratio=ratio)
+    d = boundary_width(gt.shape[0], gt.shape[1], ratio)
     band_g, band_p = inner_band(gt, d), inner_band(pred, d)
     return int(np.count_nonzero(band_g & band_p)), int(np.count_nonzero(band_g | band_p))
 
@@ -145,7 +145,7 @@ def class_counts(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_inde
         if bad.any():
             raise ValueError(f"{name} values {np.unique(vals[bad])[:10].tolist()} outside the class set "
                              f"0..{num_classes - 1} (ignore_index={ignore_index})")
-    d = boundary_width(*gt.shape, ratio=ratio)
+    d = boundary_width(gt.shape[0], gt.shape[1], ratio)
     inter = np.zeros(num_classes, np.int64)
     union = np.zeros(num_classes, np.int64)
     present = np.union1d(np.unique(gt[valid]), np.unique(pred))
