@@ -1,11 +1,19 @@
-"""Benchmark configuration: one frozen dataclass, flat YAML, dotted ``key=value`` overrides.
+"""Benchmark configuration: one frozen dataclass, YAML files, dotted ``key=value`` overrides.
 
 A dataset file ``configs/datasets/<name>.yaml`` holds the sweep for that dataset. Keys are the
-fields of :class:`BenchConfig`, plus two dotted families:
+fields of :class:`BenchConfig`; four of them are blocks of options, as is each method:
 
-- ``<method>.<option>: value`` sets an option of that method's ``Config`` dataclass (defaults come
-  from the dataclass, then ``configs/methods/<method>.yaml``, then the dataset file, then the CLI);
-- ``data.<kwarg>: value`` is passed to the dataset constructor (e.g. ``data.size``).
+- ``backbone_train.<key>`` (:class:`BackboneTrainConfig`), ``backbone_options.<kwarg>`` (the
+  backbone builder's), ``data.<kwarg>`` (the dataset constructor's, e.g. ``data.size``) and
+  ``train_data.<kwarg>`` (the training split's, over ``data``);
+- ``<method>.<option>`` sets an option of that method's ``Config`` dataclass (defaults come
+  from the dataclass, then ``configs/methods/<method>.yaml``, then the dataset file, then the CLI).
+
+A block is written nested or dotted, in a file and on the command line alike: ``backbone_train:
+{iterations: 20}`` and ``backbone_train.iterations: 20`` are the same key, and a block given in a
+later layer (the command line over the file) changes only the keys it names (:func:`flatten`). An
+unknown key is refused with where it was written (the file, or ``command line``), its key path and
+close matches (:func:`check_keys`); ``python -m bench keys [DATASET]`` lists every key.
 
 ``paper:`` (a nested mapping, as is ``cited:``, the published rows of methods not run here)
 records published values for the tables:
@@ -71,7 +79,8 @@ class BenchConfig:
     Attributes:
         dataset: dataset registry key.
         data_root: folder of a real dataset (None for synthetic).
-        split: evaluated split; ``train_split`` is used for training.
+        split: evaluated split.
+        train_split: the split the backbone and the learned methods train on.
         methods: registry keys swept, in table order.
         input_size: backbone input size (w, h) of every method (the paper's n).
         coarse_scale: (w, h) the image is resized to before the input size in the coarse pass
@@ -80,8 +89,9 @@ class BenchConfig:
         table1_sizes: extra input sizes (w, h) for Table 1.
         backbone: backbone name for ``bench.models.backbones.create_backbone``.
         backbone_checkpoint: weights file; default ``<checkpoint_dir>/backbone.pt``.
-        backbone_options: extra builder kwargs.
-        backbone_train: training options for the backbone (see ``bench.training.backbone``).
+        backbone_options: keyword arguments of the backbone's builder (``backbone_options.<kwarg>``, e.g.
+            ``width`` of ``light``).
+        backbone_train: the backbone's training options (``backbone_train.<key>``; ``bench.training.backbone``).
         checkpoint_dir: where learned weights live. Default: ``reference_dir`` when training is
             off and the dataset has reference weights, else ``results/checkpoints/<dataset>``
             (where ``make train`` writes; the reference folder is never written by training).
@@ -136,9 +146,11 @@ class BenchConfig:
         save_predictions: how many of the split's first images each unit saves as label-map PNGs
             under ``<out_dir>/predictions/`` for the qualitative panels (``bench show``); 0 saves
             none. Not part of the unit key: it changes no result.
-        data: dataset constructor kwargs (``data.<key>``).
-        train_data: extra constructor kwargs for the training split (``train_data.<key>``).
-        method_options: per-method option overrides (``<method>.<key>``).
+        data: keyword arguments of the dataset's class (``data.<kwarg>``, e.g. ``data.size`` of a
+            generated dataset, ``data.list_file``).
+        train_data: keyword arguments for the training split only, over ``data`` (``train_data.<kwarg>``).
+        method_options: each method's options (``<method>.<option>``, e.g. ``magnet.n_points``), over
+            ``configs/methods/<method>.yaml``.
         paper: published values keyed ``"<method>@<WxH>"``.
         version: bump when the benchmark's meaning changes.
     """
@@ -283,83 +295,266 @@ def _coerce_value(key: str, value: Any) -> Any:
     return value
 
 
-def _parse_value(text: str) -> Any:
-    """CLI values are YAML scalars or flow sequences: ``3``, ``true``, ``[a, b]``, ``256x128``."""
-    return yaml.safe_load(text) if text != "" else None
+# the fields that are blocks of options, written ``<block>.<key>`` or as a nested mapping
+BLOCKS = ("backbone_train", "backbone_options", "data", "train_data")
+KEYS_HINT = "python -m bench keys lists every key"
+COMMAND_LINE = "command line"
+
+
+def _parse_value(key: str, text: str) -> Any:
+    """CLI values are YAML: ``3``, ``true``, ``[a, b]``, ``256x128``, ``{iterations: 20}``.
+
+    Raises:
+        ValueError: one line naming ``key`` (the shell splits an unquoted ``{a: 1}`` at its space).
+    """
+    if text == "":
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        reason = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"{COMMAND_LINE}: {key}={text} is not a valid YAML value ({reason}); quote a value with "
+                         f"spaces (\"{key}={{a: 1, b: 2}}\") or set one key at a time ({key}.a=1)") from None
+
+
+def _label(where: str | Path) -> str:
+    """A file as the user knows it: relative to the repository when inside it."""
+    if isinstance(where, Path):
+        try:
+            return str(where.resolve().relative_to(REPO_DIR))
+        except ValueError:
+            return str(where)
+    return where
+
+
+def flatten(raw: Mapping[str, Any], where: str | Path = "config") -> dict[str, Any]:
+    """Every block of ``raw`` written as dotted keys: ``{backbone_train: {lr: 1}}`` -> ``{backbone_train.lr: 1}``.
+
+    Blocks are :data:`BLOCKS`, ``method_options`` (``{magnet: {n_points: 1}}`` -> ``magnet.n_points``)
+    and any other non-field key holding a mapping (a method: ``magnet: {n_points: 1}``). Nested
+    blocks come first and dotted keys after, so that a dotted key wins over the same key in a block
+    whatever their order; a key inside a block's value (``data.classes: {...}``) is not opened.
+
+    Raises:
+        ValueError: a block that is not a mapping, naming ``where`` and the key.
+    """
+    label = _label(where)
+    nested: dict[str, Any] = {}
+    dotted: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = str(key)
+        if key in BLOCKS or key == "method_options" or (key not in _FIELDS and "." not in key
+                                                           and isinstance(value, Mapping)):
+            if value is None:  # an empty block: ``backbone_train:`` with nothing under it
+                continue
+            if not isinstance(value, Mapping):
+                what = "<method>.<option>" if key == "method_options" else f"{key}.<key>"
+                raise ValueError(f"{label}: {key} must be a mapping of options ({what}), got {value!r}")
+            if key == "method_options":
+                for method, options in value.items():
+                    nested.update(flatten({str(method): options}, where))
+            else:
+                nested.update({f"{key}.{sub}": v for sub, v in value.items()})
+        elif "." in key:
+            dotted[key] = value
+        else:
+            nested[key] = value
+    return {**nested, **dotted}
+
+
+class ConfigKeyError(KeyError, ValueError):
+    """An unknown or malformed config key: a ``KeyError`` (as before) and a ``ValueError`` (a bad input),
+    whose ``str()`` is the message itself (a plain ``KeyError`` quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _close(name: str, known: Sequence[str]) -> list[str]:
+    return difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+
+
+def _unknown(label: str, key: str, close: Sequence[str]) -> ConfigKeyError:
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return ConfigKeyError(f"{label}: unknown key {key}{hint} ({KEYS_HINT})")
+
+
+def _registered_methods() -> list[str]:
+    from bench.core.registry import method_paths  # lazily: only for a key that looks like a misspelt block
+
+    try:
+        return list(method_paths())
+    except ValueError:  # a malformed plugin entry: named by the method checks (bench.pipeline.validate)
+        return []
+
+
+def check_keys(flat: Mapping[str, Any], where: str | Path = "config",
+               sources: Mapping[str, str] | None = None) -> None:
+    """Every key of a flat mapping is a field, a block's key, or ``<method>.<option>``.
+
+    Method names and options are checked against the registry later (``bench.pipeline.validate``,
+    which imports methods only on a cache miss); here a ``<name>.<key>`` whose name is close to a
+    block and is no registered method is refused.
+
+    Args:
+        flat: as :func:`flatten` returns.
+        where: the file (a path) or ``command line``: every message starts with it.
+        sources: where each key was written, over ``where``.
+
+    Raises:
+        KeyError: ``<where>: unknown key <path>; did you mean <path>?`` (a top-level key keeps
+            the older ``unknown config key '<key>'`` form).
+    """
+    train_fields = [f.name for f in dataclasses.fields(BackboneTrainConfig)]
+    for key in flat:
+        label = (sources or {}).get(key) or _label(where)
+        head, dot, rest = key.partition(".")
+        if not dot:
+            if key not in _FIELDS:
+                close = _close(key, list(_FIELDS))
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigKeyError(f"{label}: unknown config key {key!r}{hint} ({KEYS_HINT}; blocks: "
+                               f"{', '.join(f'{b}.<key>' for b in BLOCKS)}, <method>.<option>)")
+        elif not rest or not head:
+            raise ConfigKeyError(f"{label}: {key!r} is not a key (a key path is <block>.<key> or <method>.<option>)")
+        elif head == "backbone_train":
+            if rest not in train_fields:
+                raise _unknown(label, key, [f"backbone_train.{c}" for c in _close(rest, train_fields)])
+        elif head in BLOCKS:
+            continue  # constructor kwargs: checked where the dataset or backbone is built
+        elif head in _FIELDS:
+            raise ConfigKeyError(f"{label}: unknown key {key}: {head} is a single value, not a block of options "
+                           f"(blocks: {', '.join(BLOCKS)}, <method>)")
+        else:
+            close = _close(head, BLOCKS)
+            if close and head not in _registered_methods():
+                # a known option of a typed block is the likeliest meaning: name that one alone
+                exact = [c for c in close if c == "backbone_train" and rest in train_fields]
+                raise _unknown(label, key, [f"{c}.{rest}" for c in exact or close])
 
 
 def merge(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply flat overrides (dotted keys allowed) on top of a flat mapping."""
-    out = dict(raw)
-    out.update(overrides)
-    return out
+    """``overrides`` over ``raw``, both flattened first: a block in ``overrides`` changes only its own keys."""
+    return {**flatten(raw), **flatten(overrides, COMMAND_LINE)}
 
 
-def build(flat: Mapping[str, Any]) -> BenchConfig:
-    """Turn a flat mapping (YAML file plus overrides) into a validated :class:`BenchConfig`.
+def build(flat: Mapping[str, Any], *, where: str | Path = "config",
+          sources: Mapping[str, str] | None = None) -> BenchConfig:
+    """Turn a mapping (YAML file plus overrides, nested or dotted) into a validated :class:`BenchConfig`.
+
+    Args:
+        flat: the keys; blocks nested or dotted (:func:`flatten`).
+        where: named by a message about a key that ``sources`` does not place.
+        sources: where each flat key was written (a file, ``command line``); kept with the
+            config for later messages (:func:`key_source`).
 
     Raises:
-        KeyError: an unknown key, with suggestions.
+        KeyError: an unknown key, with where it was written and close matches.
+        ValueError: a bad value (naming the key).
     """
+    flat = flatten(flat, where)
+    check_keys(flat, where, sources)
     kwargs: dict[str, Any] = {}
-    data: dict[str, Any] = {}
-    train_data: dict[str, Any] = {}
+    blocks: dict[str, dict[str, Any]] = {b: {} for b in BLOCKS}
     methods: dict[str, dict[str, Any]] = {}
     for key, value in flat.items():
-        if key.startswith("data."):
-            data[key[5:]] = value
-        elif key.startswith("train_data."):
-            train_data[key[11:]] = value
-        elif "." in key:
-            method, _, option = key.partition(".")
-            methods.setdefault(method, {})[option] = value
-        elif key in _FIELDS:
+        head, dot, rest = key.partition(".")
+        if not dot:
             kwargs[key] = _coerce(key, value)
+        elif head in blocks:
+            blocks[head][rest] = value
         else:
-            close = difflib.get_close_matches(key, list(_FIELDS), n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise KeyError(f"unknown config key {key!r}{hint} (known: {sorted(_FIELDS)}, or data.<kw>, <method>.<option>)")
-    kwargs["data"] = {**dict(kwargs.get("data", {})), **data}
-    kwargs["train_data"] = {**dict(kwargs.get("train_data", {})), **train_data}
-    merged = {m: dict(v) for m, v in dict(kwargs.get("method_options", {})).items()}
-    for method, opts in methods.items():
-        merged.setdefault(method, {}).update(opts)
-    kwargs["method_options"] = merged
-    return BenchConfig(**kwargs)
+            methods.setdefault(head, {})[rest] = value
+    kwargs.update(blocks, method_options=methods)
+    cfg = BenchConfig(**kwargs)
+    # not a field: where each key came from changes no result, so it stays out of to_dict() and the unit keys
+    object.__setattr__(cfg, "_key_sources", dict(sources or {}))
+    return cfg
+
+
+def key_source(cfg: BenchConfig, key: str) -> str | None:
+    """Where ``key`` (a flat key path, ``magnet.n_points``) of ``cfg`` was written: a file, ``command line``, or None."""
+    sources: Mapping[str, str] = getattr(cfg, "_key_sources", {})
+    return sources.get(key)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping; an empty file is ``{}``."""
-    with open(path) as fh:
-        loaded = yaml.safe_load(fh) or {}
+    """``yaml.safe_load`` a mapping; an empty file is ``{}``.
+
+    Raises:
+        ValueError: not YAML, or not a mapping at the top level (naming the file).
+    """
+    try:
+        with open(path) as fh:
+            loaded = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{at}: {one_line_yaml(err)}") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return loaded
 
 
+def one_line_yaml(err: yaml.YAMLError) -> str:
+    """A YAML error's problem, without the multi-line context PyYAML prints."""
+    return str(getattr(err, "problem", None) or type(err).__name__)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A dataset config file, flattened (:func:`flatten`) and its keys checked, every message naming the file.
+
+    Raises:
+        KeyError: an unknown key (``<file>: unknown key backbone_train.itrations; did you mean ...``).
+        ValueError: not YAML, not a mapping, a block that is not a mapping, or a key written twice
+            (nested and dotted).
+    """
+    raw = read_yaml(path)
+    flat = flatten(raw, path)
+    nested = {f"{b}.{k}" for b, v in raw.items() if isinstance(v, Mapping) and "." not in str(b)
+              and b not in ("paper", "cited") for k in v}
+    twice = sorted(nested & {str(k) for k in raw})
+    if twice:
+        raise ValueError(f"{_label(path)}: {twice[0]} is written twice (in its block and as a dotted key)")
+    check_keys(flat, path)
+    return flat
+
+
 def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None, config_file: str | Path | None = None) -> BenchConfig:
-    """Load ``configs/datasets/<dataset>.yaml`` (or ``config_file``) and apply overrides."""
+    """Load ``configs/datasets/<dataset>.yaml`` (or ``config_file``) and apply overrides (the command line's)."""
     path = Path(config_file) if config_file else CONFIG_DIR / "datasets" / f"{dataset}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))
         close = difflib.get_close_matches(dataset, known, n=3, cutoff=0.5) if not config_file else []
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise FileNotFoundError(f"no config {path}{hint} dataset configs: {known}")
-    raw, extra = read_yaml(path), dict(overrides or {})
+    raw, extra = read_config(path), flatten(dict(overrides or {}), COMMAND_LINE)
     if extra.get("weights_from", raw.get("weights_from")):  # a composition of two configs: a layer above
         raise ValueError("weights_from composes two configs: load it with bench.pipeline.configure.load "
                          "(what every command uses)")
-    return build(merge(raw, extra))
+    check_keys(extra, COMMAND_LINE)
+    sources = {**dict.fromkeys(raw, _label(path)), **dict.fromkeys(extra, COMMAND_LINE)}
+    return build({**raw, **extra}, sources=sources)
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """``["limit=2", "magnet.n_points=0.5"]`` -> ``{"limit": 2, "magnet.n_points": 0.5}``."""
+    """``["limit=2", "magnet.n_points=0.5"]`` -> ``{"limit": 2, "magnet.n_points": 0.5}``.
+
+    Keys are checked (:func:`check_keys`) and values parsed as YAML here, so that a mistake on
+    the command line is named as such.
+
+    Raises:
+        ValueError: a word that is not ``key=value``, or a value that is not YAML.
+        KeyError: an unknown key.
+    """
     out: dict[str, Any] = {}
     for arg in args:
         if "=" not in arg:
-            raise ValueError(f"override {arg!r} is not key=value")
+            raise ValueError(f"{COMMAND_LINE}: {arg!r} is not key=value (a value with spaces needs quotes: "
+                             f"\"backbone_train={{iterations: 20, lr: 0.01}}\")")
         key, _, text = arg.partition("=")
-        out[key.strip()] = _parse_value(text)
+        out[key.strip()] = _parse_value(key.strip(), text)
+    check_keys(flatten(out, COMMAND_LINE), COMMAND_LINE)
     return out
 
 
