@@ -35,11 +35,13 @@ _SIZE_FIELDS = ("input_size", "coarse_scale")
 
 @dataclass(frozen=True)
 class Key:
-    """One row: a key path (``backbone_train.iterations``), its value as YAML text and its meaning."""
+    """One row: a key path (``backbone_train.iterations``), its value as YAML text, its meaning and its type
+    (the annotation as written in the code; ``""`` where there is none)."""
 
     key: str
     value: str
     meaning: str
+    type: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,11 @@ def show(value: Any, key: str = "") -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _type(annotation: Any) -> str:
+    """An annotation as written (``from __future__ import annotations`` keeps them as strings)."""
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -141,7 +148,7 @@ def _field_default(f: dataclasses.Field) -> Any:
 def sweep_section(cfg: BenchConfig) -> Section:
     """Every field of :class:`BenchConfig` that is not a block, with ``cfg``'s value."""
     docs = class_docs(BenchConfig)
-    rows = tuple(Key(f.name, show(getattr(cfg, f.name), f.name), docs.get(f.name, UNDOCUMENTED))
+    rows = tuple(Key(f.name, show(getattr(cfg, f.name), f.name), docs.get(f.name, UNDOCUMENTED), _type(f.type))
                  for f in dataclasses.fields(BenchConfig) if f.name not in BLOCKS and f.name != "method_options")
     return Section("Sweep", "The fields of `BenchConfig` (`bench/core/config.py`).", rows)
 
@@ -152,8 +159,8 @@ def backbone_train_section(cfg: BenchConfig) -> Section:
 
     resolved = backbone_train_config(cfg)
     docs = class_docs(BackboneTrainConfig)
-    rows = tuple(Key(f"backbone_train.{f.name}", show(getattr(resolved, f.name)), docs.get(f.name, UNDOCUMENTED))
-                 for f in dataclasses.fields(BackboneTrainConfig))
+    rows = tuple(Key(f"backbone_train.{f.name}", show(getattr(resolved, f.name)), docs.get(f.name, UNDOCUMENTED),
+                     _type(f.type)) for f in dataclasses.fields(BackboneTrainConfig))
     intro = class_docs(BenchConfig).get("backbone_train", UNDOCUMENTED)
     return Section("backbone_train", f"{intro} `BackboneTrainConfig` (`bench/core/config.py`); `seed` is the "
                                      "sweep's `seed` unless set here.", rows)
@@ -169,7 +176,8 @@ def _signature_rows(prefix: str, target: Any, values: Mapping[str, Any], skip: t
         if name in ("self", *skip) or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         value = values.get(name, None if param.default is param.empty else param.default)
-        rows.append(Key(f"{prefix}.{name}", show(value), docs.get(name, UNDOCUMENTED)))
+        annotation = "" if param.annotation is param.empty else _type(param.annotation)
+        rows.append(Key(f"{prefix}.{name}", show(value), docs.get(name, UNDOCUMENTED), annotation))
     rows += [Key(f"{prefix}.{k}", show(v), "(not an argument of the builder: refused when it is built)")
              for k, v in values.items() if all(r.key != f"{prefix}.{k}" for r in rows)]
     return rows
@@ -220,7 +228,8 @@ def method_sections(cfg: BenchConfig, names: list[str]) -> list[Section]:
         values = {f.name: _field_default(f) for f in fields}
         values.update(method_config_values(cfg, name))
         docs = class_docs(config) if isinstance(config, type) else {}
-        rows = tuple(Key(f"{name}.{f.name}", show(values[f.name]), docs.get(f.name, UNDOCUMENTED)) for f in fields)
+        rows = tuple(Key(f"{name}.{f.name}", show(values[f.name]), docs.get(f.name, UNDOCUMENTED), _type(f.type))
+                     for f in fields)
         intro = f"`{getattr(config, '__qualname__', '')}` (`{paths[name].partition(':')[0]}`)" if fields else "No options."
         sections.append(Section(name, intro, rows))
     return sections
@@ -281,8 +290,9 @@ def render_markdown(sections: list[Section]) -> str:
     for section in sections:
         out += ["", f"## {section.title}", "", section.intro]
         if section.keys:
-            out += ["", "| key | default | meaning |", "|---|---|---|"]
-            out += [f"| `{k.key}` | `{_cell(k.value)}` | {_cell(k.meaning)} |" for k in section.keys]
+            out += ["", "| key | type | default | meaning |", "|---|---|---|---|"]
+            out += [f"| `{k.key}` | {f'`{_cell(k.type)}`' if k.type else ''} | `{_cell(k.value)}` | {_cell(k.meaning)} |"
+                    for k in section.keys]
     return "\n".join(out) + "\n"
 
 

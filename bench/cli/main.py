@@ -1,7 +1,8 @@
 """Command line: ``python -m bench {run,train,table,score,show,check-data,drift,list,smoke,unit} ...``.
 
 Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=cuda``,
-``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``.
+``methods=[downsample,magnet]``, ``magnet.n_points=0.5``, ``data.size=2048x1024``,
+``backbone_train.iterations=20``; ``python -m bench keys [DATASET]`` lists every key.
 
 Exit codes: 0 every unit complete; 1 a unit failed, is partial, lacks weights, has stale weights
 (or the figures failed); 2 a user error (an unknown name or key, a bad value, a missing data
