@@ -20,6 +20,8 @@ import pytest
 from bench.cli import main as cli
 from bench.data.base import DataFormatError
 from bench.data.big import BigFolder, detect_layout, refined_files
+from bench.evaluation.boundary import binary_counts
+from bench.evaluation.metrics import boundary_accuracy
 from bench.evaluation.big_score import BigAccumulator, binarize, resize_to, score_object
 from bench.report.big_tables import AVG_ROW, BigCell, avg_improve, big_table, published_table
 from bench.report.table_format import to_latex, to_markdown
@@ -149,6 +151,20 @@ def test_refined_pattern_found_or_named(tmp_path):
 
 
 # --- scorer ----------------------------------------------------------------------------------------
+
+def test_scores_equal_the_shared_metrics_on_random_masks():
+    # the prepared bands must give metrics.boundary_accuracy's mBA and boundary.binary_counts' BIoU
+    # exactly; catches a band built with another kernel, radius or border (e.g. a square kernel)
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        h, w = rng.integers(40, 400, size=2)
+        noise = [cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 3) for _ in range(2)]
+        gt, pred = (n > np.quantile(n, rng.uniform(0.2, 0.8)) for n in noise)
+        score = score_object("r", gt.astype(np.uint8) * 255, pred.astype(np.uint8) * 255)
+        assert score.coarse.mba == boundary_accuracy(gt.astype(np.uint8), pred.astype(np.uint8), ignore_index=None)
+        assert (score.coarse.biou_inter, score.coarse.biou_union) == binary_counts(gt, pred)
+        assert (score.coarse.inter, score.coarse.union) == (int((gt & pred).sum()), int((gt | pred).sum()))
+
 
 def test_threshold_rules_differ_at_128():
     # catches: one rule for both (a grey 128 is object for SegRefiner only)

@@ -45,7 +45,7 @@ def score_folder(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """
     from bench.data.base import DataFormatError
     from bench.data.big import BigFolder, check_size, read_grey, refined_dir, refined_files
-    from bench.evaluation.big_score import BigAccumulator, score_methods
+    from bench.evaluation.big_score import BigAccumulator, prepare_truth, score_methods
 
     methods = _refined_args(args.refined)
     try:
@@ -54,17 +54,19 @@ def score_folder(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         stems = folder.ids()
         files = {(s, m): refined_files(refined_dir(d, s, len(folder.sources) == 1), stems, args.pattern)
                  for s in folder.sources for m, d in methods.items()}
-        scores: dict[str, dict[str, Any]] = {}
-        for source in folder.sources:
-            accs = {m: BigAccumulator(args.threshold, args.dilation_ratio) for m in (methods or {"": ""})}
-            for index, stem in enumerate(stems):
-                gt = folder.gt(index)
+        names = list(methods) or [""]  # "": the coarse masks alone
+        accs = {(s, m): BigAccumulator(args.threshold, args.dilation_ratio) for s in folder.sources for m in names}
+        for index, stem in enumerate(stems):  # one ground truth (and its bands) per object, for every source
+            entry = folder.entries[index]
+            gt = folder.gt(index)
+            truth = prepare_truth(gt, args.threshold, args.dilation_ratio)
+            for source in folder.sources:
                 coarse = folder.coarse(index, source)
-                check_size(gt, coarse.shape, folder.entries[index].gt, folder.entries[index].coarse[source])
-                refined = {m: read_grey(files[(source, m)][stem]) if m else None for m in accs}
-                for m, obj in score_methods(stem, gt, coarse, refined, args.threshold, args.dilation_ratio).items():
-                    accs[m].add(obj)
-            scores[source] = {m: acc.compute() for m, acc in accs.items()}
+                check_size(gt, coarse.shape, entry.gt, entry.coarse[source])
+                refined = {m: read_grey(files[(source, m)][stem]) if m else None for m in names}
+                for m, obj in score_methods(stem, truth, coarse, refined).items():
+                    accs[(source, m)].add(obj)
+        scores = {s: {m: accs[(s, m)].compute() for m in names} for s in folder.sources}
     except (FileNotFoundError, DataFormatError) as err:
         raise UserError(str(err)) from err
     except ValueError as err:  # an unknown layout, a pattern without {stem}, an ambiguous refined folder

@@ -14,12 +14,13 @@ Over a set (one coarse source, one method):
 
 - IoU is **pooled**: the sum of intersections over the sum of unions, for the coarse and the
   refined masks, never a mean of per-image IoUs.
-- mBA is the **per-image mean** of CascadePSP's binary boundary accuracy,
+- mBA is the **per-image mean** of CascadePSP's binary boundary accuracy: the value of
   :func:`bench.evaluation.metrics.boundary_accuracy` with ``ignore_index=None`` on the 0/1 masks
   (the five radii from the image's W + H, OpenCV's elliptical kernel, the band
-  ``dilate(gt) != erode(gt)``): that function is ``compute_boundary_acc`` of the binary case
-  exactly. A ground truth without a boundary (empty or full) has no mBA: it is skipped and listed
-  (the reference divides 0 by 0).
+  ``dilate(gt) != erode(gt)``), which is ``compute_boundary_acc`` of the binary case exactly. Its
+  bands are made once per object (:func:`prepare_truth`) with the same radii, kernels and
+  arithmetic; a test checks the values are identical. A ground truth without a boundary (empty or
+  full) has no mBA: it is skipped and listed (the reference divides 0 by 0).
 - Boundary IoU (:mod:`bench.evaluation.boundary`) is pooled like IoU: summed band intersections
   over summed band unions, at a named dilation ratio.
 
@@ -34,11 +35,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from PIL import Image  # Pillow comes with matplotlib; its bilinear resize is the reference's
 
-from bench.evaluation.boundary import DILATION_RATIO, binary_counts, ratio_or_nan
-from bench.evaluation.metrics import boundary_accuracy
+from bench.evaluation.boundary import DILATION_RATIO, boundary_width, inner_band, ratio_or_nan
+from bench.evaluation.metrics import ellipse_kernel, mba_radii
 
 THRESHOLDS = {"gt128": "> 128 (CascadePSP, CRM)", "ge128": ">= 128 (SegRefiner)"}
 
@@ -98,22 +100,69 @@ class MaskScore:
     biou_union: int
 
 
-def score_mask(gt: np.ndarray, mask: np.ndarray, ratio: float = DILATION_RATIO) -> MaskScore:
-    """Score one binary mask.
+@dataclass(frozen=True)
+class Truth:
+    """A binarised ground truth with its bands, computed once and scored against every mask of the object.
+
+    At 5000x3600 the five elliptical mBA bands take seconds; a BIG object is scored against one
+    coarse mask per source and one refined mask per method and source, so they are made once.
+
+    Attributes:
+        mask: (H, W) bool ground truth.
+        mba_bands: the five (H, W) bool mBA bands ``dilate(gt) != erode(gt)``, radii from (H, W).
+        inner: (H, W) bool Boundary IoU band of the ground truth.
+        d: the Boundary IoU band width, pixels.
+        threshold: the rule ``mask`` was binarised with.
+    """
+
+    mask: np.ndarray
+    mba_bands: tuple[np.ndarray, ...]
+    inner: np.ndarray
+    d: int
+    threshold: str
+
+
+def prepare_truth(gt: np.ndarray, threshold: str = "gt128", ratio: float = DILATION_RATIO) -> Truth:
+    """Binarise an 8-bit grey ground truth and compute its bands.
+
+    The mBA bands are those of :func:`bench.evaluation.metrics.boundary_accuracy` with
+    ``ignore_index=None`` (the same radii and kernels; a test checks the scores are identical).
 
     Args:
-        gt: (H, W) bool ground truth.
-        mask: (H, W) bool coarse or refined mask.
+        gt: (H, W) uint8 grey ground truth.
+        threshold: ``"gt128"`` or ``"ge128"``.
         ratio: Boundary IoU dilation ratio.
     """
-    gt, mask = np.asarray(gt, bool), np.asarray(mask, bool)
+    mask = binarize(gt, threshold)
+    m = mask.astype(np.uint8)
+    height, width = mask.shape
+    bands = []
+    for radius in mba_radii(height, width):
+        kernel = ellipse_kernel(radius)
+        bands.append(cv2.dilate(m, kernel) != cv2.erode(m, kernel))
+    d = boundary_width(height, width, ratio)
+    return Truth(mask, tuple(bands), inner_band(mask, d), d, threshold)
+
+
+def score_mask(truth: Truth, mask: np.ndarray) -> MaskScore:
+    """Score one binary mask against a prepared ground truth.
+
+    Args:
+        truth: the ground truth (:func:`prepare_truth`).
+        mask: (H, W) bool coarse or refined mask.
+    """
+    gt, mask = truth.mask, np.asarray(mask, bool)
     if gt.shape != mask.shape:
         raise ValueError(f"ground truth {gt.shape} and mask {mask.shape} differ in shape")
-    inter = int(np.count_nonzero(gt & mask))
-    union = int(np.count_nonzero(gt | mask))
-    mba = boundary_accuracy(gt.astype(np.uint8), mask.astype(np.uint8), ignore_index=None)
-    b_inter, b_union = binary_counts(gt, mask, ratio)
-    return MaskScore(inter, union, mba, b_inter, b_union)
+    correct = gt == mask
+    accs = []
+    for band in truth.mba_bands:  # boundary_accuracy's arithmetic, so the values are identical
+        n = int(np.count_nonzero(band))
+        accs.append(float(np.count_nonzero(correct & band)) / n if n else float("nan"))
+    mba = float("nan") if any(np.isnan(accs)) else float(np.mean(accs))
+    band = inner_band(mask, truth.d)
+    return MaskScore(int(np.count_nonzero(gt & mask)), int(np.count_nonzero(gt | mask)), mba,
+                     int(np.count_nonzero(truth.inner & band)), int(np.count_nonzero(truth.inner | band)))
 
 
 @dataclass(frozen=True)
@@ -153,33 +202,35 @@ def score_object(stem: str, gt: np.ndarray, coarse: np.ndarray, refined: np.ndar
     Raises:
         ValueError: the coarse mask's size differs from the ground truth's.
     """
-    return score_methods(stem, gt, coarse, {"": refined}, threshold, ratio)[""]
+    return score_methods(stem, prepare_truth(gt, threshold, ratio), coarse, {"": refined})[""]
 
 
-def score_methods(stem: str, gt: np.ndarray, coarse: np.ndarray, refined: Mapping[str, np.ndarray | None],
-                  threshold: str = "gt128", ratio: float = DILATION_RATIO) -> dict[str, ObjectScore]:
-    """:func:`score_object` for several methods' refined masks of one object; the coarse mask is scored once.
+def score_methods(stem: str, truth: Truth, coarse: np.ndarray,
+                  refined: Mapping[str, np.ndarray | None]) -> dict[str, ObjectScore]:
+    """:func:`score_object` for one coarse mask and several methods' refined masks; the coarse mask is scored once.
 
     Args:
+        stem: the object's id.
+        truth: its ground truth (:func:`prepare_truth`; its threshold binarises the masks too).
+        coarse: (H, W) uint8 grey coarse mask.
         refined: method name -> its (h, w) uint8 grey refined mask, or None.
 
     Returns:
         method name -> the object's score.
     """
-    gt = np.asarray(gt)
-    if np.asarray(coarse).shape != gt.shape:
-        raise ValueError(f"{stem}: coarse mask {np.asarray(coarse).shape} and ground truth {gt.shape} differ in size")
-    gt_b = binarize(gt, threshold)
-    coarse_b = binarize(coarse, threshold)
-    coarse_score = score_mask(gt_b, coarse_b, ratio)
+    shape = truth.mask.shape
+    if np.asarray(coarse).shape != shape:
+        raise ValueError(f"{stem}: coarse mask {np.asarray(coarse).shape} and ground truth {shape} differ in size")
+    coarse_b = binarize(coarse, truth.threshold)
+    coarse_score = score_mask(truth, coarse_b)
     out = {}
     for name, mask in refined.items():
         refined_score, resized = None, False
         if mask is not None:
-            resized = np.asarray(mask).shape != gt.shape
-            refined_score = score_mask(gt_b, binarize(resize_to(mask, gt.shape), threshold), ratio)
+            resized = np.asarray(mask).shape != shape
+            refined_score = score_mask(truth, binarize(resize_to(mask, shape), truth.threshold))
         out[name] = ObjectScore(stem, coarse_score, refined_score, not coarse_b.any(), resized,
-                                int(gt.shape[0]), int(gt.shape[1]))
+                                int(shape[0]), int(shape[1]))
     return out
 
 

@@ -61,8 +61,11 @@ def inner_band(mask: np.ndarray, d: int) -> np.ndarray:
     One erosion with a (2d+1)x(2d+1) square and a zero border, not the reference's d erosions with
     a 3x3 square inside a zero frame: d 3x3 erosions compose into one (2d+1) square erosion (the
     Minkowski sum of d 3x3 squares is that square), and the frame carries its zeros d pixels in,
-    exactly what a constant-zero border does in one step. OpenCV erodes a rectangle separably, so
-    the cost no longer grows with d times the image (d = 69 at 2448², 141 at 5000²).
+    exactly what a constant-zero border does in one step. One erosion states the definition
+    (Chebyshev distance d) without relying on how a library runs iterations: a generic erosion
+    loop costs d passes over the image (d = 69 at 2448², 141 at 5000²). OpenCV happens to merge
+    iterations of a rectangle into one larger rectangle, so there the two cost the same (0.74 s and
+    0.80 s at 5000x3600, d = 123, on a 2-core AMD EPYC).
 
     Args:
         mask: (H, W) bool (or 0/1 integers).
