@@ -336,3 +336,29 @@ def test_big_score_user_error_does_not_import_torch(tmp_path):
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert res.stdout.split() == ["2", "False"], res.stdout + res.stderr
     assert "nowhere does not exist" in res.stderr
+
+
+def test_big_score_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
+    # catches: a resume file that is written but not read (prepare_truth called again), reused after a
+    # file changed, or a crash-cut last line that breaks the next run
+    import bench.evaluation.big_score as scorer
+
+    big = make_cascadepsp(tmp_path)
+    resume = tmp_path / "scores.jsonl"
+    argv = ["big-score", str(big), "--refined", f"identity={tmp_path / 'out' / 'identity'}",
+            "--refined", f"perfect={tmp_path / 'out' / 'perfect'}", "--biou", "--resume", str(resume)]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert [json.loads(ln)["stem"] for ln in resume.read_text().splitlines()] == ["a", "b"]
+
+    calls = []
+    real = scorer.prepare_truth
+    monkeypatch.setattr(scorer, "prepare_truth", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with resume.open("a") as fh:
+        fh.write('{"stem": "a", "thresh')  # a line cut short by a crash
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == first and calls == []
+
+    _write(tmp_path / "out" / "perfect" / "shift4" / "b_mask.png", SHIFTED)  # b's files changed: b again
+    assert cli.main(argv) == 0
+    assert len(calls) == 1 and _table_rows(capsys.readouterr().out)[1][3] != EXPECTED_ROWS[1][3]
