@@ -362,3 +362,10 @@ def test_big_score_resumes_where_it_stopped(tmp_path, capsys, monkeypatch):
     _write(tmp_path / "out" / "perfect" / "shift4" / "b_mask.png", SHIFTED)  # b's files changed: b again
     assert cli.main(argv) == 0
     assert len(calls) == 1 and _table_rows(capsys.readouterr().out)[1][3] != EXPECTED_ROWS[1][3]
+
+
+def test_sources_chosen_and_ordered(tmp_path):
+    big = make_cascadepsp(tmp_path)
+    assert BigFolder(big, sources=["shift4", "exact"]).sources == ["shift4", "exact"]
+    with pytest.raises(FileNotFoundError, match=r"no source folder \['fcn'\] \(found: \['exact', 'shift4'\]\)"):
+        BigFolder(big, sources=["fcn"])

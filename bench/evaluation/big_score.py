@@ -78,7 +78,7 @@ def resize_to(grey: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if grey.dtype != np.uint8 or grey.ndim != 2:
         raise ValueError(f"expected an (h, w) uint8 mask to resize, got {grey.shape} {grey.dtype}")
     height, width = shape
-    return np.asarray(Image.fromarray(grey, mode="L").resize((width, height), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(grey)).resize((width, height), Image.Resampling.BILINEAR))
 
 
 @dataclass(frozen=True)
