@@ -39,7 +39,7 @@ from baselines.common.gf_ops import (
     guided_filter_coeffs,
     resize_bilinear_region,
 )
-from bench.training import loop
+from bench.training import loop, resume
 from bench.models.state_dict import load_state_dict_strict, load_weights
 from bench.models.coarse import compute_coarse, resize_image
 from bench.core.interface import Coarse, Dataset, Method, MethodContext
@@ -310,6 +310,10 @@ class DeepGuidedFilter(Method):
         """Train the guide head with the backbone frozen and save its state dict to ``paths["dgf"]``
         (with the sidecar ``make train`` passes in ``ctx``; ``bench.training.loop.save_checkpoint``).
 
+        A resumable state (``bench.training.resume``) is written beside it as training goes and
+        removed once it is saved. The windows are drawn in this process: each needs the frozen
+        backbone's coarse map of its image, computed (and cached) on the training device here.
+
         Raises:
             ValueError: no backbone in ``ctx`` or an empty training set.
         """
@@ -321,11 +325,22 @@ class DeepGuidedFilter(Method):
         rng = np.random.default_rng(cfg.seed)
         cache = _TrainCache(ctx, train_set, cfg.cache_images)
         ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
+        path = Path(paths["dgf"])
+        file = resume.ResumeFile(path, "dgf", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
+                                 resume.runtime_of(ctx))
+        checkpoint = resume.Checkpointer(file, cfg.iterations, modules={"head": head}, optimizers={"opt": optimiser},
+                                         generators={"rng": rng}, device=torch.device(ctx.device))
         with loop.Progress("dgf", cfg.iterations) as progress:
-            for _ in range(cfg.iterations):
+            snap = checkpoint.restore()
+            losses = [] if snap is None else snap.losses
+            progress.skip(len(losses))
+            for it in range(len(losses), cfg.iterations):
                 loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                progress.step(loss.item())
-        loop.save_checkpoint(loop.cpu_state(head), Path(paths["dgf"]), loop.sidecar_of(ctx))
+                losses.append(loss.item())
+                progress.step(losses[-1])
+                checkpoint.after_step(it + 1, losses)
+        loop.save_checkpoint(loop.cpu_state(head), path, loop.sidecar_of(ctx))
+        file.remove()

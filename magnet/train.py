@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.training import loop
+from bench.training import loop, resume
 from bench.runtime.distributed import data_parallel
 from bench.core.interface import Dataset, MethodContext
 from magnet.config import MagNetConfig, Plan, resolve_plan
@@ -97,10 +98,15 @@ def _wrap_ddp(refiner: RefinementModule, device: torch.device) -> torch.nn.Modul
 
 
 def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, num_classes: int, ignore_index: int,
-              seed: int) -> tuple[RefinementModule, list[float]]:
+              seed: int, resume_file: resume.ResumeFile | None = None) -> tuple[RefinementModule, list[float]]:
     """Train one refiner on pairs drawn from ``scales``; returns it and the mean loss per epoch.
 
     Data-parallel under torchrun (see the module docstring); the returned losses are then rank 0's.
+    ``resume_file``: where the resumable state is written and read in one process
+    (``bench.training.resume``): besides the weights, optimiser and generators it holds the data
+    order, i.e. the epoch, the epoch's batch list and position in it, the stream carried across
+    epochs and the losses so far. The pairs are drawn in this process: each needs the frozen
+    backbone's maps, computed and cached on the training device (``PairSource``).
     """
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed)
@@ -115,14 +121,27 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     steps = milestones(cfg)
     min_kept = scaled_min_kept(cfg.ohem_min_kept, source.plan.input_size)
     stream: list[int] = []
-    history = []
+    history: list[float] = []
     name = "magnet refiner " + ",".join(f"{w}x{h}" for w, h in scales)
-    with loop.Progress(name, cfg.epochs * steps_per_epoch(cfg, len(source)), enabled=rank == 0) as progress:
-        for epoch in range(cfg.epochs):
+    total = cfg.epochs * steps_per_epoch(cfg, len(source))
+    generators = {"rng": rng} if pair_rng is rng else {"rng": rng, "pair_rng": pair_rng}
+    checkpoint = resume.Checkpointer(resume_file if world == 1 else None, total, modules={"refiner": refiner},
+                                     optimizers={"opt": opt}, generators=generators, device=device)
+    with loop.Progress(name, total, enabled=rank == 0) as progress:
+        snap = checkpoint.restore()
+        done, all_losses, at = (0, [], None) if snap is None else (snap.step, snap.losses, snap.extra)
+        if at is not None:
+            stream, history = list(at["stream"]), list(at["history"])
+            progress.skip(done)
+        for epoch in range(0 if at is None else int(at["epoch"]), cfg.epochs):
             loop.set_lr(opt, loop.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
-            losses = []
-            for batch in _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream):
-                share, weight = _rank_share(batch, rank, world)
+            if at is not None and epoch == int(at["epoch"]):  # the interrupted epoch: its batches were drawn
+                batches, losses, begin = [list(b) for b in at["batches"]], list(at["epoch_losses"]), int(at["pos"])
+            else:
+                batches = _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream)
+                losses, begin = [], 0
+            for pos in range(begin, len(batches)):
+                share, weight = _rank_share(batches[pos], rank, world)
                 fine, crop, target = sample_batch(source, share, scales, pair_rng)
                 first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
                 loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
@@ -132,7 +151,12 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
+                all_losses.append(losses[-1])
                 progress.step(losses[-1], epoch=epoch + 1)
+                done += 1
+                checkpoint.after_step(done, all_losses, {"epoch": epoch, "pos": pos + 1, "batches": batches,
+                                                         "epoch_losses": losses, "stream": stream,
+                                                         "history": history})
             history.append(float(np.mean(losses)))
             log.info("%s epoch %d/%d loss %.4f", name, epoch + 1, cfg.epochs, history[-1])
     if cfg.bn_recalibration > 0:
@@ -179,15 +203,27 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
     source = PairSource(train_set, plan, backbone, ctx.device, cfg.cache_mb)
     source.warm()
     seed = int(ctx.options.get("seed", 0)) if ctx.options else 0
+    rank, world = data_parallel()
+    if world > 1 and rank == 0:
+        print(f"[train] magnet: no resume state under torchrun ({world} processes); an interrupted run restarts "
+              "at step 0", file=sys.stderr, flush=True)
     summary: dict[str, Any] = {}
+    files = []
     for r in range(plan.n_refiners):
         key = f"refiner_{r}"
         if key not in paths:
             raise KeyError(f"no path for {key}; expected the keys of MagNet.checkpoints(): {sorted(paths)}")
         start = time.perf_counter()
         scales = plan.stages_of_refiner(r)
-        refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r)
-        if data_parallel()[0] == 0:  # under DDP every rank holds the same weights; one writes them
+        # one state per refiner, kept until every refiner is saved: a rerun restores a finished one
+        # at its last step (no step is repeated) and continues the interrupted one
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, seed=seed + r, scales=scales)
+        files.append(resume.ResumeFile(Path(paths[key]), f"magnet {key}", identity, resume.runtime_of(ctx),
+                                       enabled=rank == 0))
+        refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r, files[-1])
+        if rank == 0:  # under DDP every rank holds the same weights; one writes them
             loop.save_checkpoint(loop.cpu_state(refiner), Path(paths[key]), loop.sidecar_of(ctx))
         summary[key] = {"scales": [list(s) for s in scales], "loss": history, "seconds": time.perf_counter() - start}
+    for file in files:
+        file.remove()
     return summary

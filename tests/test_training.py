@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import logging
 import os
 
 import pytest
@@ -79,17 +79,42 @@ def test_make_optimizer_names_the_config_key():
         loop.make_optimizer(_params(), "adam", 0.1, allowed=("sgd", "adamw"), what="backbone_train.optimizer")
 
 
-def test_progress_logs_the_first_every_nth_and_last_step(caplog):
-    with caplog.at_level(logging.INFO, logger="bench.training.loop"), loop.Progress("x", 7, every=3) as progress:
-        for i in range(7):
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_without_a_tty_prints_at_most_every_10_s_and_the_last_step():
+    """Steps 3 s apart: lines at the first step, then each step 10 s or more after the last line
+    (t = 112, 124: steps 5 and 9), and the last step (10); nothing at all when disabled."""
+    out, clock = io.StringIO(), _Clock()
+    with loop.Progress("x", 10, stream=out, clock=clock) as progress:
+        for i in range(10):
+            clock.now += 3.0
             progress.step(float(i), acc=0.5)
-    steps = [r.getMessage().split()[2] for r in caplog.records]
-    assert steps == ["1/7", "4/7", "7/7"] and "loss 6.0000 acc 0.5" in caplog.records[-1].getMessage()
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="bench.training.loop"), loop.Progress("x", 2, enabled=False) as quiet:
-        quiet.step(1.0)
-        quiet.step(1.0)
-    assert not caplog.records
+    lines = out.getvalue().splitlines()
+    assert [line.split()[3] for line in lines] == ["1/10", "5/10", "9/10", "10/10"]
+    # 3 s a step, 9 steps after the first line's step: "3 s/step"; 1 step left at step 9
+    assert lines[-2].endswith("loss 8.0000 acc 0.5 | 3 s/step, 3 s left"), lines[-2]
+    assert lines[-1].endswith("| 3 s/step, 0 s left")
+    quiet = io.StringIO()
+    with loop.Progress("x", 2, enabled=False, stream=quiet, clock=clock) as off:
+        off.step(1.0)
+        off.step(1.0)
+    assert quiet.getvalue() == ""
+
+
+def test_progress_after_a_resume_counts_from_the_resumed_step():
+    out, clock = io.StringIO(), _Clock()
+    with loop.Progress("x", 100, stream=out, clock=clock) as progress:
+        progress.skip(90)
+        clock.now += 2.0
+        progress.step(1.0)
+    # one step in this process, 2 s: 9 steps left take 18 s (not 91 steps' worth of the old run)
+    assert out.getvalue().splitlines() == ["train x step 91/100 loss 1.0000 | 2 s/step, 18 s left"]
 
 
 STATE = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.cascadepsp.perturb import modify_boundary
-from bench.training import loop
+from bench.training import loop, resume
 from bench.core.interface import IMAGENET_MEAN, IMAGENET_STD
 
 # (output key, CE weight, L1 weight, L2 weight), release order s_0..s_5
@@ -144,11 +144,17 @@ def make_batch(samples: list[tuple[np.ndarray, np.ndarray]], cfg: Any, ignore_in
 
 
 def train_net(net: torch.nn.Module, samples: list[tuple[np.ndarray, np.ndarray]], cfg: Any,
-              ignore_index: int | None, device: torch.device) -> list[float]:
+              ignore_index: int | None, device: torch.device,
+              resume_file: resume.ResumeFile | None = None) -> list[float]:
     """Train ``net`` in place for ``cfg.iterations`` steps; returns the loss of each step.
+
+    The samples are made in this process: which class a sample's target is and how its boundary
+    is perturbed are drawn from the crop's own pixels, so the draws cannot be planned ahead of the
+    pixels for worker processes without changing the sample order.
 
     Args:
         samples: (image (H, W, 3) uint8, label (H, W) uint8) pairs.
+        resume_file: where the resumable state is written and read (``bench.training.resume``).
     """
     rng = np.random.default_rng(cfg.seed)
     opt = loop.make_optimizer(net.parameters(), cfg.optimizer, cfg.lr, weight_decay=cfg.weight_decay,
@@ -159,6 +165,8 @@ def train_net(net: torch.nn.Module, samples: list[tuple[np.ndarray, np.ndarray]]
         im, seg, gt = make_batch(samples, cfg, ignore_index, rng, device)
         return cascade_loss(net(im, seg), gt)
 
-    with loop.Progress("cascadepsp", cfg.iterations, every=25) as progress:
+    checkpoint = resume.Checkpointer(resume_file, cfg.iterations, modules={"net": net}, optimizers={"opt": opt},
+                                     generators={"rng": rng}, device=device)
+    with loop.Progress("cascadepsp", cfg.iterations) as progress:
         return loop.run_steps(opt, progress, cfg.iterations,
-                                  lambda it: loop.multistep_lr(cfg.lr, it, cfg.milestones, cfg.gamma), step)
+                              lambda it: loop.multistep_lr(cfg.lr, it, cfg.milestones, cfg.gamma), step, checkpoint)

@@ -48,7 +48,7 @@ from baselines.glnet.net import (
     global_crops,
 )
 from baselines.glnet.patches import PatchGrid, patch_grid
-from bench.training import loop
+from bench.training import loop, resume
 
 
 class TrainViews:
@@ -111,13 +111,36 @@ def _labels(labels: list[np.ndarray], size_hw: Sequence[int], device: torch.devi
     return torch.from_numpy(np.stack([resize_label(lab, size_hw) for lab in labels]).astype(np.int64)).to(device)
 
 
+STAGES = ("global", "global2local", "local2global")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a stage's resumable state goes: the file, the modules whose weights it holds
+    (``model``, and from stage 2 on ``fixed``: the stage-1 global branch) and the training device."""
+
+    file: resume.ResumeFile | None
+    modules: dict[str, torch.nn.Module]
+    device: torch.device
+
+
 def _loop(what: str, iterations: int, params: list[torch.nn.Parameter], lr: float, cfg: Any,
-          step: Callable[[], tuple[torch.Tensor, dict[str, float]]]) -> list[float]:
-    """Adam (L2 weight decay), poly decay per iteration, ``step()`` -> (loss, extra) each iteration."""
+          step: Callable[[], tuple[torch.Tensor, dict[str, float]]], rng: np.random.Generator,
+          saving: Resume | None) -> list[float]:
+    """Adam (L2 weight decay), poly decay per iteration, ``step()`` -> (loss, extra) each iteration.
+
+    ``saving``: the stage's resumable state (``bench.training.resume``; phase = the stage's name),
+    with ``rng``, the generator every stage draws from.
+    """
     opt = loop.make_optimizer(params, "adam", lr, weight_decay=cfg.weight_decay, allowed=("adam",),
-                                  what="glnet.optimizer")
+                              what="glnet.optimizer")
+    stage = what.split()[-1]
+    checkpoint = None if saving is None else resume.Checkpointer(
+        saving.file, iterations, modules=saving.modules, optimizers={"opt": opt}, generators={"rng": rng},
+        device=saving.device, phase=stage)
     with loop.Progress(what, iterations) as progress:
-        return loop.run_steps(opt, progress, iterations, lambda it: loop.poly_lr(lr, it, iterations), step)
+        return loop.run_steps(opt, progress, iterations, lambda it: loop.poly_lr(lr, it, iterations), step,
+                              checkpoint)
 
 
 def _subset(n: int, k: int | None, rng: np.random.Generator) -> list[int]:
@@ -133,7 +156,7 @@ def _batch(views: list[View]) -> torch.Tensor:
 
 
 def train_global(model: GLNet, data: TrainViews, cfg: Any, device: torch.device, rng: np.random.Generator,
-                 ignore: int | None) -> list[float]:
+                 ignore: int | None, saving: Resume | None = None) -> list[float]:
     """Stage 1 in place; returns the loss per iteration."""
     model.train()
     model.resnet_local.eval()
@@ -145,7 +168,7 @@ def train_global(model: GLNet, data: TrainViews, cfg: Any, device: torch.device,
                           ignore_index=ignore), {}
 
     params = [*model.resnet_global.parameters(), *model.fpn_global.parameters()]
-    return _loop("glnet global", cfg.iterations_global, params, cfg.lr_global, cfg, step)
+    return _loop("glnet global", cfg.iterations_global, params, cfg.lr_global, cfg, step, rng, saving)
 
 
 @dataclass
@@ -196,7 +219,7 @@ def _ensemble(model: GLNet, ps3_local: torch.Tensor, ps3_global: torch.Tensor, v
 
 
 def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.device, rng: np.random.Generator,
-                       ignore: int | None) -> list[float]:
+                       ignore: int | None, saving: Resume | None = None) -> list[float]:
     """Stage 2 in place (global branch fixed)."""
     model.train()
     model.resnet_global.eval()
@@ -218,7 +241,7 @@ def train_global2local(model: GLNet, data: TrainViews, cfg: Any, device: torch.d
         return loss, {"fmreg": float(mse.detach()) / len(views)}
 
     params = [*model.resnet_local.parameters(), *model.fpn_local.parameters(), *model.ensemble_conv.parameters()]
-    return _loop("glnet global2local", cfg.iterations_local, params, cfg.lr_local, cfg, step)
+    return _loop("glnet global2local", cfg.iterations_local, params, cfg.lr_local, cfg, step, rng, saving)
 
 
 AGGREGATE_BATCH = 32  # patches per local forward while caching stage 3's maps (eval mode: no effect on results)
@@ -236,7 +259,7 @@ def aggregate_local(model: GLNet, fixed: GLNet, view: View, sub_batch: int = AGG
 
 
 def train_local2global(model: GLNet, fixed: GLNet, data: TrainViews, cfg: Any, device: torch.device,
-                       rng: np.random.Generator, ignore: int | None) -> list[float]:
+                       rng: np.random.Generator, ignore: int | None, saving: Resume | None = None) -> list[float]:
     """Stage 3 in place (local branch fixed, fed by ``fixed``, the stage-1 global branch)."""
     model.train()
     model.resnet_local.eval()
@@ -262,7 +285,7 @@ def train_local2global(model: GLNet, fixed: GLNet, data: TrainViews, cfg: Any, d
         return loss, {}
 
     params = [*model.resnet_global.parameters(), *model.fpn_global.parameters(), *model.ensemble_conv.parameters()]
-    return _loop("glnet local2global", cfg.iterations_l2g, params, cfg.lr_l2g, cfg, step)
+    return _loop("glnet local2global", cfg.iterations_l2g, params, cfg.lr_l2g, cfg, step, rng, saving)
 
 
 def fixed_global(model: GLNet) -> GLNet:

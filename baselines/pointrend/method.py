@@ -36,7 +36,7 @@ from baselines.pointrend.features import coarse_and_fine
 from baselines.pointrend.head import build_point_head
 from baselines.pointrend.points import points_per_step, subdivide, subdivision_steps
 from baselines.pointrend.train import ignore_value, make_loader, train_head
-from bench.training import loop
+from bench.training import loop, resume
 from bench.models.state_dict import load_checkpoint
 from bench.core.interface import Coarse, Dataset, Method, MethodContext
 
@@ -178,13 +178,16 @@ class PointRend(Method):
         if len(train_set) == 0:
             raise ValueError("pointrend training needs a non-empty training set")
         device = torch.device(ctx.device)
+        path = Path(paths["pointrend"])
+        file = resume.ResumeFile(path, "pointrend", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
+                                 resume.runtime_of(ctx))
         with loop.seeded(device, cfg.seed):
             head = _head_for(cfg, ctx)
             load = make_loader(
                 ctx.backbone, train_set, ctx.input_size, ctx.device,
                 cfg.feature_key, cfg.cache_features, _first_scale(ctx),
             )
-            train_head(head, load, len(train_set), cfg, head.ignore_index)
-        path = Path(paths["pointrend"])
+            train_head(head, load, len(train_set), cfg, head.ignore_index, resume_file=file)
         loop.save_checkpoint(loop.cpu_state(head), path, loop.sidecar_of(ctx))
+        file.remove()
         log.info("pointrend: saved %s", path)

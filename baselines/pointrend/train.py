@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # mmseg ships no type information (Any to mypy); names the he
     from mmseg.models.decode_heads.point_head import PointHead
 
 from baselines.pointrend.features import coarse_and_fine
-from bench.training import loop
+from bench.training import loop, resume
 
 MIN_LR = 1e-4  # mmseg's PolyLR floor in the PointRend schedule
 
@@ -104,6 +104,7 @@ def train_head(
     num_samples: int,
     cfg: Any,
     ignore: int,
+    resume_file: resume.ResumeFile | None = None,
 ) -> list[float]:
     """Train ``head`` in place for ``cfg.iterations`` iterations.
 
@@ -114,6 +115,8 @@ def train_head(
         cfg: the PointRend config (iterations, batch_size, optimizer, lr, momentum, weight_decay,
             train_points, oversample_ratio, importance_sample_ratio, seed).
         ignore: label value skipped by the loss (for the log only; the head holds it).
+        resume_file: where the resumable state is written and read (``bench.training.resume``;
+            the point draws use torch's global generator and the image draws ``rng``, both saved).
 
     Returns:
         The loss of every iteration.
@@ -135,6 +138,8 @@ def train_head(
         loss, acc = batch_loss(head, [load(int(i)) for i in idx], train_cfg)
         return loss, {"point_acc": acc}
 
+    checkpoint = resume.Checkpointer(resume_file, cfg.iterations, modules={"head": head}, optimizers={"opt": opt},
+                                     generators={"rng": rng}, device=next(head.parameters()).device)
     with loop.Progress(f"pointrend (ignore={ignore})", cfg.iterations) as progress:
         return loop.run_steps(opt, progress, cfg.iterations,
-                                  lambda it: loop.poly_lr(cfg.lr, it, cfg.iterations, min_lr=MIN_LR), step)
+                              lambda it: loop.poly_lr(cfg.lr, it, cfg.iterations, min_lr=MIN_LR), step, checkpoint)

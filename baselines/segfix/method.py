@@ -26,7 +26,7 @@ import torch
 from baselines.segfix.net import SegFixNet
 from baselines.segfix.offsets import apply_offsets, offsets_from_logits
 from baselines.segfix.train import make_loader, train_net
-from bench.training import loop
+from bench.training import loop, resume
 from bench.models.state_dict import load_checkpoint
 from bench.models.coarse import upsampled_labels
 from bench.core.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
@@ -146,10 +146,13 @@ class SegFix(Method):
         if len(train_set) == 0:
             raise ValueError("segfix training needs a non-empty training set")
         device = torch.device(ctx.device)
+        path = Path(paths["segfix"])
+        file = resume.ResumeFile(path, "segfix", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
+                                 resume.runtime_of(ctx))
         with loop.seeded(device, cfg.seed):
             net = SegFixNet(cfg.width, cfg.head_channels).to(device)
             load = make_loader(train_set, ctx.dataset.ignore_index, cfg)
-            train_net(net, load, len(train_set), cfg, device)
-        path = Path(paths["segfix"])
+            train_net(net, load, len(train_set), cfg, device, resume_file=file)
         loop.save_checkpoint(loop.cpu_state(net), path, loop.sidecar_of(ctx))
+        file.remove()
         log.info("segfix: saved %s", path)

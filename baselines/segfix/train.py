@@ -17,7 +17,7 @@ import torch
 
 from baselines.segfix.loss import segfix_loss
 from baselines.segfix.targets import segfix_targets
-from bench.training import loop
+from bench.training import loop, resume
 from bench.core.interface import normalize
 
 Item = tuple[np.ndarray, np.ndarray, np.ndarray]  # image (H,W,3) u8, boundary (H,W) i8, direction (H,W) i8
@@ -96,9 +96,14 @@ def make_batch(
 
 
 def train_net(
-    net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, cfg: Any, device: torch.device
+    net: torch.nn.Module, load: Callable[[int, bool], Item], n: int, cfg: Any, device: torch.device,
+    resume_file: resume.ResumeFile | None = None,
 ) -> list[float]:
     """Train ``net`` in place for ``cfg.iterations`` iterations; returns the loss per iteration.
+
+    ``resume_file``: where the resumable state is written and read (``bench.training.resume``).
+    The samples are read in this process: their targets are cached there (``cache_targets``), so
+    after the first pass nothing is read, and worker processes would each recompute them.
 
     Raises:
         ValueError: unknown optimizer.
@@ -115,6 +120,8 @@ def train_net(
         return loss, {"boundary": parts["boundary"], "direction": parts["direction"],
                       "supervised_px": parts["supervised"]}
 
+    checkpoint = resume.Checkpointer(resume_file, cfg.iterations, modules={"net": net}, optimizers={"opt": opt},
+                                     generators={"rng": rng}, device=device)
     with loop.Progress("segfix", cfg.iterations) as progress:
         return loop.run_steps(opt, progress, cfg.iterations,
-                                  lambda it: loop.poly_lr(cfg.lr, it, cfg.iterations), step)
+                              lambda it: loop.poly_lr(cfg.lr, it, cfg.iterations), step, checkpoint)

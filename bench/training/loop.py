@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from bench.training.resume import Checkpointer
 from bench.weights import sidecar as sidecars
 from bench.weights.sidecar import fsync
 
@@ -103,29 +105,62 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class Progress:
-    """One training loop's progress: a bar on stderr with the last loss, and a log line every ``every`` steps.
+    """One training loop's progress on stderr: step / total, loss, seconds per step and time left.
+
+    On a terminal a live bar (tqdm); otherwise (a log file, CI, ``nohup``) a plain line
+    ``train <what> step k/N loss L [extra] | s s/step, T left`` at the first step, then at most one
+    every ``interval_s`` seconds, and always at the last step.
 
     Args:
         what: what trains (``backbone``, ``dgf``, ``magnet refiner 64x32,128x64``, ...).
         total: optimiser steps.
         enabled: False on every rank but 0 under torchrun (one bar per job).
-        every: steps between log lines (the first and the last step are always logged).
+        interval_s: least seconds between two plain lines.
+        stream: where to write (stderr); a bar only when it is a terminal.
+        clock: seconds, monotonic (a test's fake clock).
     """
 
-    def __init__(self, what: str, total: int, *, enabled: bool = True, every: int = 50) -> None:
-        self.what, self.total, self.every, self.enabled = what, total, every, enabled
-        self.done, self.start = 0, time.perf_counter()
-        self.bar = tqdm(total=total, desc=f"train {what}", disable=not enabled, mininterval=5)
+    def __init__(self, what: str, total: int, *, enabled: bool = True, interval_s: float = 10.0,
+                 stream: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.total, self.enabled, self.interval_s = what, total, enabled, interval_s
+        self.stream = sys.stderr if stream is None else stream
+        self.clock = clock
+        self.done = self.first = 0
+        self.start = self.last_line = clock()
+        self.printed = False
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.bar = tqdm(total=total, desc=f"train {what}", disable=not (enabled and self.tty), file=self.stream,
+                        mininterval=0.5, dynamic_ncols=True)
+
+    def skip(self, steps: int) -> None:
+        """Start the count at ``steps`` (a resumed loop); rates count the steps of this process only."""
+        self.done = self.first = steps
+        self.start = self.clock()
+        self.bar.update(steps)
+
+    def seconds_per_step(self) -> float | None:
+        """Mean seconds per step over this process's steps (None before the first)."""
+        steps = self.done - self.first
+        return (self.clock() - self.start) / steps if steps > 0 else None
 
     def step(self, loss: float, **extra: float) -> None:
-        """Record one optimiser step and its loss (``extra``: other figures of the step, for the log)."""
+        """Record one optimiser step and its loss (``extra``: other figures of the step)."""
         self.done += 1
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        self.bar.update(1)
-        if self.enabled and ((self.done - 1) % self.every == 0 or self.done == self.total):
-            parts = "".join(f" {k} {v:.4g}" for k, v in extra.items())
-            log.info("%s step %d/%d loss %.4f%s (%.0f s)", self.what, self.done, self.total, loss, parts,
-                     time.perf_counter() - self.start)
+        if not self.enabled:
+            return
+        if self.tty:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(1)
+            return
+        now = self.clock()
+        if self.printed and now - self.last_line < self.interval_s and self.done < self.total:
+            return
+        self.printed, self.last_line = True, now
+        parts = "".join(f" {k} {v:.4g}" for k, v in extra.items())
+        rate = self.seconds_per_step() or 0.0
+        print(f"train {self.what} step {self.done}/{self.total} loss {loss:.4f}{parts} | {rate:.3g} s/step, "
+              f"{_duration(rate * (self.total - self.done))} left", file=self.stream, flush=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -135,6 +170,16 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``3 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 @contextlib.contextmanager
@@ -148,15 +193,25 @@ def seeded(device: torch.device, seed: int) -> Iterator[None]:
 
 
 def run_steps(opt: torch.optim.Optimizer, progress: Progress, iterations: int, lr_at: Callable[[int], float],
-              step: Callable[[], tuple[torch.Tensor, Mapping[str, Any]]]) -> list[float]:
+              step: Callable[[], tuple[torch.Tensor, Mapping[str, Any]]],
+              checkpoint: Checkpointer | None = None) -> list[float]:
     """The step loop of the methods' trainers; returns the loss of every iteration.
 
     Each iteration ``it``: ``set_lr(opt, lr_at(it))``; ``loss, extra = step()`` (draw a batch,
     forward, loss); zero the gradients, backward, ``opt.step()``; the loss and ``extra`` (numbers
     or 0-d tensors, read after the step) go to ``progress``.
+
+    With ``checkpoint`` (``bench.training.resume``), a stored state is restored first and the loop
+    continues after its step; after every step the state is written when due and after the last.
+    ``step`` must draw only from the generators the checkpointer holds (and the global ones).
     """
     losses: list[float] = []
-    for it in range(iterations):
+    start = 0
+    snap = checkpoint.restore() if checkpoint is not None else None
+    if snap is not None:
+        start, losses = snap.step, snap.losses
+        progress.skip(start)
+    for it in range(start, iterations):
         set_lr(opt, lr_at(it))
         loss, extra = step()
         opt.zero_grad(set_to_none=True)
@@ -164,6 +219,8 @@ def run_steps(opt: torch.optim.Optimizer, progress: Progress, iterations: int, l
         opt.step()
         losses.append(float(loss.detach()))
         progress.step(losses[-1], **{k: float(v) for k, v in extra.items()})
+        if checkpoint is not None:
+            checkpoint.after_step(it + 1, losses)
     return losses
 
 
