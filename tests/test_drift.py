@@ -98,6 +98,24 @@ def test_gate_covers_every_method_of_the_default_sweep():
     assert SPEC["overrides"]["train"] is False
 
 
+def test_shipped_tolerances_follow_the_measured_rule_exactly():
+    """Each tolerance is the rule applied to its measurement: max(factor * largest difference, floor),
+    the factor and floors read from what the measuring run stored, and each entry's ``measured`` is that
+    run's largest difference over the kernel sets. A hand-widened tolerance (>= measured, but not
+    the rule) fails here, as does a floor or factor changed in the code without re-measuring."""
+    stored = SPEC["measured"]
+    assert stored["factor"] == drift.TOLERANCE_FACTOR and stored["floors"] == drift.FLOORS
+    accuracy = [e for e in SPEC["entries"] if e["metric"] in drift.ACCURACY_METRICS]
+    assert len(accuracy) == len(SPEC["entries"]) == 3 * len(stored["largest"])
+    for e in accuracy:
+        unit = f"{e['method']}@{e['size']}"
+        assert e["measured"] == stored["largest"][unit][e["metric"]], unit
+        # the largest over the kernel sets is the largest of the per-set differences
+        assert e["measured"] == max(run[unit][e["metric"]] for run in stored["per_set"].values()), unit
+        rule = max(stored["factor"] * e["measured"], stored["floors"][e["metric"]])
+        assert e["tol_abs"] == rule, f"{unit} {e['metric']}: tol_abs {e['tol_abs']} is not the measured rule {rule}"
+
+
 def test_unperturbed_unit_passes(tmp_path):
     assert {c.status for c in _gate(tmp_path, "downsample")} == {"ok"}
 

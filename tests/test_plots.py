@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import numpy as np
 import pytest
 
 from bench.cli import run as cli_run
@@ -100,3 +101,82 @@ def test_run_reports_a_figure_failure(tmp_path, monkeypatch, capsys):
 def test_a_unit_without_a_memory_figure_is_left_off_that_plot(tmp_path, results):
     results[("magnet", "128x64")].memory = float("nan")
     _assert_png(plot_accuracy_vs_cost(results, "memory", tmp_path / "m.png"))
+
+
+# --- the data each plot draws, read from the matplotlib objects (not from pixels) -------------------
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Figures the plot functions finish, kept open (``_save`` would write and close them)."""
+    import bench.report.plots as plots
+
+    figures = []
+
+    def keep(fig, path):
+        figures.append(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    yield figures
+    plots._plt().close("all")
+
+
+def _points(ax):
+    """Every scatter point of an axes as (x, y), in drawing order."""
+    return [tuple(map(float, xy)) for coll in ax.collections for xy in coll.get_offsets()]
+
+
+def _labels(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+@pytest.mark.parametrize("cost", ["time", "memory"])
+def test_accuracy_panels_draw_miou_left_and_mba_right_against_the_cost(tmp_path, results, drawn, cost):
+    plot_accuracy_vs_cost(results, cost, tmp_path / "p.png")
+    (fig,) = drawn
+    left, right = fig.axes[:2]
+    assert left.get_ylabel() == "mIoU (%)" and right.get_ylabel() == "mBA (%)"
+    # the fixture's five units that ran (densecrf is unavailable), in its order: x = median ms or
+    # MiB, y = 100 * mIoU on the left and 100 * mBA on the right
+    x = {"time": [105, 116, 137, 308, 2297], "memory": [113, 111, 132, 210, 171]}[cost]
+    np.testing.assert_allclose(_points(left), list(zip(x, [37, 44, 47, 43, 40])))
+    np.testing.assert_allclose(_points(right), list(zip(x, [46, 51, 56, 61, 52])))
+    ok = [u for u in results.values() if u.status == "ok"]
+    if cost == "time":
+        assert left.get_xscale() == "log" and left.get_xlabel() == "median time per image (ms, log scale)"
+    else:
+        assert left.get_xscale() == "linear" and left.get_xlabel() == "peak memory (MiB, resident-set growth)"
+    # several input sizes: each point is named with its method and size
+    expected = [f"{u.display} {u.size}" for u in ok]
+    assert _labels(left) == expected and _labels(right) == expected
+
+
+def test_time_axis_takes_the_median_not_the_mean(tmp_path, results, drawn):
+    unit = results[("patching", "128x64")]
+    unit.time = {"median": 300.0, "iqr": 5.0, "mean": 900.0, "n": 6}
+    plot_accuracy_vs_cost(results, "time", tmp_path / "p.png")
+    xs = [x for x, _ in _points(drawn[0].axes[0])]
+    assert 300.0 in xs and 900.0 not in xs
+
+
+def test_a_partial_unit_is_labelled_partial_on_the_plot(tmp_path, results, drawn):
+    unit = results[("magnet", "128x64")]
+    unit.expected = 8  # 6 of 8 images
+    plot_accuracy_vs_cost(results, "time", tmp_path / "p.png")
+    assert "Magnet 128x64 (6 of 8, partial)" in _labels(drawn[0].axes[0])
+
+
+def test_size_sweep_draws_miou_and_memory_per_method_against_width(tmp_path, results, drawn):
+    plot_size_sweep(_cfg(tmp_path), results, tmp_path / "s.png")
+    (fig,) = drawn
+    left, right = fig.axes[:2]
+    assert left.get_ylabel() == "mIoU (%)" and right.get_ylabel() == "peak memory (MiB, resident-set growth)"
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in left.get_lines()}
+    # Downsample at widths 128, 256, 512 with mIoU 37, 44, 47 %; MagNet a single point at 128
+    assert lines["Downsample"] == ([128, 256, 512], pytest.approx([37.0, 44.0, 47.0]))
+    assert lines["Magnet"] == ([128], pytest.approx([40.0]))
+    mem = {ln.get_label(): list(ln.get_ydata()) for ln in right.get_lines()}
+    assert mem == {"Downsample": [113, 111, 132], "Magnet": [171]}
+    assert left.get_xscale() == "log" and [t.get_text() for t in left.get_xticklabels()] == [
+        "128x64", "256x128", "512x256"]
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["Downsample", "Magnet"]
