@@ -93,9 +93,21 @@ TRAIN_CHECK_ARGS ?= methods=[downsample,patching,dgf,segfix] table1_sizes=[]
 train-check: ready
 	$(PY) -m bench train-check $(DATASET) $(TRAIN_CHECK_ARGS) $(ARGS)
 
-# Render the README's result blocks from the records of `make bench` and results/seeds/.
+# Render the result blocks of README.md and docs/*.md from the committed records (results/published/,
+# results/seeds/, ...; docs/reproducibility.md lists which block reads which file).
 readme: ready
 	$(PY) -m bench readme $(DATASET) $(ARGS)
+
+# Copy the run folders of `make bench` (and `make bench-full`, `make smoke`) into results/published/
+# (committed: what the pages render), then render. Refuses a run whose records miss a unit.
+.PHONY: publish
+publish: ready
+	$(PY) -m bench readme $(DATASET) --publish $(ARGS)
+
+# The manual (mkdocs.yml, docs/) into site/; --strict: a broken link, anchor or nav entry fails it.
+.PHONY: docs
+docs: ready
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 list: ready
 	$(PY) -m bench list

@@ -43,3 +43,127 @@ def test_the_sweep_time_is_rendered_from_run_json(tmp_path):
     assert "load average " in timing_text(cfg) and timing["load_after"] >= 0
     run_sweep(cfg)  # resumed: nothing left to run, and the text says so
     assert "2 of them already recorded (a resumed run" in timing_text(cfg)
+
+
+# --- the pages' blocks: rendered from published (committed) records, checked on every page ---------------
+
+import json  # noqa: E402
+import types  # noqa: E402
+
+import pytest  # noqa: E402
+
+from bench.cli import readme_blocks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One tiny run of downsample and patching (2 images), shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("swept")
+    cfg = build(_flat(tmp, tmp / "runs", ["downsample", "patching"]))
+    train_missing(cfg)
+    assert set(run_sweep(cfg).values()) == {"ok"}
+    return tmp, cfg
+
+
+def test_publish_copies_only_the_units_and_images_run_json_names(swept, tmp_path):
+    """Catches publishing the whole append-only records file: a record of another unit key or of an
+    image outside the run would be committed with it."""
+    from bench.evaluation import records
+
+    _, cfg = swept
+    stray = [{"type": "image", "status": "ok", "unit_key": "not-this-run", "method": "downsample", "size": "32x16",
+              "image_id": "val_0000"}]
+    image = next(r for r in records.load(cfg.out_path) if r.get("type") == "image")
+    stray.append({**image, "image_id": "val_9999"})  # this run's unit, an image it does not cover
+    with open(cfg.out_path / "records.jsonl", "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in stray)
+    try:
+        written = readme_blocks.publish(cfg, tmp_path / "published")
+    finally:
+        lines = (cfg.out_path / "records.jsonl").read_text().splitlines()
+        (cfg.out_path / "records.jsonl").write_text("\n".join(lines[:-2]) + "\n")
+    assert written == [tmp_path / "published" / "synthetic"]
+    kept = records.load(tmp_path / "published" / "synthetic")
+    run = json.loads((cfg.out_path / "run.json").read_text())
+    assert {r["unit_key"] for r in kept} == set(run["units"].values())
+    assert {r["image_id"] for r in kept if r["type"] == "image"} == set(run["image_ids"])
+    assert len([r for r in kept if r["type"] == "image"]) == 2 * 2  # 2 units x 2 images, nothing else
+
+
+def test_publish_refuses_a_run_whose_records_miss_a_unit(swept, tmp_path):
+    """Catches publishing a run whose run.json names a unit key its records do not carry (the code
+    changed during the run): the published tables would show the unit as not run."""
+    from bench.core.errors import UserError
+
+    tmp, cfg = swept
+    broken = tmp_path / "run"
+    broken.mkdir()
+    run = json.loads((cfg.out_path / "run.json").read_text())
+    run["units"]["patching@32x16"] = "changed-key"
+    (broken / "run.json").write_text(json.dumps(run))
+    (broken / "records.jsonl").write_text((cfg.out_path / "records.jsonl").read_text())
+    with pytest.raises(UserError, match="patching@32x16"):
+        readme_blocks.publish(build({**_flat(tmp, broken, ["downsample", "patching"])}), tmp_path / "published")
+
+
+def test_the_rendered_tables_come_from_the_published_copy(swept, tmp_path):
+    """Catches the pages rendering from the uncommitted run folder (results/runs/...) instead of the
+    published copy: the copy alone, in another folder, renders the same Table 3."""
+    tmp, cfg = swept
+    readme_blocks.publish(cfg, tmp_path / "published")
+    import dataclasses
+
+    copy = dataclasses.replace(cfg, out_dir=str(tmp_path / "published" / "synthetic"))
+    a, b = readme_blocks.blocks(cfg), readme_blocks.blocks(copy)
+    assert a["table3"] == b["table3"] and "| Patching | " in b["table3"]
+
+
+def test_a_method_block_holds_that_method_s_rows_only(swept):
+    """Catches a method page picking rows by prefix: Downsample's page must not get another method's
+    row, and every method of the sweep gets its block."""
+    _, cfg = swept
+    out = readme_blocks.blocks(cfg)
+    assert {"method_downsample", "method_patching"} <= set(out)
+    rows = [line.split(" | ")[0] for line in out["method_downsample"].splitlines() if line.startswith("| ")]
+    assert rows == ["| Method", "| Downsample"], rows
+    t3 = {line.split(" | ")[0]: line for line in out["table3"].splitlines() if line.startswith("| Downsample ")}
+    assert t3["| Downsample"] in out["method_downsample"]  # the very row of Table 3, not a recomputation
+
+
+def test_check_fails_on_a_changed_number_and_on_a_block_nothing_renders(swept, tmp_path, capsys):
+    """Catches `--check` passing a page whose rendered table was edited by hand, or one holding a
+    block name that nothing renders (a typo keeps old text forever)."""
+    tmp, cfg = swept
+    rendered = readme_blocks.blocks(cfg)["table3"]
+    page = tmp_path / "page.md"
+    page.write_text(f"# p\n\n<!-- bench:table3 -->\n{rendered}<!-- /bench:table3 -->\n")
+    config = tmp_path / "run.yaml"  # the run's own config, so that the check sees the same unit keys
+    config.write_text(json.dumps(_flat(tmp, cfg.out_path, ["downsample", "patching"])))
+    args = types.SimpleNamespace(dataset="synthetic", overrides=[f"out_dir={cfg.out_path}"], config=str(config),
+                                 check=True, publish=False, readme=str(page))
+    assert readme_blocks.main(args) == 0, capsys.readouterr().err
+    page.write_text(page.read_text().replace("| Downsample | ", "| Downsample | 9", 1))
+    assert readme_blocks.main(args) == 1
+    assert "page.md differs" in capsys.readouterr().err
+    page.write_text("<!-- bench:tabel3 -->\nold\n<!-- /bench:tabel3 -->\n")
+    assert readme_blocks.main(args) == 1
+    assert "'tabel3' has nothing to render" in capsys.readouterr().err
+
+
+def test_check_fails_when_the_published_run_is_stale(swept, tmp_path, capsys):
+    """Catches `--check` passing after a change that moves a unit's key (an option default) without a
+    new `make bench`: the pages would show numbers the code no longer gives."""
+    import dataclasses
+
+    _, cfg = swept
+    assert readme_blocks.stale_units(cfg) == []
+    changed = dataclasses.replace(cfg, input_size=(64, 32))
+    assert any(u.startswith("downsample@64x32") for u in readme_blocks.stale_units(changed))
+
+
+def test_pages_are_the_readme_and_every_docs_page():
+    """Catches `bench readme` rendering only README.md: the blocks on the docs pages would go stale."""
+    pages = readme_blocks.pages()
+    assert pages[0].name == "README.md"
+    assert readme_blocks.REPO_DIR / "docs" / "methods" / "magnet.md" in pages
+    assert readme_blocks.REPO_DIR / "docs" / "results.md" in pages

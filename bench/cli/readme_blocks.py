@@ -1,30 +1,44 @@
-"""``python -m bench readme``: the README's result blocks, rendered from records (never typed by hand).
+"""``python -m bench readme``: the result blocks of README.md and docs/*.md, rendered from records (never typed).
 
-A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in README.md:
+A block is the text between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in README.md or
+any page under ``docs/``. Every block renders from files that are committed, so ``--check`` means
+the same on a fresh clone as here. Each block and its source:
 
-- ``provenance``: which machine ran the records and which weights they used;
-- ``table3``, ``table1``, ``table2``: the tables of ``make bench`` (from its records in
-  ``out_dir``; Table 2 as an excerpt of :data:`TABLE2_COLUMNS`);
-- ``seeds``, ``comparisons``, ``thin``, ``thin_seeds``: the spread over seeds (``results/seeds/<dataset>.json``);
+- ``provenance``, ``table3``, ``table1``, ``table2``: the records of ``make bench`` as published by
+  ``make publish`` (``results/published/<dataset>/``: its ``run.json`` and the records of the units
+  and images it names), with the reference manifest ``weights/<dataset>/manifest.json``; Table 2 as
+  an excerpt of :data:`TABLE2_COLUMNS`;
+- ``method_<key>``: one method's rows of that Table 3 and of the seed spread (a method's page);
+- ``seeds``, ``thin``: ``results/seeds/<dataset>.json`` with the reference manifest;
+  ``comparisons``, ``thin_seeds``: ``results/seeds/<dataset>.json``;
 - ``drift``: the drift gate's measured kernel-set differences and tolerances
   (``results/baselines/<dataset>.json``);
-- ``full``: the extended sweep of ``make bench-full`` (``<out_dir>-full``): provenance and Table 3;
-- ``smoke``: the tables of ``make smoke`` (``results/smoke/smoke.md``, rendered from its records);
+- ``full``: the extended sweep of ``make bench-full`` as published (``results/published/<dataset>-full/``);
+- ``cascadepsp``: CascadePSP's evaluation runs (``results/cascadepsp/{full,fast}/``);
+- ``smoke``: the tables of ``make smoke`` as published (``results/published/smoke/smoke.md``);
 - ``thin_experiments``: the thin-class experiments of ``python -m bench.checks.thin``
   (``results/thin/<dataset>.json``);
-- ``perf``: the same-run speed comparisons of ``python -m perf`` (``results/perf/perf.json``).
+- ``perf``: the same-run speed comparisons of ``python -m perf`` (``results/perf/perf.json``);
+- ``cli``: every subcommand with its arguments, read from the parser (``bench.cli.main.parser``).
 
-``--check`` renders without writing and exits 1 when the README differs.
+A block whose published records are absent renders one sentence that says which command makes
+them, never an old copy. ``--publish`` first copies the run folder of ``make bench`` (and of
+``make bench-full`` and ``make smoke`` where they exist) into ``results/published/``. ``--check``
+renders without writing and exits 1 when a page differs or holds a block nothing renders.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from bench.core.config import REPO_DIR, BenchConfig, format_size, parse_overrides
+from bench.core.errors import UserError
 from bench.pipeline.configure import load
 from bench.checks.thin import THIN_CLASSES, experiments_table
 from bench.report.table_model import Table
@@ -32,6 +46,8 @@ from bench.report.table_format import to_markdown
 
 TABLE2_COLUMNS = ("Method", "mBA (%)", "mIoU (%)", "sidewalk", "wall", "pole", "traffic light", "traffic sign", "person",
                   "motorcycle", "bicycle")
+PUBLISHED_DIR = REPO_DIR / "results" / "published"  # committed copies of the runs the pages render
+CASCADEPSP_RUNS = (("full", "global and local steps"), ("fast", "global step only, `cascadepsp.local_step=false`"))
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
 
 
@@ -56,10 +72,19 @@ def provenance_text(cfg: BenchConfig, results: dict[tuple[str, str], Any], comma
                    f"{m['machine']['threads']} thread(s), torch {m['torch']}, training fingerprint {m['fingerprint']})")
     else:
         weights = f"weights trained on this machine in `{folder}` (seed {cfg.seed})"
-    return (f"Rendered by `make readme` from the records of `{command}` in `{cfg.out_path}`: run on "
+    return (f"Rendered by `make readme` from the records of `{command}` in `{shown(cfg.out_path)}`: run on "
             f"{prov.get('cpu', '?')} ({prov.get('cpu_count', '?')} cores, {prov.get('threads', '?')} thread(s)), "
-            f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}, with {weights}."
+            f"torch {prov.get('versions', {}).get('torch', '?')}, git {str(prov.get('git_sha'))[:10]}"
+            f"{' with uncommitted changes' if prov.get('git_dirty') else ''}, with {weights}."
             f"{timing_text(cfg)}\n")
+
+
+def shown(path: Path) -> Path:
+    """``path`` relative to the repository where it lies inside it (what a reader of the page can open)."""
+    try:
+        return Path(path).resolve().relative_to(REPO_DIR)
+    except ValueError:
+        return Path(path)
 
 
 def timing_text(cfg: BenchConfig) -> str:
@@ -84,9 +109,7 @@ def timing_text(cfg: BenchConfig) -> str:
 
 
 def blocks(cfg: BenchConfig) -> dict[str, str]:
-    """Every block's rendered Markdown."""
-    import json
-
+    """Every block's rendered Markdown, the tables from the run folder ``cfg.out_path``."""
     from bench.data import dataset_info
     from bench.checks.seeds import class_diffs_table, class_table, comparisons_table, spread_table, summary_path
     from bench.report.results import load_results
@@ -98,10 +121,11 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     out = {"provenance": provenance_text(cfg, results), "table1": to_markdown(t1), "table3": to_markdown(t3),
            "table2": to_markdown(select_columns(t2, TABLE2_COLUMNS))}
     path = summary_path(cfg.dataset)
-    if path.is_file():
+    summary = json.loads(path.read_text()) if path.is_file() else None
+    ref = None
+    if summary is not None:
         from bench.weights import reference
 
-        summary = json.loads(path.read_text())
         size = format_size(cfg.input_size)
         out["comparisons"] = comparisons_table(summary, size)
         units = [f"{m}@{size}" for m in ("downsample", "patching", "magnet_fast", "magnet_fast_paper", "magnet")]
@@ -111,16 +135,21 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
             ref = reference.load_manifest(REPO_DIR / cfg.reference_dir)
             out["seeds"] = spread_table(summary, ref, [f"{m}@{format_size(s)}" for m, s in cfg.units()])
             out["thin"] = class_table(summary, ref, units, thin_classes)
+    for method in dict.fromkeys(m for m, _ in cfg.units()):
+        out[f"method_{method}"] = method_text(cfg, t3, results, method, summary, ref)
     from bench.checks.drift import baseline_path
 
     if baseline_path(cfg.dataset).is_file():
         out["drift"] = drift_table(json.loads(baseline_path(cfg.dataset).read_text()))
     full = full_sweep_text(cfg)
-    if full is not None:
-        out["full"] = full
-    smoke = Path("results/smoke/smoke.md")  # bench.checks.smoke's default output folder
-    if smoke.is_file():
-        out["smoke"] = smoke.read_text()
+    out["full"] = full if full is not None else (
+        f"No published records of `make bench-full` (`{shown(Path(f'{cfg.out_path}-full'))}`): run `make bench-full`, "
+        f"then `make publish`.\n")
+    smoke = PUBLISHED_DIR / "smoke" / "smoke.md"  # bench.checks.smoke's output, copied by --publish
+    out["smoke"] = smoke.read_text() if smoke.is_file() else (
+        f"No published records of `make smoke` (`{shown(smoke)}`): run `make smoke`, then `make publish`.\n")
+    out["cascadepsp"] = cascadepsp_text()
+    out["cli"] = cli_text()
     perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m perf (make perf)
     if perf_json.is_file():
         from bench.report.perf_render import render as render_perf
@@ -131,6 +160,60 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
         out["thin_experiments"] = experiments_table(json.loads(thin.read_text()),
                                                     [c for c in THIN_CLASSES if c in info.class_names])
     return out
+
+
+def method_text(cfg: BenchConfig, table3: Table, results: dict[tuple[str, str], Any], method: str,
+                summary: dict[str, Any] | None, ref: dict[str, Any] | None) -> str:
+    """A method page's numbers: its rows of Table 3 (the run in ``cfg.out_path``) and of the seed spread.
+
+    The rows are found by the display name the records give the unit (``UnitResult.display``), a
+    partial unit's row included (``Name (k of n images)``).
+    """
+    size = format_size(cfg.input_size)
+    unit = results.get((method, size))
+    names = {unit.display} if unit is not None else set()
+    rows = [i for i, row in enumerate(table3.rows)
+            if row and (row[0] in names or any(row[0].startswith(f"{n} (") for n in names))]
+    lines = [f"Rendered by `make readme` from the records of `make bench` in `{shown(cfg.out_path)}` "
+             f"(machine, weights and run time: [the results page](../results.md)); the definitions are the notes "
+             f"of Table 3 there.", ""]
+    if rows:
+        sub = Table(table3.name, table3.caption, table3.header, rows=[table3.rows[i] for i in rows],
+                    bold={(rows.index(i), j) for i, j in table3.bold if i in rows})
+        lines += to_markdown(sub).splitlines()[2:]  # the pipe table without Table 3's caption
+    else:
+        lines.append(f"No record of `{method}` at {size} in that run.")
+    if summary is not None and ref is not None:
+        from bench.checks.seeds import spread_table
+
+        units = [f"{m}@{format_size(s)}" for m, s in cfg.units() if m == method]
+        lines += ["", f"Over the seeds of `make seeds` (`{shown(REPO_DIR / 'results' / 'seeds')}`), with the reference "
+                  f"weights' value first:", "", spread_table(summary, ref, units).rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def cascadepsp_text() -> str:
+    """CascadePSP's own evaluation runs (``results/cascadepsp/{full,fast}``, committed): provenance and Table 3 each."""
+    from bench.core.config import build
+    from bench.data import dataset_info
+    from bench.evaluation import run_folder
+    from bench.report.results import load_results
+    from bench.report.tables import build_tables
+
+    parts = []
+    for name, what in CASCADEPSP_RUNS:
+        folder = REPO_DIR / "results" / "cascadepsp" / name
+        run = run_folder.read(folder)
+        if run is None:
+            parts.append(f"No records in `{shown(folder)}`.\n")
+            continue
+        cfg = dataclasses.replace(build(run["config"]), out_dir=str(folder))
+        results = load_results(cfg)
+        table3 = build_tables(cfg, dataset_info(cfg), results)[2]
+        command = f"bench run {cfg.dataset} methods=[{','.join(cfg.methods)}]"
+        parts.append(f"*{name.capitalize()} mode ({what}).* " + provenance_text(cfg, results, command)
+                     + "\n" + to_markdown(table3))
+    return "\n".join(parts)
 
 
 def full_sweep_text(cfg: BenchConfig) -> str | None:
@@ -145,10 +228,11 @@ def full_sweep_text(cfg: BenchConfig) -> str | None:
     from bench.report.results import load_results
     from bench.report.tables import build_tables
 
-    run = run_folder.read(Path(f"{cfg.out_path}-full"))
+    folder = Path(f"{cfg.out_path}-full")
+    run = run_folder.read(folder)
     if run is None:
         return None
-    full = build(run["config"])
+    full = dataclasses.replace(build(run["config"]), out_dir=str(folder))  # a published copy lies elsewhere
     results = load_results(full)
     added = [m for m in full.methods if m not in cfg.methods]
     table3 = build_tables(full, dataset_info(full), results)[2]
@@ -193,19 +277,138 @@ def render_into(text: str, rendered: dict[str, str]) -> tuple[str, list[str]]:
     return BLOCK.sub(replace, text), unknown
 
 
+def pages(root: Path = REPO_DIR) -> list[Path]:
+    """The files that may hold blocks: README.md and every Markdown page under docs/."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+
+
+def publish(cfg: BenchConfig, dest: Path = PUBLISHED_DIR) -> list[Path]:
+    """Copy the run folders the pages render into ``dest`` (committed): ``make bench``'s, ``make bench-full``'s, smoke's.
+
+    A run folder's copy holds its ``run.json`` and only the records of the units and images it
+    names (a run folder's records file is append-only and may hold older runs), so the published
+    copy renders exactly the tables the run folder renders. Returns the folders written.
+    """
+    from bench.evaluation import records, run_folder
+
+    written = []
+    for suffix in ("", "-full"):
+        src = Path(f"{cfg.out_path}{suffix}")
+        run = run_folder.read(src)
+        if run is None or not run.get("units"):
+            continue
+        keys, ids = set(run["units"].values()), set(run.get("image_ids") or [])
+        kept = [r for r in records.load(src) if r.get("unit_key") in keys
+                and (r.get("type") != "image" or not ids or r.get("image_id") in ids)]
+        empty = sorted(u for u, k in run["units"].items() if not any(r.get("unit_key") == k for r in kept))
+        if empty:  # run.json names keys its records do not carry: the code or config changed during the run
+            raise UserError(f"{src}: no records under the key run.json gives {', '.join(empty)}; rerun the sweep "
+                            f"(make bench) before publishing")
+        folder = dest / f"{cfg.dataset}{suffix}"
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        (tmp / run_folder.RUN_FILE).write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
+        (tmp / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)  # a kill leaves the old copy or the new one, never a mix
+        written.append(folder)
+    smoke = REPO_DIR / "results" / "smoke"  # bench.checks.smoke's default output folder
+    if (smoke / "smoke.md").is_file():
+        (dest / "smoke").mkdir(parents=True, exist_ok=True)
+        for name in ("smoke.md", "smoke.jsonl"):
+            if (smoke / name).is_file():
+                shutil.copyfile(smoke / name, dest / "smoke" / name)
+        written.append(dest / "smoke")
+    return written
+
+
+def stale_units(cfg: BenchConfig) -> list[str]:
+    """The units of ``cfg`` whose current key differs from the one in its run folder's ``run.json``.
+
+    The key hashes everything a unit's result depends on (method options and version, weight
+    digests, data; ``bench.pipeline.unit``), so a published run that no longer matches the config
+    says so here instead of rendering numbers ``make bench`` would no longer give.
+    """
+    from bench.evaluation import run_folder
+    from bench.pipeline.unit import unit_keys
+
+    stored = (run_folder.read(cfg.out_path) or {}).get("units") or {}
+    out = []
+    for (name, size), key in unit_keys(cfg).items():
+        label = f"{name}@{format_size(size)}"
+        if stored.get(label) != key:
+            out.append(f"{label} (published {stored.get(label) or 'none'}, now {key})")
+    return out
+
+
 def main(args: Any) -> int:
-    cfg = load(args.dataset, parse_overrides(args.overrides), args.config)
-    path = Path(args.readme) if args.readme else REPO_DIR / "README.md"
-    old = path.read_text()
-    new, unknown = render_into(old, blocks(cfg))
-    for name in unknown:
-        print(f"[readme] block {name!r} has nothing to render (missing records?); left as it is", file=sys.stderr)
-    if args.check:
+    overrides = parse_overrides(args.overrides)
+    cfg = load(args.dataset, overrides, args.config)
+    if getattr(args, "publish", False):
+        for folder in publish(cfg):
+            print(f"[readme] published {folder}")
+    if "out_dir" not in overrides:  # the pages show the published runs, which a fresh clone has too
+        cfg = dataclasses.replace(cfg, out_dir=str(PUBLISHED_DIR / cfg.dataset))
+    targets = [Path(args.readme)] if args.readme else pages()
+    rendered = blocks(cfg)
+    differ, unknown_any = [], False
+    for path in targets:
+        old = path.read_text()
+        new, unknown = render_into(old, rendered)
+        for name in unknown:
+            unknown_any = True
+            print(f"[readme] {shown(path)}: block {name!r} has nothing to render (no records or no such block)",
+                  file=sys.stderr)
         if new != old:
-            print(f"[readme] {path} differs from what the records render: run `make readme`", file=sys.stderr)
+            differ.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check:
+        stale = stale_units(cfg)
+        if stale:
+            print(f"[readme] {shown(cfg.out_path)} is not what `make bench` evaluates today: {'; '.join(stale)}. "
+                  f"Run `make bench`, `make publish`, `make readme`", file=sys.stderr)
+        for path in differ:
+            print(f"[readme] {shown(path)} differs from what the records render: run `make readme`", file=sys.stderr)
+        if differ or unknown_any or stale:
             return 1
-        print(f"[readme] {path} matches the records")
+        print(f"[readme] {len(targets)} page(s) match the records")
         return 0
-    path.write_text(new)
-    print(f"[readme] rendered {len(BLOCK.findall(new))} block(s) into {path}")
+    n = sum(len(BLOCK.findall(p.read_text())) for p in targets)
+    print(f"[readme] rendered {n} block(s) into {len(targets)} page(s) ({len(differ)} changed)")
     return 0
+
+
+def html_text(text: str) -> str:
+    """``text`` safe in Markdown outside code: ``<tables_dir>`` is not an HTML tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cli_text() -> str:
+    """The command line's reference, read from the parser itself (``bench.cli.main.parser``): every
+    subcommand with its help line, its positional arguments and its options, in the order of ``--help``."""
+    import argparse
+
+    from bench.cli.main import parser
+
+    p = parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help or "" for a in sub._choices_actions}
+    lines = []
+    for name, sp in sub.choices.items():
+        what = html_text(helps.get(name, "").rstrip("."))
+        lines += [f"### `{name}`", "", f"{what[:1].upper()}{what[1:]}.", "",
+                  "| argument | default | what it is |", "|---|---|---|"]
+        for a in sp._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            arg = ", ".join(f"`{o}`" for o in a.option_strings) or f"`{a.metavar or a.dest}`"
+            nargs = " ..." if a.nargs in ("*", "+", argparse.REMAINDER) else ""
+            default = "" if a.default in (None, False, argparse.SUPPRESS) or a.nargs in ("*", "+") else f"`{a.default}`"
+            text = html_text(a.help or "").replace("|", "\\|").replace("\n", " ")
+            if a.choices and not isinstance(a, argparse._SubParsersAction):
+                text += f" (one of {', '.join(f'`{c}`' for c in a.choices)})"
+            lines.append(f"| {arg}{nargs} | {default} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
