@@ -42,6 +42,27 @@ test: ready
 test-all: ready
 	$(PY) -m pytest -q -m ""
 
+# The slow tests alone (pytest -m slow: every method on a generated folder, the DeepGlobe and
+# Cityscapes released runs, ten random kills, mypy, ...); not in `make test`. Time: docs/testing.md.
+.PHONY: test-slow
+test-slow: ready
+	$(PY) -m pytest -q -m slow --durations=0 $(ARGS)
+
+# Mutation testing of the core (not in CI; docs/mutation.md): first the one-line changes the suite
+# was once blind to (tests/blind_spots.py: each must fail its tests), then mutmut on the modules of
+# [tool.mutmut] in pyproject.toml, in a copy of the working tree at MUTATION_DIR (the checkout is
+# never mutated). MUTANTS="magnet.scoring*" limits mutmut to matching mutant names.
+MUTATION_DIR ?= /tmp/magnet-bench-mutation
+MUTANTS ?=
+.PHONY: mutation
+mutation: ready
+	$(PY) tests/blind_spots.py
+	rm -rf $(MUTATION_DIR)
+	$(PY) tests/blind_spots.py --copy-to $(MUTATION_DIR)
+	cd $(MUTATION_DIR) && $(abspath $(VENV))/bin/mutmut run --max-children 2 $(MUTANTS) > mutmut.log 2>&1 || { tail -30 mutmut.log; exit 1; }
+	cd $(MUTATION_DIR) && $(abspath $(VENV))/bin/mutmut results | tee survivors.txt
+	@echo "mutation: survivors in $(MUTATION_DIR)/survivors.txt; see each with: cd $(MUTATION_DIR) && $(abspath $(VENV))/bin/mutmut show NAME"
+
 bench: ready
 	$(PY) -m bench run $(DATASET) $(ROOT_ARG) $(ARGS)
 
