@@ -6,7 +6,9 @@ runs a tiny sweep through the CLI (unit workers in subprocesses, stderr to a fil
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -99,11 +101,12 @@ def test_on_a_terminal_a_live_bar_instead_of_image_lines():
     assert _image(p, 0, 0.0, 1.0) == []
     assert p.tick(200.0) == []  # no heartbeat: the bar moves
     assert p.feed({"event": "image", "unit": UNIT, "image_id": "img1", "t": 1.0}, 1.0) == []
-    bar = p.bar(3.0)
-    assert "[#####" in bar and "1/4, image img1 2.0 s" in bar, bar
+    bar = p.bar(3.0)  # 3 images left at 1 s, the one in flight for 2 s already counted as finishing now
+    assert "[#####...............] 1/4, 1.0 s/image, left: unit 2.0 s, sweep 2.0 s; 0 failed, image img1 2.0 s" in bar, bar
     for i in range(1, 4):
         last = _image(p, i, float(i), 1.0)
     assert len(last) == 1 and "4/4 images" in last[0]
+    assert p.bar(5.0) == ""  # the last line is printed: no bar repeating it until the unit ends
 
 
 def test_end_lines_name_what_happened():
@@ -131,6 +134,27 @@ def test_events_file_skips_a_torn_line_and_waits_for_an_unfinished_one(tmp_path)
         fh.write(', "unit": "a@1x1", "image_id": "x"}\n')
     more, _ = progress.read_events(path, offset)
     assert [e["event"] for e in more] == ["image"]
+
+
+def test_the_watcher_prints_only_new_events_and_keeps_the_bar_below_the_lines(tmp_path):
+    path = tmp_path / progress.EVENTS_NAME
+    progress.append_event(path, {"event": "unit", "unit": "old@1x1", "total": 1, "done": 0})  # an earlier run's
+    plain, tty = io.StringIO(), io.StringIO()
+    clock = iter([1.0, 2.0, 3.0, 4.0]).__next__
+    watchers = [progress.Watcher(path, Progress([UNIT]), plain, clock=clock),
+                progress.Watcher(path, Progress([UNIT], tty=True), tty, clock=clock)]
+    progress.append_event(path, {"event": "unit", "unit": UNIT, "total": 2, "done": 0})
+    progress.append_event(path, {"event": "image", "unit": UNIT, "image_id": "a"})
+    for w in watchers:
+        w.poll()
+    assert "old @ 1x1" not in plain.getvalue() and plain.getvalue().count("\n") == 1  # the start line
+    assert tty.getvalue().endswith("\x1b[K") and "0/2, ?/image" in tty.getvalue()  # the bar, no newline after it
+    watchers[1].say("[bench] a line of the sweep")
+    assert tty.getvalue().endswith("\r\x1b[K[bench] a line of the sweep\n")  # the bar cleared first
+    progress.append_event(path, {"event": "done", "unit": UNIT, "image_id": "a", "ok": True, "seconds": 1.0})
+    for w in watchers:
+        w.poll()
+    assert "1/2 images" in plain.getvalue().splitlines()[-1]
 
 
 def test_format_duration():
@@ -170,6 +194,18 @@ def test_status_of_a_finished_sweep(finished_run, capsys):
     text = capsys.readouterr().out
     assert "sweep finished" in text and "2 of 2 unit(s) ended" in text, text
     assert re.search(r"downsample@32x16 +4/4 +0 +ok +-", text) and re.search(r"patching@32x16 +4/4 +0 +ok +-", text), text
+
+
+def test_status_never_imports_torch(finished_run, tmp_path):
+    """``bench status`` reads a folder in a second: a stand-in ``torch`` that raises on import must not be reached."""
+    out, _ = finished_run
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('torch imported by bench status')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}:{Path(__file__).parents[1]}"}
+    proc = subprocess.run([sys.executable, "-m", "bench", "status", str(out)], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0 and "sweep finished" in proc.stdout, proc.stderr
 
 
 def test_status_of_a_missing_folder_is_one_line_exit_2(tmp_path, capsys):

@@ -8,6 +8,9 @@ records only: nothing is resolved, hashed or opened, and no override of the run 
 
 A folder without ``units`` (written before schema 2) falls back to the unit key most recently
 recorded for each (method, size).
+
+:func:`sweep_state` (``bench status``) reads a running or dead sweep's folder from another shell:
+``run.json``, the records and the progress events (``bench.runtime.progress``), without a lock.
 """
 
 from __future__ import annotations

@@ -227,13 +227,13 @@ class Progress:
     def bar(self, now: float) -> str:
         """The live bar of the unit in progress ('' when none), for a terminal."""
         u = self.current
-        if u is None:
-            return ""
+        if u is None or (u.done >= u.total and u.image is None):
+            return ""  # its last line is printed; the bar would only repeat it until the unit's process ends
         filled = int(BAR_WIDTH * u.done / u.total) if u.total else BAR_WIDTH
         running = (f", image {u.image} {format_duration(now - u.image_started)}"
                    if u.image is not None and u.image_started is not None else "")
-        return (f"[bench] {_pretty(u.label)} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {u.done}/{u.total}"
-                f"{running}, {self._rate_text(u)}, {self._left(u, now)}")
+        return (f"[bench] {_pretty(u.label)} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {u.done}/{u.total}, "
+                f"{self._rate_text(u)}, {self._left(u, now, short=True)}{running}")
 
     # -- the steps -------------------------------------------------------------------------------------------------
 
@@ -305,7 +305,7 @@ class Progress:
         r = rate(u.seconds)
         return r if r is not None else self.estimates.get(u.label)
 
-    def _left(self, u: _Unit, now: float) -> str:
+    def _left(self, u: _Unit, now: float, short: bool = False) -> str:
         running_for = now - u.image_started if u.image_started is not None else None
         mine = unit_left(u.total, u.done, self._per_image(u), running_for)
         sweep, untimed = mine or 0.0, int(mine is None)
@@ -320,8 +320,13 @@ class Progress:
                 untimed += 1
             else:
                 sweep += setup + n * per
-        sweep_text = (f"at least {format_duration(sweep)} ({untimed} unit(s) not timed yet)" if untimed
-                      else format_duration(sweep))
+        if not untimed:
+            sweep_text = format_duration(sweep)
+        elif not sweep:
+            sweep_text = "?"
+        else:
+            sweep_text = (f">= {format_duration(sweep)}" if short else
+                          f"at least {format_duration(sweep)} ({untimed} unit(s) not timed yet)")
         return f"left: unit {format_duration(mine)}, sweep {sweep_text}; {u.failed} failed"
 
 
