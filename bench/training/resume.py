@@ -166,10 +166,20 @@ def set_rng_state(state: Mapping[str, Any], generators: Mapping[str, Any], devic
 
 # --- the file -----------------------------------------------------------------------------------
 
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        return {prefix or "identity": value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
 def _differences(stored: Any, current: Any) -> list[str]:
-    if not isinstance(stored, Mapping) or not isinstance(current, Mapping):
-        return [] if stored == current else ["identity"]
-    return sorted(k for k in set(stored) | set(current) if stored.get(k, object()) != current.get(k, object()))
+    """The dotted keys whose values differ (``sidecar.lr``)."""
+    a, b = _flat(stored), _flat(current)
+    missing = object()
+    return sorted(k for k in set(a) | set(b) if a.get(k, missing) != b.get(k, missing))
 
 
 class ResumeFile:
