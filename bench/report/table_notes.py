@@ -139,7 +139,7 @@ def batch_note(results: Sequence[UnitResult]) -> str:
     ok = [r for r in results if r.status == "ok"]
     batched = {r.display: b for r in ok if (b := row_batch(r)) is not None}
     none = sorted({r.display for r in ok if row_batch(r) is None})
-    plain = f"; {', '.join(none)} batch nothing (one forward per image)" if none else ""
+    plain = f"; no batch option (nothing to batch): {', '.join(none)}" if none else ""
     if not batched:
         return f"Batch: no row batches work{plain}." if ok else "Batch: no row measured."
     settings = set(batched.values())
@@ -148,8 +148,8 @@ def batch_note(results: Sequence[UnitResult]) -> str:
         if b == NOT_RECORDED:
             return (f"Batch: the setting is not recorded in these records (written before it was); rerun to "
                     f"name it{plain}.")
-        return (f"Batch: every row that batches work runs {b} item(s) per forward (its declared option: "
-                f"{', '.join(sorted(batched))}){plain}; time and memory grow with it.")
+        return (f"Batch: every row with a batch option runs {b} item(s) (tiles, patches or masks) per forward "
+                f"({', '.join(sorted(batched))}){plain}. Time and memory depend on it.")
     listed = ", ".join(f"{d} {b}" for d, b in sorted(batched.items()))
     return (f"Batch: the rows run at different settings (items per forward: {listed}){plain}: their time and "
             f"memory compare batch settings as well as methods.")
