@@ -157,8 +157,10 @@ def test_check_fails_when_the_published_run_is_stale(swept, tmp_path, capsys):
 
     _, cfg = swept
     assert readme_blocks.stale_units(cfg) == []
-    changed = dataclasses.replace(cfg, input_size=(64, 32))
+    changed = dataclasses.replace(cfg, input_size=(64, 32))  # a unit the run does not have
     assert any(u.startswith("downsample@64x32") for u in readme_blocks.stale_units(changed))
+    moved = dataclasses.replace(cfg, coarse_scale=(64, 32))  # the same units, each with another key
+    assert [u.split(" ")[0] for u in readme_blocks.stale_units(moved)] == ["downsample@32x16", "patching@32x16"]
 
 
 def test_pages_are_the_readme_and_every_docs_page():
@@ -167,3 +169,23 @@ def test_pages_are_the_readme_and_every_docs_page():
     assert pages[0].name == "README.md"
     assert readme_blocks.REPO_DIR / "docs" / "methods" / "magnet.md" in pages
     assert readme_blocks.REPO_DIR / "docs" / "results.md" in pages
+
+
+def test_a_method_block_does_not_take_rows_whose_name_only_starts_with_its_own():
+    """Catches picking Table 3's rows by prefix: MagNet's block would take MagNet-Fast's and
+    MagNet-Fast (paper)'s rows; a partial row (``MagNet (5 of 6 images)``) is still its own."""
+    from bench.core.config import load
+    from bench.report.table_model import Table
+
+    cfg = load("synthetic", {"methods": ["magnet_fast", "magnet"], "table1_sizes": []})
+    header = ["Method", "mIoU (%)", "mBA (%)", "Time (ms)", "Memory (MiB)"]
+    rows = [["MagNet-Fast", "50.20", "55.58", "1", "2"], ["MagNet-Fast (paper)", "53.51", "59.92", "1", "2"],
+            ["MagNet (5 of 6 images)", "57.10", "70.91", "3", "4"]]
+    table3 = Table("table3", "c", header, rows=rows, bold={(2, 1)})
+    results = {("magnet", "128x64"): types.SimpleNamespace(display="MagNet"),
+               ("magnet_fast", "128x64"): types.SimpleNamespace(display="MagNet-Fast")}
+    text = readme_blocks.method_text(cfg, table3, results, "magnet", None, None)
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")][1:] == ["| MagNet (5 of 6 images)"]
+    assert "| **57.10** |" in text  # the bold cell follows its row
+    fast = readme_blocks.method_text(cfg, table3, results, "magnet_fast", None, None)
+    assert [line.split(" | ")[0] for line in fast.splitlines() if line.startswith("| ")][1:] == ["| MagNet-Fast"]

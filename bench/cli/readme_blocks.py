@@ -167,13 +167,14 @@ def method_text(cfg: BenchConfig, table3: Table, results: dict[tuple[str, str], 
     """A method page's numbers: its rows of Table 3 (the run in ``cfg.out_path``) and of the seed spread.
 
     The rows are found by the display name the records give the unit (``UnitResult.display``), a
-    partial unit's row included (``Name (k of n images)``).
+    partial unit's row included (``Name (k of n images)``), and no other: ``MagNet-Fast (paper)`` is
+    not a row of ``MagNet-Fast``.
     """
     size = format_size(cfg.input_size)
     unit = results.get((method, size))
     names = {unit.display} if unit is not None else set()
-    rows = [i for i, row in enumerate(table3.rows)
-            if row and (row[0] in names or any(row[0].startswith(f"{n} (") for n in names))]
+    own = [re.compile(rf"{re.escape(n)}( \(\d+ of \d+ images\))?") for n in names]  # a partial unit's row too
+    rows = [i for i, row in enumerate(table3.rows) if row and any(p.fullmatch(row[0]) for p in own)]
     lines = [f"Rendered by `make readme` from the records of `make bench` in `{shown(cfg.out_path)}` "
              f"(machine, weights and run time: [the results page](../results.md)); the definitions are the notes "
              f"of Table 3 there.", ""]
