@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -91,15 +92,16 @@ def test_progress_without_a_tty_prints_at_most_every_10_s_and_the_last_step():
     """Steps 3 s apart: lines at the first step, then each step 10 s or more after the last line
     (t = 112, 124: steps 5 and 9), and the last step (10); nothing at all when disabled."""
     out, clock = io.StringIO(), _Clock()
-    with loop.Progress("x", 10, stream=out, clock=clock) as progress:
+    with loop.Progress("x", 10, stream=out, clock=clock, wall=lambda: 0.0) as progress:
         for i in range(10):
             clock.now += 3.0
             progress.step(float(i), acc=0.5)
     lines = out.getvalue().splitlines()
-    assert [line.split()[3] for line in lines] == ["1/10", "5/10", "9/10", "10/10"]
-    # 3 s a step, 9 steps after the first line's step: "3 s/step"; 1 step left at step 9
-    assert lines[-2].endswith("loss 8.0000 acc 0.5 | 3 s/step, 3 s left"), lines[-2]
-    assert lines[-1].endswith("| 3 s/step, 0 s left")
+    assert [line.split()[4] for line in lines] == ["1/10,", "5/10,", "9/10,", "10/10,"]
+    # 3 s a step over the 9 steps of this process; 1 step left at step 9
+    assert lines[-2].endswith(" x: step 9/10, loss 8.0000, acc 0.5, 3.0 s/step, left 3.0 s"), lines[-2]
+    assert lines[-1].endswith(" x: step 10/10, loss 9.0000, acc 0.5, 3.0 s/step, left 0 s"), lines[-1]
+    assert lines[0].startswith(f"[train] {time.strftime('%H:%M:%S', time.localtime(0.0))} x: step 1/10")
     quiet = io.StringIO()
     with loop.Progress("x", 2, enabled=False, stream=quiet, clock=clock) as off:
         off.step(1.0)
@@ -114,7 +116,7 @@ def test_progress_after_a_resume_counts_from_the_resumed_step():
         clock.now += 2.0
         progress.step(1.0)
     # one step in this process, 2 s: 9 steps left take 18 s (not 91 steps' worth of the old run)
-    assert out.getvalue().splitlines() == ["train x step 91/100 loss 1.0000 | 2 s/step, 18 s left"]
+    assert out.getvalue().splitlines()[0].endswith(" x: step 91/100, loss 1.0000, 2.0 s/step, left 18 s")
 
 
 STATE = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}

@@ -332,7 +332,7 @@ def test_glnet_resumes_in_the_stage_it_was_interrupted(monkeypatch, capsys, tiny
     cfg = GLNetConfig(iterations_global=2, iterations_local=3, iterations_l2g=2, batch_size=2, min_overlap=0)
     whole = _trained(GLNetMethod, cfg, tiny_ctx, tiny_dataset, tmp_path / "whole")
     again, err = _resumed(monkeypatch, capsys, GLNetMethod, cfg, tiny_ctx, tiny_dataset, tmp_path / "cut", 4)
-    assert "resuming glnet global2local from step 2/3" in err and "glnet global step" not in err
+    assert "resuming glnet global2local from step 2/3" in err and "glnet global: step" not in err
     assert _same(whole, again)
 
 

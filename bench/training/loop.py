@@ -1,12 +1,14 @@
 """What every training loop of the harness shares: optimisers, learning-rate schedules, progress, saving.
 
-The five loops (the backbone in ``bench.training.backbone``, DGF, PointRend, SegFix and MagNet's
-refiners) build their optimiser with :func:`make_optimizer`, set the learning rate of each step
-or epoch with :func:`set_lr` from :func:`poly_lr` or :func:`multistep_lr`, report through
-:class:`Progress`, and write their weights with :func:`save_checkpoint`. That save is atomic: the
-weights and their training sidecar (``<weights>.train.json``, ``bench.weights.sidecar``) are
-written to a temporary folder next to the target, fsynced, and moved into place with
-``os.replace``, so no reader ever sees a half-written ``.pt`` or a ``.pt`` without its sidecar.
+The loops (the backbone in ``bench.training.backbone``, DGF, PointRend, SegFix, CascadePSP,
+GLNet and MagNet's refiners) build their optimiser with :func:`make_optimizer`, set the learning
+rate of each step or epoch with :func:`set_lr` from :func:`poly_lr` or :func:`multistep_lr`,
+report through :class:`Progress`, write a resumable state as they go (``bench.training.resume``;
+:func:`run_steps` takes its ``Checkpointer``) and write their weights with
+:func:`save_checkpoint`. That save is atomic: the weights and their training sidecar
+(``<weights>.train.json``, ``bench.weights.sidecar``) are written to a temporary folder next to
+the target, fsynced, and moved into place with ``os.replace``, so no reader ever sees a
+half-written ``.pt`` or a ``.pt`` without its sidecar.
 
 ``make train`` hands a learned method the sidecar of its weights in
 ``ctx.options[SIDECAR_OPTION]`` (see :func:`with_sidecar`); a method passes
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from bench.runtime.progress import clock_time, format_duration
 from bench.training.resume import Checkpointer
 from bench.weights import sidecar as sidecars
 from bench.weights.sidecar import fsync
@@ -107,9 +110,12 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class Progress:
     """One training loop's progress on stderr: step / total, loss, seconds per step and time left.
 
-    On a terminal a live bar (tqdm); otherwise (a log file, CI, ``nohup``) a plain line
-    ``train <what> step k/N loss L [extra] | s s/step, T left`` at the first step, then at most one
-    every ``interval_s`` seconds, and always at the last step.
+    On a terminal a live bar (tqdm); otherwise (a log file, CI, ``nohup``) a plain line in the
+    form of the evaluation's (``bench.runtime.progress``),
+    ``[train] HH:MM:SS <what>: step k/N, loss L[, extra v], S/step, left T``, at the first step,
+    then at most one every ``interval_s`` seconds, and always at the last step. Seconds per step
+    and the time left count the steps of this process only (a resumed loop's earlier steps ran
+    elsewhere, at another speed).
 
     Args:
         what: what trains (``backbone``, ``dgf``, ``magnet refiner 64x32,128x64``, ...).
@@ -118,13 +124,15 @@ class Progress:
         interval_s: least seconds between two plain lines.
         stream: where to write (stderr); a bar only when it is a terminal.
         clock: seconds, monotonic (a test's fake clock).
+        wall: Unix seconds, for the time of day of each line.
     """
 
     def __init__(self, what: str, total: int, *, enabled: bool = True, interval_s: float = 10.0,
-                 stream: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 stream: Any = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.what, self.total, self.enabled, self.interval_s = what, total, enabled, interval_s
         self.stream = sys.stderr if stream is None else stream
-        self.clock = clock
+        self.clock, self.wall = clock, wall
         self.done = self.first = 0
         self.start = self.last_line = clock()
         self.printed = False
@@ -157,10 +165,11 @@ class Progress:
         if self.printed and now - self.last_line < self.interval_s and self.done < self.total:
             return
         self.printed, self.last_line = True, now
-        parts = "".join(f" {k} {v:.4g}" for k, v in extra.items())
-        rate = self.seconds_per_step() or 0.0
-        print(f"train {self.what} step {self.done}/{self.total} loss {loss:.4f}{parts} | {rate:.3g} s/step, "
-              f"{_duration(rate * (self.total - self.done))} left", file=self.stream, flush=True)
+        parts = "".join(f", {k} {v:.4g}" for k, v in extra.items())
+        rate = self.seconds_per_step()
+        left = None if rate is None else rate * (self.total - self.done)
+        print(f"[train] {clock_time(self.wall())} {self.what}: step {self.done}/{self.total}, loss {loss:.4f}{parts}, "
+              f"{format_duration(rate)}/step, left {format_duration(left)}", file=self.stream, flush=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -170,16 +179,6 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``7 min``, ``3 h 05 min``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 @contextlib.contextmanager
