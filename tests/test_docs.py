@@ -85,3 +85,19 @@ def test_the_headline_table_is_a_rendered_block_in_the_readme():
     outside = re.sub(r"<!-- bench:([a-z0-9_]+) -->\n.*?<!-- /bench:\1 -->", "", text, flags=re.S)
     typed = [line for line in outside.splitlines() if re.match(r"^\|.*\d+\.\d+.*\|$", line)]
     assert not typed, f"numbers typed into README.md outside a rendered block: {typed}"
+
+
+def test_every_figure_a_page_links_is_drawn_from_the_published_records():
+    """Catches a page linking a figure the build hook does not draw (a renamed plot, or a PNG pasted
+    into docs/ by hand instead of rendered): each `figures/*.png` link is one of the hook's figures,
+    drawn from results/published, and no PNG is committed under docs/."""
+    from bench.cli.docs_hook import FIGURES_DIR, figures
+
+    linked = set()
+    for page in (ROOT / "docs").rglob("*.md"):
+        linked |= set(re.findall(rf"\]\((?:\.\./)*{FIGURES_DIR}/([^)]+\.png)\)", page.read_text()))
+    assert linked, "the results page shows the plots"
+    drawn = figures()
+    assert linked <= set(drawn), f"linked but not drawn: {sorted(linked - set(drawn))}"
+    assert all(data.startswith(b"\x89PNG") for data in drawn.values())
+    assert not list((ROOT / "docs").rglob("*.png")), "figures are rendered, never committed by hand"
