@@ -87,7 +87,7 @@ def test_rate_unit_and_sweep_left_and_failures():
     # 1 image left: 7 s; the next unit: the 2 s set-up seen on this one + 3 images x 10 s
     assert "left: unit 7.0 s, sweep 39 s; 0 failed" in line, line
     failed = _image(p, 3, 25.0, 0.1, ok=False)  # the last image could not be read
-    assert "image img3 failed (1 so far)" in failed[0] and "ValueError: bad png" in failed[0]
+    assert "image img3 failed, recorded, going on (1 so far): ValueError: bad png" in failed[0]
     assert "4/4 images" in failed[1] and "; 1 failed" in failed[1]
     # an untimed next unit makes the sweep's estimate a lower bound, and says so
     q = Progress([UNIT, nxt], left={UNIT: 2, nxt: 3})
@@ -251,3 +251,23 @@ def test_status_while_a_sweep_runs_and_after_it_was_killed(tmp_path, plugin_env,
     assert "sweep DIED" in text and "resumes" in text, text
     assert re.search(r"slow_downsample@32x16 +\d/6 +0 +stopped: the sweep died while it ran", text), text
     assert re.search(r"downsample@32x16 +0/6 +0 +not run +\?", text), text
+
+
+def test_an_interrupted_sweep_says_so_and_status_tells_it_from_a_dead_one(tmp_path, monkeypatch, capsys):
+    from bench.pipeline import runner
+
+    def interrupted(cfg, *args):  # noqa: ANN001, ANN202 - Ctrl-C while the first unit runs
+        progress.append_event(runner.events_file(cfg), {"event": "unit", "unit": "downsample@32x16", "total": 4,
+                                                        "done": 0, "pid": os.getpid()})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run_units", interrupted)
+    cfg = build(_flat(tmp_path, methods=["downsample"], table1_sizes=[], isolate=False))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(cfg)
+    state = sweep_state(cfg.out_path)
+    assert state.state == "stopped" and state.reason == "KeyboardInterrupt"
+    assert [u.state for u in state.units] == ["stopped"]
+    assert cli.main(["status", str(cfg.out_path)]) == 0
+    text = capsys.readouterr().out
+    assert "sweep STOPPED (KeyboardInterrupt" in text and "the sweep was stopped while it ran" in text, text

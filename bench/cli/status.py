@@ -37,6 +37,8 @@ def render(state: Any, now: float) -> list[str]:
         last = f"last event {clock_time(state.last_event)}" if state.last_event else "no event"
         head = {"running": f"sweep running (pid {state.pid}) since {since}",
                 "finished": f"sweep finished; it started {since}, {last}",
+                "stopped": f"sweep STOPPED ({state.reason}, {last}); started {since}; the same `bench run` "
+                           f"command resumes it",
                 "died": f"sweep DIED (pid {state.pid} is gone, {last}); started {since}; the same "
                         f"`bench run` command resumes it"}[state.state]
     lines = [f"{state.out_dir}: {head}",
@@ -50,7 +52,8 @@ def render(state: Any, now: float) -> list[str]:
             if u.image is not None:
                 what += f", image {u.image[0]} for {format_duration(now - u.image[1])}"
         elif u.state == "stopped" and u.since is not None:
-            what = f"stopped: the sweep died while it ran (started {clock_time(u.since)})"
+            how = "died" if state.state == "died" else "was stopped"
+            what = f"stopped: the sweep {how} while it ran (started {clock_time(u.since)})"
         elif u.message:
             what = f"{u.state}: {u.message[:80]}"
         rows.append((u.label, f"{u.done}/{total}", str(u.failed), what,

@@ -176,9 +176,11 @@ class UnitState:
 
 @dataclass(frozen=True)
 class SweepState:
-    """The last sweep of a run folder: ``state`` ``running``, ``finished``, ``died`` or ``unknown``
-    (no progress events: a run before them, or one still training); ``pid`` and ``started`` (Unix s)
-    of its process, ``last_event`` (Unix s), and its units in run order."""
+    """The last sweep of a run folder: ``state`` ``running``, ``finished``, ``stopped`` (Ctrl-C or
+    a signal; ``reason`` says which), ``died`` (its process is gone without a word: ``kill -9``,
+    a crash, a power cut) or ``unknown`` (no progress events: a run before them, or one still
+    training); ``pid`` and ``started`` (Unix s) of its process, ``last_event`` (Unix s), and its
+    units in run order."""
 
     out_dir: Path
     state: str
@@ -186,6 +188,7 @@ class SweepState:
     started: float | None
     last_event: float | None
     units: tuple[UnitState, ...]
+    reason: str = ""
 
 
 def sweep_state(out_dir: str | Path, now: float | None = None) -> SweepState:
@@ -217,19 +220,22 @@ def sweep_state(out_dir: str | Path, now: float | None = None) -> SweepState:
             if path.name == progress.EVENTS_NAME or main_sweep is None:
                 main_sweep = events[starts[-1]]
     current.sort(key=lambda e: e["t"])
+    reason = ""
     if main_sweep is None:
         state, pid, started = "unknown", None, None
     else:
         pid, started = main_sweep.get("pid"), main_sweep["t"]
-        if any(e["event"] == "sweep_end" for e in current):
-            state = "finished"
+        ends = [e for e in current if e["event"] == "sweep_end"]
+        if ends:
+            reason = str(ends[-1].get("stopped") or "")
+            state = "stopped" if reason else "finished"
         else:
             state = "running" if isinstance(pid, int) and pid_alive(pid) else "died"
     order = list(main_sweep.get("units") or []) if main_sweep else []
     labels = order + [label for label in keys if label not in order]
     rates = progress.image_rates(history)
     units = tuple(_unit_state(label, keys.get(label, ""), ids, recs, current, rates, state, now) for label in labels)
-    return SweepState(folder, state, pid, started, current[-1]["t"] if current else None, units)
+    return SweepState(folder, state, pid, started, current[-1]["t"] if current else None, units, reason)
 
 
 _LIVE_STATES = ("ok", "partial", "running", "waiting", "stopped", "not run")

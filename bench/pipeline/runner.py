@@ -246,28 +246,42 @@ def run_sweep(cfg: BenchConfig, *, lock_fd: int | None = None) -> dict[tuple[str
             watch or contextlib.nullcontext():
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(cfg.to_dict()))
-        for name, size in cfg.units():
-            unit_clock = time.perf_counter()
-            if not cfg.isolate:
-                results[(name, size)] = _run_in_process(cfg, name, size)
-            else:
-                code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
-                if code != 0:
-                    _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
-                    line = f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on"
-                    if watch is not None:
-                        watch.say(line)
-                    else:
-                        print(line, file=sys.stderr)
-                results[(name, size)] = status
-            seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
-            progress.append_event(events, {"event": "end", "unit": unit_label(name, size),
-                                           "status": str(results[(name, size)])})
+        try:
+            _run_units(cfg, config_path, lock_fd, watch, results, seconds)
+        except BaseException as exc:  # Ctrl-C, SIGTERM: `bench status` then tells a stopped sweep from a dead one
+            why = f"exit {exc.code}" if isinstance(exc, SystemExit) else type(exc).__name__
+            with contextlib.suppress(OSError):  # the first error is the one to see
+                progress.append_event(events, {"event": "sweep_end", "stopped": why})
+            raise
         progress.append_event(events, {"event": "sweep_end"})
     if main:
         run_folder.write(cfg, keys, ids, run_folder.sweep_timing(started, time.perf_counter() - clock, seconds, load,
                                                                measure.load_average()))
     return results
+
+
+def _run_units(cfg: BenchConfig, config_path: Path, lock_fd: int | None, watch: progress.Watcher | None,
+               results: dict[tuple[str, tuple[int, int]], Status],
+               seconds: dict[tuple[str, tuple[int, int]], tuple[float, str]]) -> None:
+    """Every unit in turn, each ended with an ``end`` event; fills ``results`` and ``seconds`` as they end."""
+    events = events_file(cfg)
+    for name, size in cfg.units():
+        unit_clock = time.perf_counter()
+        if not cfg.isolate:
+            results[(name, size)] = _run_in_process(cfg, name, size)
+        else:
+            code, err, status = _child(cfg, name, size, config_path, () if lock_fd is None else (lock_fd,))
+            if code != 0:
+                _unit_failure(cfg, key_of(cfg, name, size), name, size, Status.ERROR, f"exit code {code}\n{err}")
+                line = f"[bench] {name} @ {format_size(size)} failed (exit {code}); recorded, going on"
+                if watch is not None:
+                    watch.say(line)
+                else:
+                    print(line, file=sys.stderr)
+            results[(name, size)] = status
+        seconds[(name, size)] = (time.perf_counter() - unit_clock, results[(name, size)])
+        progress.append_event(events, {"event": "end", "unit": unit_label(name, size),
+                                       "status": str(results[(name, size)])})
 
 
 def _images_left(cfg: BenchConfig, keys: dict[tuple[str, tuple[int, int]], str],

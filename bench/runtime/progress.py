@@ -258,8 +258,8 @@ class Progress:
                 u.seconds.append(float(event["seconds"]))
         else:
             u.failed += 1
-            lines.append(self._line(u, now, f"image {event.get('image_id')} failed ({u.failed} so far), recorded, "
-                                               f"going on: {event.get('reason', '')}"))
+            lines.append(self._line(u, now, f"image {event.get('image_id')} failed, recorded, going on "
+                                               f"({u.failed} so far): {event.get('reason', '')}"))
         last = u.done >= u.total
         if self.tty and not last:
             return lines
