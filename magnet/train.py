@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.training import loop, resume
-from bench.runtime.distributed import data_parallel
+from bench.runtime.distributed import barrier, data_parallel
 from bench.core.interface import Dataset, MethodContext
 from magnet.config import MagNetConfig, Plan, resolve_plan
 from magnet.geometry import Size
@@ -102,7 +101,7 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     """Train one refiner on pairs drawn from ``scales``; returns it and the mean loss per epoch.
 
     Data-parallel under torchrun (see the module docstring); the returned losses are then rank 0's.
-    ``resume_file``: where the resumable state is written and read in one process
+    ``resume_file``: where this rank's resumable state is written and read
     (``bench.training.resume``): besides the weights, optimiser and generators it holds the data
     order, i.e. the epoch, the epoch's batch list and position in it, the stream carried across
     epochs and the losses so far. The pairs are drawn in this process: each needs the frozen
@@ -125,7 +124,7 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
     name = "magnet refiner " + ",".join(f"{w}x{h}" for w, h in scales)
     total = cfg.epochs * steps_per_epoch(cfg, len(source))
     generators = {"rng": rng} if pair_rng is rng else {"rng": rng, "pair_rng": pair_rng}
-    checkpoint = resume.Checkpointer(resume_file if world == 1 else None, total, modules={"refiner": refiner},
+    checkpoint = resume.Checkpointer(resume_file, total, modules={"refiner": refiner},
                                      optimizers={"opt": opt}, generators=generators, device=device)
     with loop.Progress(name, total, enabled=rank == 0) as progress:
         snap = checkpoint.restore()
@@ -204,9 +203,6 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
     source.warm()
     seed = int(ctx.options.get("seed", 0)) if ctx.options else 0
     rank, world = data_parallel()
-    if world > 1 and rank == 0:
-        print(f"[train] magnet: no resume state under torchrun ({world} processes); an interrupted run restarts "
-              "at step 0", file=sys.stderr, flush=True)
     summary: dict[str, Any] = {}
     files = []
     for r in range(plan.n_refiners):
@@ -219,11 +215,12 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
         # at its last step (no step is repeated) and continues the interrupted one
         identity = resume.identity_of(loop.sidecar_of(ctx), cfg, seed=seed + r, scales=scales)
         files.append(resume.ResumeFile(Path(paths[key]), f"magnet {key}", identity, resume.runtime_of(ctx),
-                                       enabled=rank == 0))
+                                       rank=rank, world=world))
         refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r, files[-1])
         if rank == 0:  # under DDP every rank holds the same weights; one writes them
             loop.save_checkpoint(loop.cpu_state(refiner), Path(paths[key]), loop.sidecar_of(ctx))
         summary[key] = {"scales": [list(s) for s in scales], "loss": history, "seconds": time.perf_counter() - start}
+    barrier()  # every rank keeps its states until rank 0 has saved every refiner
     for file in files:
         file.remove()
     return summary

@@ -359,3 +359,58 @@ def test_dgf_resumes_its_own_loop(monkeypatch, capsys, tiny_ctx, tiny_dataset, t
     again, err = _resumed(monkeypatch, capsys, DeepGuidedFilter, cfg, tiny_ctx, tiny_dataset, tmp_path / "cut", 2)
     assert "resuming dgf from step 2/4" in err
     assert _same(whole, again)
+
+
+# --------------------------------------------------------------------------- torchrun
+
+DDP_CHILD = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    import torch
+    torch.set_num_threads(1)
+    from bench.training import resume
+    from test_training_resume import train_tiny_backbone
+
+    stop = int(sys.argv[2])
+    if stop:  # both ranks stop after the same step, as a job killed between two steps
+        original = resume.Checkpointer.after_step
+        def after(self, step, losses, extra=None, **kw):
+            original(self, step, losses, extra, **kw)
+            if step == stop:
+                os._exit(3)
+        resume.Checkpointer.after_step = after
+    train_tiny_backbone(Path(sys.argv[1]))
+""")
+
+
+@pytest.mark.slow
+def test_a_data_parallel_backbone_training_resumes_on_every_rank(tmp_path):
+    """Two CPU ranks (gloo), stopped after step 5 and run again: each rank resumes its own sampler
+    and the weights equal an uninterrupted two-rank run's (catches one rank's generator saved for
+    both, or ranks deciding apart when a state is due)."""
+    import socket
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_CHILD)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+
+    def torchrun(out: Path, stop: int) -> subprocess.CompletedProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+               "--master_addr=127.0.0.1", f"--master_port={port}", str(script), str(out), str(stop)]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    whole, cut = tmp_path / "whole" / "bb.pt", tmp_path / "cut" / "bb.pt"
+    assert torchrun(whole, 0).returncode == 0
+    stopped = torchrun(cut, 5)
+    assert stopped.returncode != 0 and not cut.exists()
+    assert sorted(p.name for p in cut.parent.iterdir()) == ["bb.pt.rank0of2.resume", "bb.pt.rank1of2.resume"]
+    again = torchrun(cut, 0)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("resuming backbone from step 5/12") == 2
+    assert sorted(p.name for p in cut.parent.iterdir()) == ["bb.pt", "bb.pt.train.json"]
+    assert _equal_states(torch.load(whole, weights_only=True), torch.load(cut, weights_only=True))

@@ -282,11 +282,10 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
                    sidecar: dict[str, Any] | None = None, runtime: TrainRuntime | None = None) -> dict[str, float]:
     """Train ``model`` in place and save its state dict (rank 0) to ``out_path``.
 
-    A resume state ``<out_path>.resume`` is written every ``runtime.checkpoint_every_s`` seconds
-    and after the last step (``bench.training.resume``); run again with the same options, the
-    training continues from it and ends with the weights of an uninterrupted run. In one process
-    only: under torchrun the ranks' samplers would have to be saved together, so no state is
-    written there (one line says so).
+    A resume state ``<out_path>.resume`` (under torchrun one a rank) is written every
+    ``runtime.checkpoint_every_s`` seconds and after the last step (``bench.training.resume``);
+    run again with the same options, the training continues from it and ends with the weights of
+    an uninterrupted run.
 
     Args:
         model: a Segmenter.
@@ -315,11 +314,9 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
         # model is a Segmenter: num_classes is a plain int attribute (to mypy, nn.Module's Tensor | Module)
         weights = class_frequency_weights(dataset, getattr(model, "num_classes"))
     weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
-    if world > 1 and rank == 0:
-        print(f"[train] backbone: no resume state under torchrun ({world} processes); an interrupted run restarts "
-              "at step 0", file=sys.stderr, flush=True)
-    file = None if world > 1 else resume.ResumeFile(
-        out_path, "backbone", resume.identity_of(sidecar, cfg, crop=list(crop), steps=cfg.iterations), runtime)
+    file = resume.ResumeFile(out_path, "backbone", resume.identity_of(sidecar, cfg, crop=list(crop),
+                                                                      steps=cfg.iterations), runtime,
+                             rank=rank, world=world)
     # the checkpoint saves the data order as it stands after the last step, which with workers is
     # behind the sampler's own generator (it plans ahead): a twin generator holds that state
     order_rng = np.random.default_rng()
@@ -351,8 +348,8 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
     model.eval()
     if rank == 0:
         loop.save_checkpoint(model.state_dict(), out_path, sidecar)
-        if file is not None:
-            file.remove()
+    distributed.barrier()  # every rank keeps its state until the weights are on disk
+    file.remove()
     k = min(20, len(losses))
     return {"loss_first": float(np.mean(losses[:k])), "loss_last": float(np.mean(losses[-k:])),
             "seconds": time.perf_counter() - start}

@@ -39,7 +39,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from bench.runtime import distributed
 from bench.weights.sidecar import fsync
 
 RUNTIME_OPTION = "training_runtime"  # key of MethodContext.options that carries a TrainRuntime
@@ -93,9 +95,10 @@ def with_runtime(ctx: Any, runtime: TrainRuntime) -> Any:
     return dataclasses.replace(ctx, options={**dict(ctx.options or {}), RUNTIME_OPTION: runtime})
 
 
-def resume_path(weights: Path) -> Path:
-    """``<weights>.resume``: the resume state of the training that writes ``weights``."""
-    return Path(f"{weights}{SUFFIX}")
+def resume_path(weights: Path, rank: int = 0, world: int = 1) -> Path:
+    """``<weights>.resume``: the resume state of the training that writes ``weights``; under
+    torchrun one a rank, ``<weights>.rank<r>of<world>.resume`` (each rank draws its own samples)."""
+    return Path(f"{weights}{SUFFIX}" if world == 1 else f"{weights}.rank{rank}of{world}{SUFFIX}")
 
 
 def _say(message: str) -> None:
@@ -191,14 +194,18 @@ class ResumeFile:
         identity: JSON-like values that must be equal for a state to be resumed: the weights'
             sidecar options, or the loop's config where there is none.
         runtime: how often to write.
-        enabled: False on every rank but 0 under torchrun (one writer).
+        enabled: False to write and read nothing.
         clock: seconds, monotonic (a test's fake clock).
+        rank, world: this process's rank and the number of data-parallel ranks (torchrun). With
+            more than one, every rank keeps its own file, rank 0's clock decides for all when a
+            state is due, and a state is resumed only when every rank holds one at the same step.
     """
 
     def __init__(self, weights: Path, what: str, identity: Mapping[str, Any], runtime: TrainRuntime | None = None,
-                 *, enabled: bool = True, clock: Any = time.monotonic) -> None:
-        self.path, self.what = resume_path(Path(weights)), what
-        self.identity = _plain(identity)
+                 *, enabled: bool = True, clock: Any = time.monotonic, rank: int = 0, world: int = 1) -> None:
+        self.path, self.what = resume_path(Path(weights), rank, world), what
+        self.rank, self.world = rank, world
+        self.identity = _plain({**identity, "world": world} if world > 1 else identity)
         self.runtime = runtime or TrainRuntime()
         self.enabled, self.clock = enabled, clock
         self.last = clock()
@@ -213,6 +220,24 @@ class ResumeFile:
         if self._loaded:
             return self._payload
         self._loaded = True
+        self._payload = self._read()
+        if self.world > 1:
+            self._payload = self._agree(self._payload)
+        return self._payload
+
+    def _agree(self, payload: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Every rank's state, or none: ranks killed between their writes hold different steps."""
+        mine = None if payload is None else (payload.get("phase", ""), int(payload["step"]))
+        every: list[Any] = [None] * self.world
+        dist.all_gather_object(every, mine)
+        if all(x == every[0] for x in every):
+            return payload
+        if self.rank == 0 and any(x is not None for x in every):
+            _say(f"discarding the resume states of {self.what}: the ranks stopped at different steps "
+                 f"({', '.join('none' if x is None else str(x[1]) for x in every)}); starting at step 0")
+        return None
+
+    def _read(self) -> dict[str, Any] | None:
         if not (self.enabled and self.runtime.resume and self.path.is_file()):
             return None
         try:
@@ -228,7 +253,6 @@ class ResumeFile:
             _say(f"discarding {self.path}: written by a training with other options ({', '.join(fields)}); "
                  "starting at step 0")
             return None
-        self._payload = payload
         return payload
 
     def take(self, phase: str = "") -> dict[str, Any] | None:
@@ -245,8 +269,12 @@ class ResumeFile:
         return None if payload is None else str(payload.get("phase", ""))
 
     def due(self) -> bool:
-        """Whether ``checkpoint_every_s`` has passed since the last write (or since the start)."""
-        return self.clock() - self.last >= self.runtime.checkpoint_every_s
+        """Whether ``checkpoint_every_s`` has passed since the last write (or since the start);
+        under torchrun rank 0's answer on every rank (a collective: every rank calls it)."""
+        due = self.clock() - self.last >= self.runtime.checkpoint_every_s
+        if self.world > 1:
+            due = bool(distributed.broadcast(due))
+        return due
 
     def write(self, payload: Mapping[str, Any]) -> None:
         """Write ``payload`` (with this training's identity) atomically; a no-op when disabled."""
