@@ -86,6 +86,11 @@ def test_rate_unit_and_sweep_left_and_failures():
     assert "3/4 images, 7.0 s/image" in line, line
     # 1 image left: 7 s; the next unit: the 2 s set-up seen on this one + 3 images x 10 s
     assert "left: unit 7.0 s, sweep 39 s; 0 failed" in line, line
+    q = Progress([UNIT])
+    _unit(q, 0.0, total=3)
+    _image(q, 0, 0.0, 1.0)
+    failed = _image(q, 1, 1.0, 0.1, ok=False)  # within 10 s of the last line: its own line, no figures
+    assert len(failed) == 1 and "image img1 failed, recorded, going on (1 so far)" in failed[0]
     failed = _image(p, 3, 25.0, 0.1, ok=False)  # the last image could not be read
     assert "image img3 failed, recorded, going on (1 so far): ValueError: bad png" in failed[0]
     assert "4/4 images" in failed[1] and "; 1 failed" in failed[1]

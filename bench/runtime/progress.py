@@ -59,6 +59,7 @@ def append_event(path: Path, event: Mapping[str, Any]) -> None:
     interleave inside a line. Not fsynced: an event lost to a power cut costs a line of progress, not a result.
     """
     line = json.dumps({"t": time.time(), **event}, sort_keys=True) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fh.write(line)
 
@@ -263,7 +264,8 @@ class Progress:
         last = u.done >= u.total
         if self.tty and not last:
             return lines
-        if lines or last or u.last_image_line is None or now - u.last_image_line >= LINE_EVERY_S:
+        # a failure's own line is not throttled (the runner always said so), but the figures are
+        if last or u.last_image_line is None or now - u.last_image_line >= LINE_EVERY_S:
             lines.append(self._line(u, now, self._stats(u, now)))
             u.last_image_line = now
         if lines:
