@@ -276,3 +276,16 @@ def test_an_interrupted_sweep_says_so_and_status_tells_it_from_a_dead_one(tmp_pa
     assert cli.main(["status", str(cfg.out_path)]) == 0
     text = capsys.readouterr().out
     assert "sweep STOPPED (KeyboardInterrupt" in text and "the sweep was stopped while it ran" in text, text
+
+
+def test_status_before_the_sweep_starts_lists_the_units_to_come(tmp_path, capsys):
+    from bench.evaluation import run_folder
+
+    cfg = build(_flat(tmp_path))
+    run_folder.write(cfg)  # what bench run writes first, before training
+    state = sweep_state(cfg.out_path)
+    assert state.state == "unknown"
+    assert [(u.label, u.state) for u in state.units] == [
+        ("downsample@32x16", "not run"), ("patching@32x16", "not run"), ("downsample@64x32", "not run")]
+    assert cli.main(["status", str(cfg.out_path)]) == 0
+    assert "no sweep has started here yet" in capsys.readouterr().out

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import BenchConfig, format_size, parse_size
+from bench.core.config import BenchConfig, build, format_size, parse_size
 from bench.core.errors import UserError
 from bench.evaluation import records
 from bench.runtime import progress
@@ -233,9 +233,21 @@ def sweep_state(out_dir: str | Path, now: float | None = None) -> SweepState:
             state = "running" if isinstance(pid, int) and pid_alive(pid) else "died"
     order = list(main_sweep.get("units") or []) if main_sweep else []
     labels = order + [label for label in keys if label not in order]
+    if not labels:  # bench run writes run.json with its config alone first, then trains: the units to come
+        labels = _config_units(data["config"])
+        latest = latest_keys(recs)
+        keys = {label: latest.get((label.rpartition("@")[0], label.rpartition("@")[2]), "") for label in labels}
     rates = progress.image_rates(history)
     units = tuple(_unit_state(label, keys.get(label, ""), ids, recs, current, rates, state, now) for label in labels)
     return SweepState(folder, state, pid, started, current[-1]["t"] if current else None, units, reason)
+
+
+def _config_units(config: Mapping[str, Any]) -> list[str]:
+    """``"method@WxH"`` of every unit of a stored config ([] when it does not build: no guess)."""
+    try:
+        return [f"{m}@{format_size(sz)}" for m, sz in build(dict(config)).units()]
+    except (KeyError, ValueError, TypeError):
+        return []
 
 
 _LIVE_STATES = ("ok", "partial", "running", "waiting", "stopped", "not run")
