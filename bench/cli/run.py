@@ -12,17 +12,68 @@ from bench.cli.common import command_config, dataset_args
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.pipeline.validate import check_run
+    """Check, plan, then train what is missing and sweep; 2 for bad input, 130/143 when interrupted."""
+    from bench.pipeline.validate import check_out_dir, check_run
+    from bench.runtime import procs
 
     cfg = command_config(args)
+    check_out_dir(cfg)  # before the checks that import torch: a folder typo costs a second
     check_run(cfg)  # names, options, device and data folder, before any training or file write
+    with procs.exit_on_signals():
+        try:
+            cfg = plan_or_stop(cfg, args)
+            if cfg is None:
+                return 2
+            if args.dry_run:
+                return 0
+            return _run(cfg)
+        except procs.Interrupted as stop:
+            return interrupted(stop, cfg)
+
+
+def plan_or_stop(cfg, args: argparse.Namespace):  # noqa: ANN001, ANN201
+    """Print the plan (rank 0); None when a unit lacks weights while train is off (each named, one line each)."""
+    from bench.pipeline import plan
+    from bench.runtime import distributed
+
+    cfg = plan.resolve(cfg)
+    the_plan = plan.build_plan(cfg)
+    main = distributed.env_world()[0] == 0
+    if main:
+        for line in plan.plan_lines(the_plan):
+            print(f"[bench] {line}", flush=True)
+    blocked = plan.blocking_lines(the_plan, plan.command_words(args))
+    if blocked:
+        if main:
+            for line in blocked:
+                print(f"[bench] error: {line}", file=sys.stderr)
+            print(f"[bench] error: {len(blocked)} unit(s) lack weights and train is off: nothing was run and no "
+                  f"table was written", file=sys.stderr)
+        return None
+    return cfg
+
+
+def interrupted(stop, cfg) -> int:  # noqa: ANN001
+    """One line for Ctrl-C or SIGTERM: what is kept and how to go on; returns 128 + the signal's number."""
+    from bench.evaluation import records
+
+    try:
+        kept = sum(1 for r in records.load(cfg.out_path) if r.get("type") == "image")
+    except Exception:  # noqa: BLE001 - the count is a courtesy; the line must print
+        kept = None
+    done = f"{kept} image record(s) kept in {cfg.out_path}" if kept is not None else f"records in {cfg.out_path}"
+    print(f"[bench] interrupted by {stop.name} (exit {stop.code}): {done}; the same command resumes where it stopped", file=sys.stderr)
+    return stop.code
+
+
+def _run(cfg) -> int:  # noqa: ANN001
     from bench.runtime import distributed, procs  # after the checks: distributed imports torch (seconds)
     from bench.evaluation import run_folder
 
     distributed.init(cfg.device)  # under torchrun: join the ranks (each sweeps its shard of the images)
     # rank 0 holds the out_dir lock for the run; the other ranks write only their own record files
     lock = procs.out_dir_lock(cfg.out_path) if distributed.is_main() else contextlib.nullcontext(None)
-    with procs.exit_on_sigterm(), lock as lock_fd:
+    with lock as lock_fd:
         if lock_fd is not None:
             procs.clean_stale_temp(cfg.out_path)
             run_folder.write(cfg)  # the config now; the sweep adds its unit keys and image ids
@@ -84,4 +135,9 @@ def render_figures_or_report(cfg, aggregates=None) -> int:  # noqa: ANN001
 
 
 def add_parser(sub: Any) -> None:
-    dataset_args(sub.add_parser("run", help="train what is missing, sweep, write tables")).set_defaults(fn=run)
+    from bench.cli.keys import run_epilog  # the keys' meanings from the config dataclasses (no torch)
+
+    p = dataset_args(sub.add_parser("run", help="print the plan, train what is missing, sweep, write tables",
+                                    epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter))
+    p.add_argument("--dry-run", action="store_true", help="print the plan (units, weights, estimates) and exit")
+    p.set_defaults(fn=run)

@@ -5,6 +5,9 @@ containers. :func:`foreign_globals` lists the globals a file's pickle names outs
 that loader may accept (``torch``, ``collections``, ``builtins``, ``_codecs``, ``numpy``), from its
 opcodes, without running it. It is a fast pre-check only: an empty list does not mean the file
 loads (torch still decides), and a file it cannot parse gives an empty list.
+
+:func:`not_a_checkpoint` says, from a file's first bytes, when it is no ``torch.save`` file at all
+(a text file, an image, an empty file), so that it is not reported as a refused pickle.
 """
 
 from __future__ import annotations
@@ -61,3 +64,35 @@ def foreign_globals(path: str | Path) -> list[str]:
     if data is None:
         return []
     return sorted({g for g in _globals(data) if g.split(".", 1)[0] not in TRUSTED})
+
+
+# torch.save writes a zip archive (since torch 1.6) or, with the legacy format, a pickle that starts
+# with the PROTO opcode; torch.jit.save and numpy's .npy are named, for they are a common mistake
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+def not_a_checkpoint(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a ``torch.save`` file, or None when it may be one.
+
+    Read from the first bytes only: a zip archive (the current format) or a pickle with a
+    protocol header (the legacy format) may be a checkpoint; anything else is named as what it
+    looks like (empty, text, a PNG or JPEG image, a NumPy array).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if head.startswith(_ZIP_MAGIC) or (len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5):
+        return None
+    if not head:
+        return "is empty"
+    for magic, what in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x93NUMPY", "a NumPy array")):
+        if head.startswith(magic):
+            return f"is {what}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"starts with bytes {head[:8]!r}, neither a zip archive nor a pickle"
+    return f"is a text file (it starts {text.splitlines()[0][:40]!r})" if text.strip() else "holds only white space"

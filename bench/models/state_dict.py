@@ -18,11 +18,17 @@ def load_weights(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU; a refused pickle names the file.
 
     Raises:
+        NotACheckpoint: the file is no ``torch.save`` file at all (text, an image, empty).
         UnsafeCheckpoint: the file holds pickled objects beyond tensors and plain containers
             (a full-model pickle, an optimiser, a foreign class), which ``weights_only`` refuses.
     """
-    from bench.core.errors import UnsafeCheckpoint, one_line
+    from bench.core.errors import NotACheckpoint, UnsafeCheckpoint, one_line
+    from bench.models.pickle_scan import not_a_checkpoint
 
+    why = not_a_checkpoint(path)
+    if why is not None:  # else torch's unpickler reports it as a refused pickle ("Unsupported operand 110")
+        raise NotACheckpoint(f"{path} is not a checkpoint: it {why}, while torch.save writes a zip archive "
+                             f"(or a legacy pickle); give the .pt/.pth file of the weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -63,6 +69,32 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> None:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     load_state_dict_strict(model, clean_state_dict(state), source=str(path))
+
+
+def state_dict_of(loaded: Any) -> dict[str, Any] | None:
+    """The flat ``{name: tensor}`` of a loaded checkpoint (a bare one, or under ``state_dict``), cleaned.
+
+    Returns:
+        :func:`clean_state_dict` of it, or None when ``loaded`` holds no mapping of names.
+    """
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        return None
+    return clean_state_dict(loaded)
+
+
+def key_sample(keys: Any, n: int = 3) -> str:
+    """``'a.weight', 'b.bias', ...`` of the first ``n`` sorted keys: what a file holds, in a message."""
+    ordered = sorted(keys)
+    more = ", ..." if len(ordered) > n else ""
+    return ", ".join(repr(k) for k in ordered[:n]) + more
+
+
+def key_overlap(a: Any, b: Any) -> float:
+    """Jaccard overlap of two key sets (1.0: the same keys; 0.0: none shared or both empty)."""
+    a, b = set(a), set(b)
+    return len(a & b) / len(a | b) if a | b else 0.0
 
 
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -127,8 +127,17 @@ def store_fields(target: str, fields: set[str]) -> None:
         pass
 
 
-def _unknown_option(method: str, option: str, fields: set[str]) -> UserError:
-    return UserError(f"{method}.{option}: unknown option of {method}{_suggest(option, fields)} known: {sorted(fields)}")
+def _written_in(cfg: BenchConfig, key: str) -> str:
+    """``"<file>: "`` or ``"command line: "`` where ``key`` was written (``bench.core.config.key_source``), else ``""``."""
+    from bench.core.config import key_source
+
+    source = key_source(cfg, key)
+    return f"{source}: " if source else ""
+
+
+def _unknown_option(cfg: BenchConfig, method: str, option: str, fields: set[str]) -> UserError:
+    return UserError(f"{_written_in(cfg, f'{method}.{option}')}{method}.{option}: unknown option of {method}"
+                     f"{_suggest(option, fields)} known: {sorted(fields)}")
 
 
 def check_method_options(cfg: BenchConfig) -> None:
@@ -147,13 +156,14 @@ def check_method_options(cfg: BenchConfig) -> None:
     for method, options in cfg.method_options.items():  # names first: they need no import
         if method not in known:
             keys = ", ".join(f"{method}.{o}" for o in options)
-            raise UserError(f"{keys}: unknown method {method!r}{_suggest(method, known)} (a <method>.<option> key "
+            where = _written_in(cfg, f"{method}.{next(iter(options), '')}")
+            raise UserError(f"{where}{keys}: unknown method {method!r}{_suggest(method, known)} (a <method>.<option> key "
                             f"needs a registered method; known: {sorted(known)})")
     for method, options in cfg.method_options.items():  # option names from the cache: no import
         cached = cached_fields(known[method])
         for option in options if cached is not None else ():
             if cached is not None and option not in cached:
-                raise _unknown_option(method, option, cached)
+                raise _unknown_option(cfg, method, option, cached)
     for method, options in cfg.method_options.items():
         cls = _method_class(method)
         if cls is None:
@@ -162,7 +172,7 @@ def check_method_options(cfg: BenchConfig) -> None:
         store_fields(known[method], fields)
         for option in options:
             if option not in fields:
-                raise _unknown_option(method, option, fields)
+                raise _unknown_option(cfg, method, option, fields)
     for name in dict.fromkeys((*cfg.methods, *cfg.table1_methods)):
         _check_method_config(cfg, name)
 
@@ -276,17 +286,49 @@ def check_weight_files(cfg: BenchConfig) -> None:
     Read without torch (``bench.models.pickle_scan``): a full-model pickle is refused in a second, not
     after torch has been imported and the training check has run.
     """
-    from bench.models.pickle_scan import foreign_globals
+    from bench.models.pickle_scan import foreign_globals, not_a_checkpoint
 
     if not cfg.backbone_checkpoint:
         return
     path = Path(cfg.backbone_checkpoint)
     if not path.is_file():
         raise UserError(f"backbone_checkpoint: no file at {path}")
+    why = not_a_checkpoint(path)
+    if why is not None:
+        raise UserError(f"backbone_checkpoint: {path} is not a checkpoint: it {why}, while torch.save writes a zip "
+                        f"archive (or a legacy pickle); give the backbone's .pt/.pth file")
     foreign = foreign_globals(path)
     if foreign:
         raise UserError(f"{path}: refused by torch.load(weights_only=True); save a plain state dict "
                         f"(model.state_dict()) instead (it pickles {', '.join(foreign[:3])})")
+
+
+def _writable_folder(key: str, folder: Path) -> None:
+    """``folder`` exists as a writable folder, or can be created: its first existing ancestor is one."""
+    import os
+
+    probe = folder.absolute()
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it
+            raise UserError(f"{key}: {folder} cannot be created: {probe} is a broken symbolic link")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{key}: {folder} cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        verb = "written" if probe == folder.absolute() else "created"
+        raise UserError(f"{key}: {folder} cannot be {verb}: no write permission on {probe}")
+    if str(probe).startswith(("/proc/", "/sys/")) or str(probe) in ("/proc", "/sys"):
+        raise UserError(f"{key}: {folder} cannot be created: {probe} is a kernel file system, not a place for files")
+
+
+def check_out_dir(cfg: BenchConfig) -> None:
+    """``out_dir`` and the tables' folder can be created and written, checked without creating either.
+
+    A failure the check cannot foresee (a full disk, a read-only mount seen as writable by root)
+    is still one line: ``bench.runtime.procs.out_dir_lock`` reports the folder it cannot make.
+    """
+    _writable_folder("out_dir", cfg.out_path)
+    _writable_folder("tables_dir" if cfg.tables_dir else "out_dir (its tables/)", cfg.tables_path)
 
 
 def check_run(cfg: BenchConfig, *, data: bool = True) -> None:

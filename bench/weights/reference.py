@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import file_digest
+from bench.core.config import REPO_DIR, file_digest
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
@@ -101,9 +101,11 @@ def verify(folder: Path, paths: list[Path]) -> None:
                                             f"restore them with `git checkout {folder}`")
                 continue
             if entry is None:
+                # never advise deleting in a reference folder: the file may be the user's own work
                 raise ReferenceMismatch(f"{file} is not listed in {folder / MANIFEST}: a reference folder holds only "
-                                        f"the files its manifest names; remove it or regenerate the set "
-                                        f"(`python -m bench reference DATASET --install`)")
+                                        f"the files its manifest names; move it out of {folder} (train your own "
+                                        f"weights with train=true, into results/checkpoints/DATASET) or regenerate "
+                                        f"the set (`python -m bench reference DATASET --install`)")
             found = sha256(file)
             if found != entry["sha256"]:
                 raise ReferenceMismatch(f"reference file {file} has sha256 {found[:16]}…, its manifest says "
@@ -123,3 +125,57 @@ def refuse_write(folder: Path) -> None:
 def weight_files(folder: Path) -> list[Path]:
     """Every file of a checkpoint folder that belongs in its manifest (weights and sidecars)."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def reference_folder_of(path: Path) -> Path | None:
+    """The reference folder (one with a manifest) that ``path`` lies in, or None.
+
+    Used to word advice: a file under a reference folder is committed and is never to be
+    deleted, edited or trained into.
+    """
+    resolved = Path(path).resolve()
+    for folder in resolved.parents:
+        if is_reference(folder):
+            return folder
+    return None
+
+
+def known_checkpoints(root: Path | None = None) -> list[tuple[Path, str]]:
+    """``(file, what)`` of every weights file (not sidecar) listed by a manifest under ``root``.
+
+    ``root`` defaults to the repository's ``weights/``; ``what`` is the manifest's description
+    of the file (``backbone``, ``dgf``, ``magnet_refiner_...``).
+    """
+    out = []
+    for manifest in sorted(Path(root or REPO_DIR / "weights").glob(f"*/{MANIFEST}")):
+        try:
+            files = load_manifest(manifest.parent)["files"]
+        except (ReferenceMismatch, OSError):
+            continue
+        for rel, entry in sorted(files.items()):
+            if not rel.endswith(".train.json") and entry.get("what") != "sidecar":
+                out.append((manifest.parent / rel, str(entry.get("what") or Path(rel).stem)))
+    return out
+
+
+def identify(keys: set[str], root: Path | None = None, threshold: float = 0.8) -> tuple[Path, str] | None:
+    """The reference file whose state-dict keys are closest to ``keys`` (overlap >= ``threshold``), or None.
+
+    Tells a user which model a wrong file belongs to ("its keys look like dgf's"): each
+    candidate is loaded with ``weights_only=True``, so this runs only when a file was already
+    found not to fit.
+    """
+    from bench.models.state_dict import key_overlap, load_weights, state_dict_of
+
+    best: tuple[float, Path, str] | None = None
+    for path, what in known_checkpoints(root):
+        try:
+            state = state_dict_of(load_weights(path))
+        except Exception:  # noqa: BLE001 - an unreadable candidate is no answer, the error is the user's file
+            continue
+        if state is None:
+            continue
+        score = key_overlap(keys, state)
+        if score >= threshold and (best is None or score > best[0]):
+            best = (score, path, what)
+    return None if best is None else (best[1], best[2])

@@ -145,8 +145,20 @@ def check(paths: dict[str, Path], options: dict[str, Any], method: str, fix: str
         diff = {k: (trained.get(k), options.get(k)) for k in {*trained, *options} if trained.get(k) != options.get(k)}
         if diff:
             fields = "; ".join(f"{k}: trained with {a!r}, config has {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise StaleCheckpoint(f"{method} weights {path} were trained with other options ({fields}). Delete "
-                                  f"{path} and {sidecar(path)} to retrain, or {fix}")
+            raise StaleCheckpoint(f"{method} weights {path} were trained with other options ({fields}). "
+                                  f"{_stale_fix(path, fix)}")
+
+
+def _stale_fix(path: Path, fix: str) -> str:
+    """The advice of a stale-weights error: never to delete a committed reference file."""
+    from bench.weights.reference import reference_folder_of
+
+    folder = reference_folder_of(path)
+    if folder is not None:
+        return (f"They are committed reference weights ({folder / 'manifest.json'}) and stay as they are: "
+                f"evaluate them with the options they were trained with, train your own with train=true "
+                f"(written outside {folder}), or {fix}")
+    return f"Delete {path} and {sidecar(path)} to retrain, or {fix}"
 
 
 # what of the backbone's sidecar changes inference: evaluating given weights demands these alone
