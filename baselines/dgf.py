@@ -328,6 +328,8 @@ class DeepGuidedFilter(Method):
         path = Path(paths["dgf"])
         file = resume.ResumeFile(path, "dgf", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
                                  resume.runtime_of(ctx))
+        resume.read_in_process(file.runtime, "dgf", "each window needs the frozen backbone's coarse map of its image, "
+                               "computed on the training device")
         checkpoint = resume.Checkpointer(file, cfg.iterations, modules={"head": head}, optimizers={"opt": optimiser},
                                          generators={"rng": rng}, device=torch.device(ctx.device))
         with loop.Progress("dgf", cfg.iterations) as progress:

@@ -203,6 +203,9 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
     source.warm()
     seed = int(ctx.options.get("seed", 0)) if ctx.options else 0
     rank, world = data_parallel()
+    if rank == 0:
+        resume.read_in_process(resume.runtime_of(ctx), "magnet", "each pair needs the frozen backbone's maps, "
+                               "computed and cached on the training device")
     summary: dict[str, Any] = {}
     files = []
     for r in range(plan.n_refiners):

@@ -220,6 +220,23 @@ def test_runtime_comes_from_the_context_and_checks_its_values(tiny_ctx):
         resume.TrainRuntime(checkpoint_every_s=float("nan"))
 
 
+def test_a_loop_that_reads_in_process_says_so_when_workers_are_asked(capsys, tiny_ctx, tiny_dataset, tmp_path):
+    """DGF with workers=2: one line saying they are not used and why, and the weights of workers=0."""
+    from baselines.dgf import DeepGuidedFilter
+
+    cfg = DeepGuidedFilter.Config(iterations=2, batch_size=2, crop_size=(48, 32), hidden=8)
+    ctx = dataclasses.replace(tiny_ctx, checkpoint_dir=tmp_path / "w")
+    DeepGuidedFilter.train(cfg, ctx, tiny_dataset, DeepGuidedFilter.checkpoints(cfg, ctx))
+    assert "workers" not in capsys.readouterr().err
+    asked = resume.with_runtime(dataclasses.replace(ctx, checkpoint_dir=tmp_path / "w2"), resume.TrainRuntime(workers=2))
+    DeepGuidedFilter.train(cfg, asked, tiny_dataset, DeepGuidedFilter.checkpoints(cfg, asked))
+    lines = [x for x in capsys.readouterr().err.splitlines() if "workers" in x]
+    assert lines == ["[train] dgf: workers=2 not used, the samples are made in the training process: each window "
+                     "needs the frozen backbone's coarse map of its image, computed on the training device"]
+    assert _equal_states(torch.load(tmp_path / "w" / "dgf.pt", weights_only=True),
+                         torch.load(tmp_path / "w2" / "dgf.pt", weights_only=True))
+
+
 # --------------------------------------------------------------------------- the backbone's data order
 
 def _old_random_crop(image, label, width, crop, rng):

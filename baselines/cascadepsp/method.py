@@ -242,6 +242,8 @@ class CascadePSP(Method):
         path = Path(paths["cascadepsp"])
         file = resume.ResumeFile(path, "cascadepsp", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
                                  resume.runtime_of(ctx))
+        resume.read_in_process(file.runtime, "cascadepsp", "a sample's target class and boundary perturbation are "
+                               "drawn from its pixels, so the draws cannot be planned ahead of them")
         with loop.seeded(device, cfg.seed):
             net = build_net(cfg).to(device)
             train_net(net, samples, cfg, ctx.dataset.ignore_index, device, resume_file=file)

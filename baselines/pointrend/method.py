@@ -181,6 +181,8 @@ class PointRend(Method):
         path = Path(paths["pointrend"])
         file = resume.ResumeFile(path, "pointrend", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
                                  resume.runtime_of(ctx))
+        resume.read_in_process(file.runtime, "pointrend", "each sample is the frozen backbone's output, computed on "
+                               "the training device")
         with loop.seeded(device, cfg.seed):
             head = _head_for(cfg, ctx)
             load = make_loader(

@@ -149,6 +149,7 @@ class SegFix(Method):
         path = Path(paths["segfix"])
         file = resume.ResumeFile(path, "segfix", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
                                  resume.runtime_of(ctx))
+        resume.read_in_process(file.runtime, "segfix", "the targets are cached in this process (cache_targets)")
         with loop.seeded(device, cfg.seed):
             net = SegFixNet(cfg.width, cfg.head_channels).to(device)
             load = make_loader(train_set, ctx.dataset.ignore_index, cfg)

@@ -95,6 +95,12 @@ def with_runtime(ctx: Any, runtime: TrainRuntime) -> Any:
     return dataclasses.replace(ctx, options={**dict(ctx.options or {}), RUNTIME_OPTION: runtime})
 
 
+def read_in_process(runtime: TrainRuntime, what: str, why: str) -> None:
+    """One line when ``runtime`` asks for data-loading workers that the loop ``what`` does not use, and why."""
+    if runtime.workers > 0:
+        _say(f"{what}: workers={runtime.workers} not used, the samples are made in the training process: {why}")
+
+
 def resume_path(weights: Path, rank: int = 0, world: int = 1) -> Path:
     """``<weights>.resume``: the resume state of the training that writes ``weights``; under
     torchrun one a rank, ``<weights>.rank<r>of<world>.resume`` (each rank draws its own samples)."""
