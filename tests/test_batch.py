@@ -158,3 +158,27 @@ def test_rows_at_different_settings_are_said_to_compare_settings():
     assert "every row" not in mixed
     # records from before the setting was recorded: said, never guessed
     assert "not recorded" in batch_note([UnitResult("patching", "Patching", "64x32", 1, "ok", images={"i": {}})])
+
+
+def test_the_batch_sweep_runs_each_setting_in_its_own_folder_and_tables_them(monkeypatch):
+    from bench.report import batch_table as bt
+    from bench.report import tables
+    from bench.report.table_model import UnitResult
+
+    seen = {}
+
+    def fake_results(cfg):
+        b = int(cfg.out_dir.rsplit("-batch", 1)[1])
+        seen[b] = (cfg.method_options.get("patching", {}).get("batch_size"),
+                   cfg.method_options.get("glnet", {}).get("sub_batch_size"))
+        mem = {1: 100.0, 4: 250.0}[b]  # memory grows with the batch, mIoU does not move
+        return {("patching", "128x64"): UnitResult("patching", "Patching", "128x64", 2, "ok", miou=0.5,
+                                                   time={"median": 2000.0 / b, "iqr": 0.0, "n": 2}, memory=mem,
+                                                   device="Test CPU", threads=2)}
+
+    monkeypatch.setattr(tables, "load_results", fake_results)
+    t = bt.batch_table("synthetic", [4, 1], {"out_dir": "/tmp/x", "methods": ["downsample", "patching", "glnet"]})
+    assert seen == {1: (1, 1), 4: (4, 4)}  # each run sets every declared option to its setting
+    assert t.rows == [["Patching", "1", "50.00", "2.000", "100"], ["Patching", "4", "50.00", "0.500", "250"],
+                      ["glnet", "1", "–", "–", "not run"], ["glnet", "4", "–", "–", "not run"]]
+    assert "batch setting" in t.caption and "supplement's Table 1" in t.caption and "Test CPU, 2 thread(s)" in t.text
