@@ -151,7 +151,8 @@ def _image_ids(out: Path) -> list[str]:
     return [r["image_id"] for r in records.load(out) if r["type"] == "image" and r["status"] == "ok"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+# SIGTERM is the same path (one handler for both) and costs 40 s more: slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_an_interrupted_run_says_so_in_one_line_and_the_rerun_completes(tmp_path, plugin_env, signum):  # noqa: ANN001, F811
     """Today: SIGINT ends in a KeyboardInterrupt traceback, and every exit leaves .bench.lock behind."""
     cmd, out = _setup(tmp_path)

@@ -167,3 +167,16 @@ def test_the_plan_shows_sources_digests_and_an_estimate_from_an_earlier_run(tmp_
     off = build_plan(build({**flat, "out_dir": str(tmp_path / "now"), "train": False, "backbone_checkpoint": str(given)}))
     dgf = next(u for u in off.units if u.method == "dgf")
     assert [w.source for w in dgf.weights] == ["given", "missing"]
+
+
+def test_a_units_own_missing_weights_message_names_where_training_writes():
+    """The unit's fallback message (bench smoke, create_method) said `make train DATASET=synthetic`, which
+    writes results/checkpoints/synthetic while the lookup is weights/synthetic."""
+    from bench.weights.reference import train_hint
+
+    off = build({"dataset": "synthetic", "reference_dir": "weights/synthetic", "train": False})
+    hint = train_hint(off, "class_bias")
+    assert "make train" not in hint and "methods=[class_bias]" in hint
+    assert "results/checkpoints/synthetic, which a run reads with train=true" in hint
+    plain = train_hint(build({"dataset": "cityscapes", "train": False}))
+    assert plain.endswith("trains them into results/checkpoints/cityscapes, the folder this run reads")

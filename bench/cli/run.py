@@ -17,10 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from bench.runtime import procs
 
     cfg = command_config(args)
-    check_out_dir(cfg)  # before the checks that import torch: a folder typo costs a second
-    check_run(cfg)  # names, options, device and data folder, before any training or file write
     with procs.exit_on_signals():
         try:
+            check_out_dir(cfg)  # before the checks that import torch: a folder typo costs a second
+            check_run(cfg)  # names, options, device and data folder, before any training or file write
             cfg = plan_or_stop(cfg, args)
             if cfg is None:
                 return 2

@@ -179,3 +179,20 @@ def identify(keys: set[str], root: Path | None = None, threshold: float = 0.8) -
         if score >= threshold and (best is None or score > best[0]):
             best = (score, path, what)
     return None if best is None else (best[1], best[2])
+
+
+def train_hint(cfg: Any, name: str | None = None) -> str:
+    """How to get missing weights, naming the folder the training writes and whether the run reads it.
+
+    ``cfg`` is the run's ``BenchConfig``; ``name`` the method (None: the backbone). With training
+    off and a reference set as the weights folder, the training writes elsewhere (a reference set is
+    never trained into): the hint says that a run reads those weights with ``train=true``.
+    """
+    import dataclasses
+
+    target = dataclasses.replace(cfg, train=True).checkpoint_path
+    command = f"python -m bench train {cfg.dataset}" + (f" 'methods=[{name}]'" if name else "")
+    if not cfg.train and is_reference(cfg.checkpoint_path):
+        return (f"`{command}` trains them into {target}, which a run reads with train=true ({cfg.checkpoint_path} "
+                f"is a reference set, read only while train is off and never trained into)")
+    return f"`{command}` trains them into {target}, the folder this run reads"
