@@ -27,6 +27,7 @@ when the reference backbone's sidecar disagrees with the config's backbone optio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 from collections.abc import Sequence
@@ -145,9 +146,23 @@ def _source(cfg: BenchConfig, key: str, path: Path) -> str:
     return "trained" if sidecar.stored(Path(path)) is not None else "given"
 
 
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, mtime_ns: int, size: int) -> str | None:
+    """A file's short digest, once per version of it (every unit of a sweep shares the backbone)."""
+    return file_digest(Path(path), length=8)
+
+
+def _short_digest(path: Path) -> str | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _digest(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
 def _weights(cfg: BenchConfig, paths: dict[str, Path]) -> tuple[WeightsFile, ...]:
     ordered = sorted(paths.items(), key=lambda kv: (kv[0] != "backbone", kv[0]))
-    return tuple(WeightsFile(k, Path(p), file_digest(Path(p), length=8), _source(cfg, k, Path(p))) for k, p in ordered)
+    return tuple(WeightsFile(k, Path(p), _short_digest(Path(p)), _source(cfg, k, Path(p))) for k, p in ordered)
 
 
 def check_backbone_file(cfg: BenchConfig, num_classes: int) -> None:
