@@ -24,7 +24,12 @@ the same on a fresh clone as here. Each block and its source:
 A block whose published records are absent renders one sentence that says which command makes
 them, never an old copy. ``--publish`` first copies the run folder of ``make bench`` (and of
 ``make bench-full`` and ``make smoke`` where they exist) into ``results/published/``. ``--check``
-renders without writing and exits 1 when a page differs or holds a block nothing renders.
+renders without writing and exits 1 when a page differs, holds a block nothing renders, or the
+published run of ``make bench`` is stale (a unit's key, which hashes its options, version and
+weights, is not the one its records carry: :func:`stale_units`).
+
+The figures of the manual are drawn at build time from the same published run
+(``bench.cli.docs_hook``, a MkDocs hook), so no PNG is committed.
 """
 
 from __future__ import annotations
