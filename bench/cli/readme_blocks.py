@@ -386,6 +386,12 @@ def main(args: Any) -> int:
     return 0
 
 
+FALLBACK_HELP = {  # the shared positionals (bench.cli.common.dataset_args) carry no help of their own
+    "dataset": "the dataset config: configs/datasets/<dataset>.yaml",
+    "overrides": "key=value overrides of any config key (docs/reference/configuration.md)",
+}
+
+
 def html_text(text: str) -> str:
     """``text`` safe in Markdown outside code: ``<tables_dir>`` is not an HTML tag."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -412,7 +418,7 @@ def cli_text() -> str:
             arg = ", ".join(f"`{o}`" for o in a.option_strings) or f"`{a.metavar or a.dest}`"
             nargs = " ..." if a.nargs in ("*", "+", argparse.REMAINDER) else ""
             default = "" if a.default in (None, False, argparse.SUPPRESS) or a.nargs in ("*", "+") else f"`{a.default}`"
-            text = html_text(a.help or "").replace("|", "\\|").replace("\n", " ")
+            text = html_text(a.help or FALLBACK_HELP.get(a.dest, "")).replace("|", "\\|").replace("\n", " ")
             if a.choices and not isinstance(a, argparse._SubParsersAction):
                 text += f" (one of {', '.join(f'`{c}`' for c in a.choices)})"
             lines.append(f"| {arg}{nargs} | {default} | {text} |")
