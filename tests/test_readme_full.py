@@ -189,3 +189,15 @@ def test_a_method_block_does_not_take_rows_whose_name_only_starts_with_its_own()
     assert "| **57.10** |" in text  # the bold cell follows its row
     fast = readme_blocks.method_text(cfg, table3, results, "magnet_fast", None, None)
     assert [line.split(" | ")[0] for line in fast.splitlines() if line.startswith("| ")][1:] == ["| MagNet-Fast"]
+
+
+def test_a_dataset_without_a_published_run_is_a_user_error_and_writes_nothing(capsys):
+    """Catches `make readme DATASET=cityscapes` overwriting every page's tables with "not run" rows
+    (there is no published Cityscapes run): one line naming the folder, exit 2, no page touched."""
+    from bench.cli.main import main
+
+    before = {p: p.stat().st_mtime_ns for p in readme_blocks.pages()}
+    assert main(["readme", "cityscapes"]) == 2
+    err = capsys.readouterr().err
+    assert "results/published/cityscapes: no published run" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in readme_blocks.pages()} == before

@@ -356,6 +356,9 @@ def main(args: Any) -> int:
             print(f"[readme] published {folder}")
     if "out_dir" not in overrides:  # the pages show the published runs, which a fresh clone has too
         cfg = dataclasses.replace(cfg, out_dir=str(PUBLISHED_DIR / cfg.dataset))
+        if not (cfg.out_path / "run.json").is_file():  # else every table would render as "not run"
+            raise UserError(f"{shown(cfg.out_path)}: no published run of {cfg.dataset!r} to render; run "
+                            f"`make bench DATASET={cfg.dataset}`, then `make publish DATASET={cfg.dataset}`")
     targets = [Path(args.readme)] if args.readme else pages()
     rendered = blocks(cfg)
     differ, unknown_any = [], False
