@@ -6,7 +6,9 @@ out by hand in the comments or come from an independent naive implementation in 
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,3 +197,182 @@ def test_select_points_for_zero_and_one_point():
     assert scoring.select_points(score, 1, None).tolist() == [1]
     empty = scoring.select_points(score, 0, None)
     assert empty.shape == (0,) and empty.dtype == torch.int64
+
+
+def test_evaluator_without_ignore_index_refuses_255():
+    """``score_image`` calling ``confusion_matrix`` without ``self.ignore_index`` (so with its default 255):
+    an evaluator built with ``ignore_index=None`` must reject a 255 label, not drop it."""
+    gt = _two_labels(0, 1)
+    gt[0, 0] = 255
+    with pytest.raises(ValueError, match=r"ground-truth label values \[255\] outside the class set 0\.\.1"):
+        SegEvaluator(2, ignore_index=None).update(gt, np.zeros_like(gt))
+
+
+def test_evaluator_mba_is_the_mean_of_its_images_and_nan_without_one():
+    """``compute``'s ``"mba"`` key renamed; its ``if self.mba_values`` -> ``and False`` (always NaN) or
+    ``or True`` (the mean of nothing, with a warning)."""
+    ev = SegEvaluator(2, ignore_index=None)
+    for mba in (0.2, 0.3, 0.7):
+        ev.add(np.eye(2, dtype=np.int64), mba)
+    out = ev.compute()
+    assert out["mba"] == pytest.approx(0.4) and out["mba_images"] == 3
+    empty = SegEvaluator(2, ignore_index=None)
+    empty.add(np.eye(2, dtype=np.int64), float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(empty.compute()["mba"])
+
+
+def test_iou_building_refuses_a_matrix_without_class_1():
+    """``or`` -> ``and`` and ``<= building`` -> ``< building`` in the shape check; its message -> None."""
+    from bench.evaluation.metrics import iou_building
+
+    with pytest.raises(ValueError, match=r"iou_building needs class 1 in the confusion matrix, got shape \(1, 1\)"):
+        iou_building(np.ones((1, 1)))
+    with pytest.raises(ValueError, match=r"got shape \(4,\)"):
+        iou_building(np.ones(4))
+
+
+def test_variant_sentences_word_for_word():
+    """The caption sentences of ``describe_variant`` / ``describe_absent`` (each string mutated to
+    ``XX...XX`` or another case), the ``", "`` join of several excluded classes, the range form of
+    three or more consecutive kept classes (``len(ids) > 2`` -> ``> 3``), the policy passed on for
+    the 2-class variant, and the ``'?'`` of a one-class dataset (``n > 1`` -> ``>= 1`` / ``or True``)."""
+    from bench.evaluation.metrics import describe_variant
+
+    zero = "a class absent from ground truth and prediction scores 0 (`zero`: MagNet, GLNet, FCtL)"
+    nan = ("a class absent from ground truth and prediction is NaN and left out of the mean "
+           "(`nan`: mmsegmentation, cityscapesScripts)")
+    two = ("bg", "building")
+    assert describe_variant("miou", two, "zero", ()) == f"mIoU: mean over all 2 classes; {zero}"
+    assert describe_variant("miou_2class", two, "zero", ()) == (
+        f"mIoU 2-class: mean of the IoU of both classes (bg, building); {zero}")
+    assert describe_variant("miou_2class", two, "nan", ()).endswith(nan)
+    building = ("IoU building: the IoU of class 1 '{}' alone, what GLNet, FCtL (mean of iou[1:] of two classes) "
+                "and ISDNet report as Inria \"mIoU\"")
+    assert describe_variant("iou_building", two, "nan", ()) == building.format("building")
+    assert describe_variant("iou_building", ("only",), "nan", ()) == building.format("?")
+    assert describe_variant("miou_mmseg", two, "nan", ()) == (
+        "mIoU mmseg: mean over all 2 classes with absent classes NaN and left out "
+        "(mmsegmentation's nanmean: ISDNet and its successors)")
+    four = ("u", "a", "b", "c")
+    assert describe_variant("miou", four, "nan", (0,)) == (
+        "mIoU: mean over classes 1-3 (class 0 'u' excluded from the mean, its pixels kept in the confusion "
+        f"matrix: MagNet, GLNet, FCtL); {nan}")
+    assert describe_variant("miou", four, "nan", (0, 2)).startswith(
+        "mIoU: mean over classes 1, 3 (class 0 'u', 2 'b' excluded from the mean")
+
+
+# --- bench.evaluation.records and significance ---------------------------------------------------
+
+
+def test_unit_and_failed_image_records_keep_the_tail_of_long_messages():
+    """``"type": "unit"`` / ``"image"`` renamed; ``message[-4000:]`` -> ``[+4000:]`` / ``[-4001:]`` (and
+    2000 for a failed image); ``display_name`` added always or never."""
+    from bench.evaluation import records
+
+    text = "".join(f"{i:05d}" for i in range(1200))  # 6000 characters, every slice distinct
+    unit = records.unit_record("k", "m", "8x4", records.Status.ERROR, text)
+    assert unit["type"] == "unit" and unit["message"] == text[-4000:] and "display_name" not in unit
+    named = records.unit_record("k", "m", "8x4", records.Status.ERROR, "x", display_name="M")
+    assert named["display_name"] == "M"
+    failed = records.failed_image_record("k", "m", "8x4", "img", text, 3)
+    assert failed["type"] == "image" and failed["message"] == text[-2000:]
+    records.check(unit)
+    records.check(failed)
+
+
+def test_append_writes_sorted_keys_into_new_folders_and_after_an_empty_file(tmp_path):
+    """``append``: ``mkdir(parents=True)`` dropped; ``sort_keys=True`` dropped; ``_ends_with_newline`` on an
+    existing empty file (``seek(0, END)`` -> ``seek(END)`` / ``seek(1, END)``, ``tell() == 0`` -> ``== 1``,
+    ``return True`` -> ``False``): the file must hold exactly one line, no leading blank one."""
+    from bench.evaluation import records
+
+    path = tmp_path / "a" / "b" / "records.jsonl"
+    rec = records.unit_record("k", "m", "8x4", records.Status.ERROR, "why")
+    records.append(path, rec)
+    line = path.read_text()
+    assert line.endswith("\n") and line.count("\n") == 1
+    keys = list(json.loads(line))
+    assert keys == sorted(keys)
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    records.append(empty, rec)
+    assert empty.read_text() == line
+
+
+def test_read_skips_a_torn_line_and_goes_on(tmp_path: Path):
+    """``continue`` -> ``break`` after a line that is not JSON."""
+    from bench.evaluation import records
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\n{"torn": \n{"b": 2}\n')
+    assert list(records.read(path)) == [{"a": 1}, {"b": 2}]
+
+
+def test_bootstrap_names_a_record_without_an_image_id():
+    """``_by_id``'s message -> None."""
+    from bench.evaluation.significance import paired_bootstrap
+
+    with pytest.raises(ValueError, match=r"side A: an image record has no 'image_id'"):
+        paired_bootstrap([{"cm": [[1]]}], [{"image_id": "x", "cm": [[1]]}])
+
+
+# --- bench.report.table_model: the cells ---------------------------------------------------------
+
+
+def _unit(**kw):
+    from bench.report.table_model import UnitResult
+
+    return UnitResult("m", "M", "8x4", kw.pop("n_images", 2), kw.pop("status", "ok"), **kw)
+
+
+def test_time_memory_and_difference_cells():
+    """``fmt_time_ms`` / ``fmt_time_s`` / ``fmt_mem`` / ``fmt_diff``: the dash conditions (``or`` -> ``and``,
+    ``n == 0`` -> ``n == 1``, ``and False``), the dash text, ``/ 1000`` -> ``/ 1001``, ``100 *`` -> ``101 *``
+    or ``100 /``, and the defaults ``digits=2``, ``plus=True``."""
+    from bench.report.table_model import fmt_diff, fmt_mem, fmt_time_ms, fmt_time_s
+
+    one = _unit(time={"median": 12345.0, "iqr": 0.0, "mean": 12345.0, "n": 1})
+    assert fmt_time_ms(one) == "12345 (0)" and fmt_time_s(one) == "12.345"
+    none = _unit(time={"median": float("nan"), "iqr": float("nan"), "mean": float("nan"), "n": 0})
+    assert fmt_time_ms(none) == "–" and fmt_time_s(none) == "–"
+    assert fmt_time_ms(_unit()) == "–" and fmt_time_s(_unit()) == "–"  # no time recorded at all
+    assert fmt_mem(_unit(memory=float("nan"))) == "–" and fmt_mem(_unit(memory=12.4)) == "12"
+    assert fmt_diff(0.1234) == "+12.34" and fmt_diff(-0.05, plus=False) == "-5.00"
+    assert fmt_diff(0.5, 1) == "+50.0" and fmt_diff(float("nan")) == "–"
+
+
+def test_short_name_is_the_last_line_cut_to_the_limit():
+    """``short_name``: the last non-empty line (``lines[-1] if lines``), ``""`` without one, kept whole at
+    exactly ``limit`` characters (``<=`` -> ``<``), else cut to ``limit - 1`` plus ``…``."""
+    from bench.report.table_model import short_name
+
+    assert short_name("Traceback\n  frame\nValueError: bad\n\n", 40) == "ValueError: bad"
+    assert short_name("\n \n", 10) == ""
+    assert short_name("abcde", 5) == "abcde"
+    assert short_name("abcdef", 5) == "abcd…"
+
+
+def test_coverage_sentence():
+    """``UnitResult.coverage``: the ids listed (``max_ids=3``), ``" and N more"`` (``>`` -> ``>=``, ``-`` ->
+    ``+``), the ``", "`` join, the reason cut at ``max_reason=400``, and the stopped / not finished tails."""
+    failed = {f"img{i}": f"reason {i}" for i in range(5)}
+    res = _unit(n_images=2, failed=failed, expected=7)
+    assert res.coverage() == ("2 of 7 images; failed: img0 (reason 0), img1 (reason 1), img2 (reason 2) "
+                              "and 2 more")
+    three = _unit(n_images=2, failed={k: failed[k] for k in ("img0", "img1", "img2")}, expected=5)
+    assert three.coverage().endswith("img2 (reason 2)")
+    long = _unit(n_images=1, failed={"a": "x" * 500}, expected=2)
+    assert long.coverage() == "1 of 2 images; failed: a (" + "x" * 399 + "…)"
+    assert _unit(n_images=1, expected=2, message="Traceback\nRuntimeError: died").coverage() == (
+        "1 of 2 images; stopped: RuntimeError: died")
+    assert _unit(n_images=1, expected=2).coverage() == "1 of 2 images; not finished"
+
+
+def test_status_rows_name_the_status_in_words():
+    """``status_row``: ``STATUS_TEXT.get(res.status, res.status)`` with either argument dropped."""
+    from bench.report.table_model import status_row
+
+    assert status_row(_unit(status="missing_checkpoint"), 3) == ["no weights", "–", "–"]
+    assert status_row(_unit(status="not run"), 2) == ["not run", "–"]
