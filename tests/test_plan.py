@@ -180,3 +180,16 @@ def test_a_units_own_missing_weights_message_names_where_training_writes():
     assert "results/checkpoints/synthetic, which a run reads with train=true" in hint
     plain = train_hint(build({"dataset": "cityscapes", "train": False}))
     assert plain.endswith("trains them into results/checkpoints/cityscapes, the folder this run reads")
+
+
+def test_the_plan_says_which_weights_are_stale_before_the_run():
+    """A changed training option (dgf.iterations) was first seen in the unit's record, after the sweep."""
+    from bench.pipeline.configure import load
+    from bench.pipeline.plan import build_plan
+
+    cfg = load("synthetic", {"methods": ["dgf"], "table1_sizes": [], "dgf.iterations": 7, "limit": 1})
+    (dgf,) = build_plan(cfg, estimates=False).units
+    assert [w.source for w in dgf.weights] == ["reference", "reference"]
+    assert dgf.note == "stale weights (iterations: trained with 450, config has 7): recorded as stale"
+    (same,) = build_plan(load("synthetic", {"methods": ["dgf"], "table1_sizes": [], "limit": 1}), estimates=False).units
+    assert same.note == ""

@@ -207,6 +207,27 @@ def check_backbone_file(cfg: BenchConfig, num_classes: int) -> None:
                          f"backbone_options or for another number of classes than {num_classes}")
 
 
+def _stale_note(cfg: BenchConfig, cls: Any, mcfg: Any, name: str, weights: tuple[WeightsFile, ...]) -> str:
+    """``stale (<fields>)`` when a present file's training sidecar disagrees with the config, else "".
+
+    The unit is still run and recorded as stale, as before; the plan only says so first.
+    """
+    from bench.weights import sidecar
+
+    present = {w.key: w.path for w in weights if w.source not in ("train", "missing")}
+    try:
+        if "backbone" in present:
+            sidecar.check_backbone(cfg)
+        own = {k: p for k, p in present.items() if k != "backbone"}
+        if own:
+            sidecar.check(own, sidecar.training_options(cls, mcfg, cfg.backbone_path, cfg.seed), name)
+    except sidecar.StaleCheckpoint as err:
+        text = str(err)
+        fields = text.split("other options (", 1)[-1].split("). ", 1)[0] if "other options (" in text else text
+        return f"stale weights ({fields}): recorded as stale"
+    return ""
+
+
 def _run_files(cfg: BenchConfig) -> list[Path]:
     """``run.json`` of this run's folder, its sibling folders and ``results/runs/*``, each once."""
     out = cfg.out_path.resolve()
@@ -279,7 +300,8 @@ def build_plan(cfg: BenchConfig, *, estimates: bool = True) -> Plan:
         label = f"{name}@{format_size(size)}"
         per_image, _, folder = timed.get(label, (None, 0.0, ""))
         estimate = per_image * n_images if per_image is not None and n_images else None
-        units.append(UnitPlan(name, size, weights, estimate_s=estimate, estimate_from=folder if estimate else ""))
+        units.append(UnitPlan(name, size, weights, note=_stale_note(cfg, cls, mcfg, name, weights),
+                              estimate_s=estimate, estimate_from=folder if estimate else ""))
     if needs_backbone:
         check_backbone_file(cfg, info.num_classes)
     return Plan(cfg, tuple(units), n_images)
