@@ -191,6 +191,15 @@ def test_a_failed_write_keeps_the_previous_state_and_leaves_no_temporary_file(tm
     assert resume.ResumeFile(tmp_path / "m.pt", "m", {}).load()["step"] == 1
 
 
+def test_the_temporary_file_of_a_killed_write_is_removed_by_the_next_run(tmp_path):
+    file = resume.ResumeFile(tmp_path / "m.pt", "m", {})
+    file.write({"step": 1})
+    (tmp_path / ".m.pt.resume.k1ll3d.tmp").write_bytes(b"half")  # what SIGKILL inside torch.save leaves
+    (tmp_path / ".other.pt.resume.x.tmp").write_bytes(b"not ours")
+    assert resume.ResumeFile(tmp_path / "m.pt", "m", {}).load()["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.resume.x.tmp", "m.pt.resume"]
+
+
 def test_states_are_written_when_due_and_after_the_last_step():
     now = [0.0]
     written = []

@@ -244,6 +244,8 @@ class ResumeFile:
         return None
 
     def _read(self) -> dict[str, Any] | None:
+        if self.enabled:
+            self._sweep()
         if not (self.enabled and self.runtime.resume and self.path.is_file()):
             return None
         try:
@@ -303,6 +305,13 @@ class ResumeFile:
         """Remove the state (the weights are saved: the training is complete)."""
         if self.enabled:
             self.path.unlink(missing_ok=True)
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the temporary files of writes that a kill interrupted (``.<name>.<random>.tmp``)."""
+        if self.path.parent.is_dir():
+            for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 def _plain(value: Any) -> Any:
