@@ -33,7 +33,7 @@ def _equal_states(a: dict, b: dict) -> bool:
 
 # --------------------------------------------------------------------------- the backbone, killed
 
-def train_tiny_backbone(out: Path) -> None:
+def train_tiny_backbone(out: Path, workers: int = 0) -> None:
     """The training both runs make: the light backbone, 12 SGD steps on the tiny set, a state every step."""
     from bench.checks.contract import TINY_INFO
     from bench.models.backbones import create_backbone
@@ -43,7 +43,7 @@ def train_tiny_backbone(out: Path) -> None:
     model = create_backbone("light", TINY_INFO.num_classes, width=8)
     cfg = BackboneTrainConfig(iterations=12, batch_size=2, scale_min=0.25, scale_max=1.0, optimizer="sgd")
     train_backbone(model, TinyDataset(4), (64, 32), out, cfg, torch.device("cpu"), sidecar={"what": "test"},
-                   runtime=resume.TrainRuntime(checkpoint_every_s=0))
+                   runtime=resume.TrainRuntime(checkpoint_every_s=0, workers=workers))
 
 
 CHILD = textwrap.dedent("""
@@ -91,6 +91,22 @@ def test_a_backbone_training_killed_by_sigkill_resumes_to_the_same_weights(tmp_p
     assert f"[train] resuming backbone from step {step}/12 ({state})" in capsys.readouterr().err
     assert not state.exists()  # removed once the weights are saved
     assert _equal_states(torch.load(whole, weights_only=True), torch.load(cut, weights_only=True))
+
+
+def test_a_backbone_training_with_workers_resumes_to_the_weights_of_one_without(monkeypatch, capsys, tmp_path):
+    """The workers' DataLoader plans batches ahead of the step being trained: the state must hold
+    the sampler's generator as it stood after the last trained batch, not as far as it has planned
+    (catches saving ``sampler.rng`` itself)."""
+    train_tiny_backbone(tmp_path / "whole.pt")
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 5)
+        with pytest.raises(Interrupted):
+            train_tiny_backbone(tmp_path / "cut.pt", workers=1)
+    capsys.readouterr()
+    train_tiny_backbone(tmp_path / "cut.pt", workers=1)
+    assert "resuming backbone from step 5/12" in capsys.readouterr().err
+    assert _equal_states(torch.load(tmp_path / "whole.pt", weights_only=True),
+                         torch.load(tmp_path / "cut.pt", weights_only=True))
 
 
 # --------------------------------------------------------------------------- run_steps, interrupted
