@@ -193,3 +193,13 @@ def test_the_plan_says_which_weights_are_stale_before_the_run():
     assert dgf.note == "stale weights (iterations: trained with 450, config has 7): recorded as stale"
     (same,) = build_plan(load("synthetic", {"methods": ["dgf"], "table1_sizes": [], "limit": 1}), estimates=False).units
     assert same.note == ""
+
+
+def test_weights_from_names_no_training_command_it_would_refuse(tmp_path, plugin, capsys):  # noqa: ANN001
+    """weights_from refuses train=true: its hint must not name a training that writes into the reference set."""
+    assert main(["run", "synthetic", "weights_from=synthetic", "methods=[downsample,class_bias]", "limit=1",
+                 f"out_dir={tmp_path / 'o'}"]) == 2
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "class_bias @ 128x64: no weights" in line)
+    assert "weights_from=synthetic evaluates given weights and trains nothing" in line
+    assert "bench train" not in line and not (tmp_path / "o").exists()

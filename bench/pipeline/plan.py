@@ -381,6 +381,11 @@ def blocking_lines(plan: Plan, words: Sequence[str]) -> list[str]:
     blocked = [u for u in plan.units if u.missing]
     if not blocked:
         return []
+    if cfg.weights_from or cfg.released_weights:  # given weights: nothing trains into their folders
+        given = f"weights_from={cfg.weights_from}" if cfg.weights_from else f"released_weights={cfg.released_weights}"
+        return [f"{u.method} @ {format_size(u.size)}: no weights ({', '.join(_shown(w.path) for w in u.missing)}); "
+                f"{given} evaluates given weights and trains nothing: leave {u.method} out of methods=, or train "
+                f"and evaluate it without {given.split('=')[0]} (add train=true)" for u in blocked]
     trained_cfg = resolve(dataclasses.replace(cfg, train=True))
     trained_plan = {u.label: u for u in build_plan(trained_cfg, estimates=False).units}
     also = [u.label for u in trained_plan.values() if u.trains and u.label not in {b.label for b in blocked}]
