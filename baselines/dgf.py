@@ -326,8 +326,8 @@ class DeepGuidedFilter(Method):
         cache = _TrainCache(ctx, train_set, cfg.cache_images)
         ignore = -100 if ctx.dataset.ignore_index is None else int(ctx.dataset.ignore_index)
         path = Path(paths["dgf"])
-        file = resume.ResumeFile(path, "dgf", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
-                                 resume.runtime_of(ctx))
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations, images=len(train_set))
+        file = resume.ResumeFile(path, "dgf", identity, resume.runtime_of(ctx))
         resume.read_in_process(file.runtime, "dgf", "each window needs the frozen backbone's coarse map of its image, "
                                "computed on the training device")
         checkpoint = resume.Checkpointer(file, cfg.iterations, modules={"head": head}, optimizers={"opt": optimiser},

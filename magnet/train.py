@@ -216,7 +216,8 @@ def train_refiners(cfg: MagNetConfig, ctx: MethodContext, train_set: Dataset,
         scales = plan.stages_of_refiner(r)
         # one state per refiner, kept until every refiner is saved: a rerun restores a finished one
         # at its last step (no step is repeated) and continues the interrupted one
-        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, seed=seed + r, scales=scales)
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, seed=seed + r, scales=scales, images=len(source),
+                                      steps=cfg.epochs * steps_per_epoch(cfg, len(source)))
         files.append(resume.ResumeFile(Path(paths[key]), f"magnet {key}", identity, resume.runtime_of(ctx),
                                        rank=rank, world=world))
         refiner, history = train_one(source, scales, cfg, ctx.num_classes, ignore, seed + r, files[-1])

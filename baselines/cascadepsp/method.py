@@ -240,8 +240,8 @@ class CascadePSP(Method):
         device = torch.device(ctx.device)
         samples = [(np.asarray(s.image), np.asarray(s.label)) for s in (train_set[i] for i in range(len(train_set)))]
         path = Path(paths["cascadepsp"])
-        file = resume.ResumeFile(path, "cascadepsp", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
-                                 resume.runtime_of(ctx))
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations, images=len(train_set))
+        file = resume.ResumeFile(path, "cascadepsp", identity, resume.runtime_of(ctx))
         resume.read_in_process(file.runtime, "cascadepsp", "a sample's target class and boundary perturbation are "
                                "drawn from its pixels, so the draws cannot be planned ahead of them")
         with loop.seeded(device, cfg.seed):

@@ -218,8 +218,8 @@ class GLNetMethod(Method):
         ignore = ctx.dataset.ignore_index
         sidecar = loop.sidecar_of(ctx)
         steps = [cfg.iterations_global, cfg.iterations_local, cfg.iterations_l2g]
-        file = resume.ResumeFile(Path(paths["local2global"]), "glnet", resume.identity_of(sidecar, cfg, steps=steps),
-                                 resume.runtime_of(ctx))
+        identity = resume.identity_of(sidecar, cfg, steps=steps, images=len(train_set))
+        file = resume.ResumeFile(Path(paths["local2global"]), "glnet", identity, resume.runtime_of(ctx))
         resume.read_in_process(file.runtime, "glnet", "the images are held in memory and their views cached there")
         at = file.phase()
         first = STAGES.index(at) if at in STAGES else 0  # the stage a stored state is in; earlier ones are done

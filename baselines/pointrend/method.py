@@ -179,8 +179,8 @@ class PointRend(Method):
             raise ValueError("pointrend training needs a non-empty training set")
         device = torch.device(ctx.device)
         path = Path(paths["pointrend"])
-        file = resume.ResumeFile(path, "pointrend", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
-                                 resume.runtime_of(ctx))
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations, images=len(train_set))
+        file = resume.ResumeFile(path, "pointrend", identity, resume.runtime_of(ctx))
         resume.read_in_process(file.runtime, "pointrend", "each sample is the frozen backbone's output, computed on "
                                "the training device")
         with loop.seeded(device, cfg.seed):

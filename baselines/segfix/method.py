@@ -147,8 +147,8 @@ class SegFix(Method):
             raise ValueError("segfix training needs a non-empty training set")
         device = torch.device(ctx.device)
         path = Path(paths["segfix"])
-        file = resume.ResumeFile(path, "segfix", resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations),
-                                 resume.runtime_of(ctx))
+        identity = resume.identity_of(loop.sidecar_of(ctx), cfg, steps=cfg.iterations, images=len(train_set))
+        file = resume.ResumeFile(path, "segfix", identity, resume.runtime_of(ctx))
         resume.read_in_process(file.runtime, "segfix", "the targets are cached in this process (cache_targets)")
         with loop.seeded(device, cfg.seed):
             net = SegFixNet(cfg.width, cfg.head_channels).to(device)

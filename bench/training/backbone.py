@@ -164,10 +164,10 @@ class CropSampler:
                 device: torch.device | None = None) -> Iterator[tuple[Any, Any, Mapping[str, Any]]]:
         """``count`` batches ``(images, labels, rng state after the batch)``.
 
-        ``workers`` = 0: :meth:`batch` in this process. ``workers`` > 0: the crops are planned here
-        (:meth:`plan`, the same draws) and read, resized and cut by a ``DataLoader`` with that many
-        worker processes, in order, pinned when ``device`` is CUDA; images and labels then come as
-        uint8 tensors with the same values. Thin-class crops cannot be planned: with
+        ``workers`` = 0: :meth:`batch` in this process. ``workers`` > 0: the workers first read every
+        image once for its size, then the crops are planned here (:meth:`plan`, the same draws) and
+        read, resized and cut by a ``DataLoader`` with that many worker processes, in order, pinned
+        when ``device`` is CUDA; images and labels then come as uint8 tensors with the same values. Thin-class crops cannot be planned: with
         ``thin_crop_prob`` > 0 the batches are read here, and one line says so.
         """
         if workers > 0 and self.cfg.thin_crop_prob > 0:
@@ -314,9 +314,8 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
         # model is a Segmenter: num_classes is a plain int attribute (to mypy, nn.Module's Tensor | Module)
         weights = class_frequency_weights(dataset, getattr(model, "num_classes"))
     weight = torch.tensor(weights, dtype=torch.float32, device=device) if weights else None
-    file = resume.ResumeFile(out_path, "backbone", resume.identity_of(sidecar, cfg, crop=list(crop),
-                                                                      steps=cfg.iterations), runtime,
-                             rank=rank, world=world)
+    identity = resume.identity_of(sidecar, cfg, crop=list(crop), steps=cfg.iterations, images=len(dataset))
+    file = resume.ResumeFile(out_path, "backbone", identity, runtime, rank=rank, world=world)
     # the checkpoint saves the data order as it stands after the last step, which with workers is
     # behind the sampler's own generator (it plans ahead): a twin generator holds that state
     order_rng = np.random.default_rng()
