@@ -167,8 +167,9 @@ class CropSampler:
         ``workers`` = 0: :meth:`batch` in this process. ``workers`` > 0: the workers first read every
         image once for its size, then the crops are planned here (:meth:`plan`, the same draws) and
         read, resized and cut by a ``DataLoader`` with that many worker processes, in order, pinned
-        when ``device`` is CUDA; images and labels then come as uint8 tensors with the same values. Thin-class crops cannot be planned: with
-        ``thin_crop_prob`` > 0 the batches are read here, and one line says so.
+        when ``device`` is CUDA; images and labels then come as uint8 tensors with the same values.
+        Thin-class crops cannot be planned: with ``thin_crop_prob`` > 0 the batches are made here,
+        and one line says so.
         """
         if workers > 0 and self.cfg.thin_crop_prob > 0:
             print(f"[train] backbone: workers={workers} ignored, crops centred on thin classes "
