@@ -1,6 +1,8 @@
-"""Training: the loop every trainer shares (``loop``) and the backbone's training (``backbone``).
+"""Training: the loop every trainer shares (``loop``), resumable states (``resume``) and the
+backbone's training (``backbone``).
 
-Methods train through :mod:`bench.training.loop`. Before the layer folders this package was one
+Methods train through :mod:`bench.training.loop` and write their resume states through
+:mod:`bench.training.resume` (see docs/training.md). Before the layer folders this package was one
 module, ``bench.training``; its names still resolve here for one more release, with a
 :class:`bench._moved.MovedModuleWarning` naming the new place.
 """
