@@ -336,13 +336,14 @@ class DeepGuidedFilter(Method):
             snap = checkpoint.restore()
             losses = [] if snap is None else snap.losses
             progress.skip(len(losses))
-            for it in range(len(losses), cfg.iterations):
-                loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                losses.append(loss.item())
-                progress.step(losses[-1])
-                checkpoint.after_step(it + 1, losses)
+            with checkpoint.guard():
+                for it in range(len(losses), cfg.iterations):
+                    loss = _batch_loss(head, cfg, _draw_windows(cfg, cache, rng), ignore)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    losses.append(loss.item())
+                    progress.step(losses[-1])
+                    checkpoint.after_step(it + 1, losses)
         loop.save_checkpoint(loop.cpu_state(head), path, loop.sidecar_of(ctx))
         file.remove()

@@ -132,32 +132,33 @@ def train_one(source: PairSource, scales: tuple[Size, ...], cfg: MagNetConfig, n
         if at is not None:
             stream, history = list(at["stream"]), list(at["history"])
             progress.skip(done)
-        for epoch in range(0 if at is None else int(at["epoch"]), cfg.epochs):
-            loop.set_lr(opt, loop.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
-            if at is not None and epoch == int(at["epoch"]):  # the interrupted epoch: its batches were drawn
-                batches, losses, begin = [list(b) for b in at["batches"]], list(at["epoch_losses"]), int(at["pos"])
-            else:
-                batches = _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream)
-                losses, begin = [], 0
-            for pos in range(begin, len(batches)):
-                share, weight = _rank_share(batches[pos], rank, world)
-                fine, crop, target = sample_batch(source, share, scales, pair_rng)
-                first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
-                loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
-                if world > 1:
-                    loss = loss * weight
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                all_losses.append(losses[-1])
-                progress.step(losses[-1], epoch=epoch + 1)
-                done += 1
-                checkpoint.after_step(done, all_losses, {"epoch": epoch, "pos": pos + 1, "batches": batches,
-                                                         "epoch_losses": losses, "stream": stream,
-                                                         "history": history})
-            history.append(float(np.mean(losses)))
-            log.info("%s epoch %d/%d loss %.4f", name, epoch + 1, cfg.epochs, history[-1])
+        with checkpoint.guard():
+            for epoch in range(0 if at is None else int(at["epoch"]), cfg.epochs):
+                loop.set_lr(opt, loop.multistep_lr(cfg.lr, epoch, steps, cfg.gamma))
+                if at is not None and epoch == int(at["epoch"]):  # the interrupted epoch: its batches were drawn
+                    batches, losses, begin = [list(b) for b in at["batches"]], list(at["epoch_losses"]), int(at["pos"])
+                else:
+                    batches = _epoch_batches(rng, len(source), cfg.train_batch_size, cfg.iterations_per_epoch, stream)
+                    losses, begin = [], 0
+                for pos in range(begin, len(batches)):
+                    share, weight = _rank_share(batches[pos], rank, world)
+                    fine, crop, target = sample_batch(source, share, scales, pair_rng)
+                    first, second = (fine, crop) if cfg.train_input_order == "matching" else (crop, fine)
+                    loss = ohem_cross_entropy(net(first, second), target, ignore_index, cfg.ohem_thresh, min_kept)
+                    if world > 1:
+                        loss = loss * weight
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    losses.append(loss.item())
+                    all_losses.append(losses[-1])
+                    progress.step(losses[-1], epoch=epoch + 1)
+                    done += 1
+                    checkpoint.after_step(done, all_losses, {"epoch": epoch, "pos": pos + 1, "batches": batches,
+                                                             "epoch_losses": losses, "stream": stream,
+                                                             "history": history})
+                history.append(float(np.mean(losses)))
+                log.info("%s epoch %d/%d loss %.4f", name, epoch + 1, cfg.epochs, history[-1])
     if cfg.bn_recalibration > 0:
         recalibrate_bn(refiner, source, scales, cfg, rng)
     return refiner.eval(), history

@@ -125,9 +125,11 @@ class _Net(torch.nn.Module):
         return self.bn(torch.nn.functional.dropout(self.fc(x), 0.3, training=self.training))
 
 
-def _run_steps(path: Path, stop_at: int | None = None, iterations: int = 9) -> tuple[dict, list[float]]:
+def _run_steps(path: Path, stop_at: int | None = None, iterations: int = 9, every_s: float = 0,
+               signals: tuple[int, ...] = ()) -> tuple[dict, list[float]]:
     """A loop that draws from every generator a resume must restore: its own numpy Generator and
-    torch.Generator, torch's global one (dropout, randn), numpy's and Python's global ones."""
+    torch.Generator, torch's global one (dropout, randn), numpy's and Python's global ones.
+    ``stop_at``: raise Interrupted inside that step, or with ``signals`` send them to this process there."""
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
@@ -139,12 +141,15 @@ def _run_steps(path: Path, stop_at: int | None = None, iterations: int = 9) -> t
     def step() -> tuple[torch.Tensor, dict[str, float]]:
         calls[0] += 1
         if calls[0] == stop_at:
-            raise Interrupted
+            if not signals:
+                raise Interrupted
+            for signum in signals:
+                os.kill(os.getpid(), signum)
         x = torch.from_numpy(rng.normal(size=(4, 6)).astype(np.float32)) + torch.randn(4, 6, generator=gen)
         x = x * (1 + random.random()) + float(np.random.rand()) + torch.randn(4, 6) * 0.1
         return net(x).pow(2).mean(), {"calls": calls[0]}
 
-    file = resume.ResumeFile(path, "toy", {"lr": 1e-2}, resume.TrainRuntime(checkpoint_every_s=0))
+    file = resume.ResumeFile(path, "toy", {"lr": 1e-2}, resume.TrainRuntime(checkpoint_every_s=every_s))
     checkpoint = resume.Checkpointer(file, iterations, modules={"net": net}, optimizers={"opt": opt},
                                      generators={"rng": rng, "gen": gen})
     with loop.Progress("toy", iterations, enabled=False) as progress:
@@ -165,6 +170,37 @@ def test_run_steps_interrupted_and_rerun_ends_bit_identical(tmp_path, capsys, st
     again = _run_steps(tmp_path / "cut.pt")
     assert f"resuming toy from step {stop_at - 1}/9" in capsys.readouterr().err
     assert _equal_states(whole[0], again[0]) and whole[1] == again[1]
+
+
+def test_ctrl_c_ends_the_running_step_writes_its_state_then_stops(tmp_path, capsys):
+    """SIGINT inside step 4, no state due (every 300 s): the step ends, its state is written, then
+    KeyboardInterrupt; the rerun resumes from step 4 to the uninterrupted weights (catches a
+    signal that stops the loop before the state is written, losing the steps since the last one)."""
+    whole = _run_steps(tmp_path / "whole.pt", every_s=300)
+    with pytest.raises(KeyboardInterrupt):
+        _run_steps(tmp_path / "cut.pt", stop_at=4, every_s=300, signals=(signal.SIGINT,))
+    assert "[train] SIGINT: stopping after this step" in capsys.readouterr().err
+    assert torch.load(tmp_path / "cut.pt.resume", weights_only=True)["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    again = _run_steps(tmp_path / "cut.pt", every_s=300)
+    assert "resuming toy from step 4/9" in capsys.readouterr().err
+    assert _equal_states(whole[0], again[0]) and whole[1] == again[1]
+
+
+def test_sigterm_goes_on_to_the_harness_handler_after_the_state(tmp_path):
+    """Under ``exit_on_signals`` (``bench run``: exit 143 on SIGTERM) the held signal reaches it."""
+    from bench.runtime.procs import Interrupted as Stopped, exit_on_signals
+
+    with pytest.raises(Stopped) as stopped, exit_on_signals():
+        _run_steps(tmp_path / "cut.pt", stop_at=3, every_s=300, signals=(signal.SIGTERM,))
+    assert stopped.value.code == 143
+    assert torch.load(tmp_path / "cut.pt.resume", weights_only=True)["step"] == 3
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _run_steps(tmp_path / "cut.pt", stop_at=2, every_s=300, signals=(signal.SIGINT, signal.SIGINT))
+    assert not (tmp_path / "cut.pt.resume").exists()  # step 1's state was not due; step 2 never ended
 
 
 # --------------------------------------------------------------------------- the file
@@ -309,7 +345,10 @@ def test_the_backbone_crops_with_workers_are_the_old_samplers_in_its_order(worke
     dataset = TinyDataset(5)
     expected = _old_batches(dataset, (48, 40), cfg, 3, 3, 6)
     sampler = backbone.CropSampler(dataset, (48, 40), cfg, seed=3)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
     got = list(sampler.batches(3, 6, workers=workers))
+    assert torch.equal(torch.get_rng_state(), before)  # the DataLoader draws no seed from torch's generator
     assert len(got) == 6
     for (images, labels, state), (old_images, old_labels, old_state) in zip(got, expected):
         assert np.array_equal(np.asarray(images), old_images) and np.array_equal(np.asarray(labels), old_labels)

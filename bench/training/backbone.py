@@ -12,6 +12,7 @@ scaled image is smaller), and flips it half the time. Loss: cross-entropy ignori
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -192,16 +193,25 @@ class CropSampler:
 
         reader = _CropReader(self.dataset, self.crop, shapes,
                              cache=self.per_image * len(self.dataset) * workers <= self.cache_mib * (1 << 20))
-        loader = torch.utils.data.DataLoader(reader, batch_sampler=plans(), num_workers=workers,
-                                             collate_fn=_stack, pin_memory=device is not None and device.type == "cuda")
+        # a generator of its own: the DataLoader draws its workers' base seed from it, which would
+        # otherwise advance torch's global generator, and with it dropout, against workers = 0
+        loader = torch.utils.data.DataLoader(reader, batch_sampler=plans(), num_workers=workers, collate_fn=_stack,
+                                             pin_memory=device is not None and device.type == "cuda",
+                                             generator=torch.Generator(), worker_init_fn=_quiet_worker)
         for k, (images, labels) in enumerate(loader):
             yield images, labels, states.pop(k)
 
 
 def image_shapes(dataset: Dataset, workers: int) -> list[tuple[int, int]]:
     """(h, w) of every image of ``dataset``, read by ``workers`` processes."""
-    loader = torch.utils.data.DataLoader(_Shapes(dataset), batch_size=None, num_workers=workers)
+    loader = torch.utils.data.DataLoader(_Shapes(dataset), batch_size=None, num_workers=workers,
+                                         generator=torch.Generator(), worker_init_fn=_quiet_worker)
     return [(int(h), int(w)) for h, w in loader]
+
+
+def _quiet_worker(_: int) -> None:
+    """A worker ignores Ctrl-C: the training process stops at its step's end and ends the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Shapes(torch.utils.data.Dataset):
@@ -333,18 +343,19 @@ def train_backbone(model: torch.nn.Module, dataset: Dataset, crop: tuple[int, in
             sampler.rng.bit_generator.state = order_rng.bit_generator.state
             progress.skip(first)
         batches = sampler.batches(cfg.batch_size, cfg.iterations - first, runtime.workers, device)
-        for it, (images, labels, order) in zip(range(first, cfg.iterations), batches):
-            loop.set_lr(opt, loop.poly_lr(cfg.lr, it, cfg.iterations))
-            x = normalize(images, device)
-            y = torch.as_tensor(labels).long().to(device)
-            loss = _loss(net, x, y, cfg, weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            progress.step(losses[-1])
-            order_rng.bit_generator.state = order  # the sampler's state after this batch (ahead with workers)
-            checkpoint.after_step(it + 1, losses)
+        with checkpoint.guard():
+            for it, (images, labels, order) in zip(range(first, cfg.iterations), batches):
+                loop.set_lr(opt, loop.poly_lr(cfg.lr, it, cfg.iterations))
+                x = normalize(images, device)
+                y = torch.as_tensor(labels).long().to(device)
+                loss = _loss(net, x, y, cfg, weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                progress.step(losses[-1])
+                order_rng.bit_generator.state = order  # the sampler's state after this batch (ahead with workers)
+                checkpoint.after_step(it + 1, losses)
     model.eval()
     if rank == 0:
         loop.save_checkpoint(model.state_dict(), out_path, sidecar)

@@ -201,7 +201,8 @@ def run_steps(opt: torch.optim.Optimizer, progress: Progress, iterations: int, l
     or 0-d tensors, read after the step) go to ``progress``.
 
     With ``checkpoint`` (``bench.training.resume``), a stored state is restored first and the loop
-    continues after its step; after every step the state is written when due and after the last.
+    continues after its step; after every step the state is written when due and after the last,
+    and Ctrl-C or SIGTERM take effect at the end of the running step, once its state is written.
     ``step`` must draw only from the generators the checkpointer holds (and the global ones).
     """
     losses: list[float] = []
@@ -210,16 +211,17 @@ def run_steps(opt: torch.optim.Optimizer, progress: Progress, iterations: int, l
     if snap is not None:
         start, losses = snap.step, snap.losses
         progress.skip(start)
-    for it in range(start, iterations):
-        set_lr(opt, lr_at(it))
-        loss, extra = step()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        progress.step(losses[-1], **{k: float(v) for k, v in extra.items()})
-        if checkpoint is not None:
-            checkpoint.after_step(it + 1, losses)
+    with checkpoint.guard() if checkpoint is not None else contextlib.nullcontext():
+        for it in range(start, iterations):
+            set_lr(opt, lr_at(it))
+            loss, extra = step()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            progress.step(losses[-1], **{k: float(v) for k, v in extra.items()})
+            if checkpoint is not None:
+                checkpoint.after_step(it + 1, losses)
     return losses
 
 

@@ -27,13 +27,15 @@ learned, so they are not in any sidecar: a method reads them from ``ctx.options[
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,8 @@ def _generator_state(gen: Any) -> dict[str, Any]:
         return {"kind": "numpy.Generator", "state": gen.bit_generator.state}
     if isinstance(gen, np.random.RandomState):
         st = gen.get_state(legacy=False)
-        return {"kind": "numpy.RandomState", "state": {**st, "state": {**st["state"], "key": st["state"]["key"].tolist()}}}
+        key = st["state"]["key"].tolist()
+        return {"kind": "numpy.RandomState", "state": {**st, "state": {**st["state"], "key": key}}}
     if isinstance(gen, torch.Generator):
         return {"kind": "torch.Generator", "state": gen.get_state()}
     raise TypeError(f"cannot checkpoint a generator of type {type(gen).__name__}")
@@ -251,13 +254,15 @@ class ResumeFile:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unreadable file is discarded the same way
-            _say(f"discarding {self.path}: not a readable resume state ({type(err).__name__}: {err}); starting at step 0")
+            _say(f"discarding {self.path}: not a readable resume state ({type(err).__name__}: {err}); "
+                 "starting at step 0")
             return None
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             _say(f"discarding {self.path}: not a resume state of format {FORMAT}; starting at step 0")
             return None
         if payload.get("what") != self.what or payload.get("identity") != self.identity:
-            fields = _differences(payload.get("identity"), self.identity) if payload.get("what") == self.what else ["what"]
+            same_what = payload.get("what") == self.what
+            fields = _differences(payload.get("identity"), self.identity) if same_what else ["what"]
             _say(f"discarding {self.path}: written by a training with other options ({', '.join(fields)}); "
                  "starting at step 0")
             return None
@@ -332,6 +337,28 @@ def identity_of(sidecar: Mapping[str, Any] | None, config: Any, **more: Any) -> 
     return _plain({**base, **more})
 
 
+# --- stopping at a step's end ------------------------------------------------------------------
+
+class _Stop:
+    """A SIGINT or SIGTERM held back until the running step ends (see :meth:`Checkpointer.guard`)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def restore(self) -> None:
+        for s, old in self.previous.items():
+            signal.signal(s, old)
+        self.previous = {}
+
+    def deliver(self) -> None:
+        """Put the previous handlers back and raise the held signal through them (Ctrl-C's
+        ``KeyboardInterrupt``, or the harness's exit 130 / 143)."""
+        self.restore()
+        if self.signum is not None:
+            signal.raise_signal(self.signum)
+
+
 # --- a loop's state -----------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -363,6 +390,42 @@ class Checkpointer:
         self.modules, self.optimizers = dict(modules), dict(optimizers)
         self.generators = dict(generators or {})
         self.device = device
+        self.stop: _Stop | None = None
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """The loop's steps: SIGINT and SIGTERM wait for the running step to end, whose state is
+        then written (due or not) before the signal goes on to the handler that was there before,
+        so an interruption loses no step. A second signal goes on at once. Not under torchrun (the
+        ranks would stop at different steps), outside the main thread, or without a file.
+        """
+        if self.file is None or self.file.world > 1:
+            yield
+            return
+        stop = _Stop()
+
+        def held(signum: int, frame: object) -> None:
+            if stop.signum is not None:  # asked twice: stop now, as without the guard
+                stop.signum = signum
+                stop.deliver()
+                return
+            stop.signum = signum
+            _say(f"{signal.Signals(signum).name}: stopping after this step, once its resume state is written "
+                 "(again to stop at once)")
+
+        try:
+            stop.previous = {s: signal.signal(s, held) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals go to the main thread's handlers as they are
+            yield
+            return
+        self.stop = stop
+        try:
+            yield
+            if stop.signum is not None:  # held after the last step's state: deliver it now
+                stop.deliver()
+        finally:
+            stop.restore()
+            self.stop = None
 
     def restore(self) -> Snapshot | None:
         """Load the stored state into the modules, optimisers and generators; None when there is none."""
@@ -382,8 +445,10 @@ class Checkpointer:
 
     def after_step(self, step: int, losses: list[float], extra: Mapping[str, Any] | None = None, *,
                    force: bool = False) -> None:
-        """Write the state after ``step`` steps if it is due, forced, or the last step."""
-        if self.file is None or not (force or step >= self.total or self.file.due()):
+        """Write the state after ``step`` steps if it is due, forced, the last step, or a signal is
+        held (:meth:`guard`; the signal then goes on)."""
+        stopping = self.stop is not None and self.stop.signum is not None
+        if self.file is None or not (force or stopping or step >= self.total or self.file.due()):
             return
         self.file.write({
             "phase": self.phase,
@@ -395,3 +460,6 @@ class Checkpointer:
             "rng": rng_state(self.generators, self.device),
             "extra": dict(extra or {}),
         })
+        if stopping:
+            assert self.stop is not None
+            self.stop.deliver()
