@@ -21,7 +21,8 @@ Local step
 Every tensor here is float32 and batched over masks of one image (N = masks): the masks of the
 classes of one image share the image, crop positions and skip rule (per mask), so one call
 refines them all. The result per mask equals refining it alone (up to float rounding of batched
-convolutions).
+convolutions). The method calls it with groups of ``mask_batch_size`` masks, its declared batch
+setting (1 by default, as the release refines one mask per call; ``bench.core.batch``).
 """
 
 from __future__ import annotations
