@@ -109,6 +109,20 @@ def test_progress_without_a_tty_prints_at_most_every_10_s_and_the_last_step():
     assert quiet.getvalue() == ""
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_a_live_bar_without_plain_lines():
+    out = _Terminal()
+    with loop.Progress("x", 3, stream=out) as progress:
+        for i in range(3):
+            progress.step(float(i))
+    text = out.getvalue()
+    assert "train x" in text and "3/3" in text and "loss=2.0000" in text and "[train]" not in text
+
+
 def test_progress_after_a_resume_counts_from_the_resumed_step():
     out, clock = io.StringIO(), _Clock()
     with loop.Progress("x", 100, stream=out, clock=clock) as progress:
