@@ -376,3 +376,18 @@ def test_status_rows_name_the_status_in_words():
 
     assert status_row(_unit(status="missing_checkpoint"), 3) == ["no weights", "–", "–"]
     assert status_row(_unit(status="not run"), 2) == ["not run", "–"]
+
+
+def test_variants_pass_the_absent_policy_on_and_name_unknown_ones():
+    """``metric_variant`` calling ``miou_2class`` / ``iou_building`` without ``absent`` (so with "nan");
+    ``describe_variant``'s message for an unknown name -> None or ``list(None)``. Class 1 absent from
+    both sides: "zero" scores it 0, "nan" leaves it out."""
+    from bench.evaluation.metrics import describe_variant, metric_variant
+
+    cm = np.array([[4, 0], [0, 0]])
+    assert metric_variant("miou_2class", cm, "zero", ()) == 0.5
+    assert metric_variant("miou_2class", cm, "nan", ()) == 1.0
+    assert metric_variant("iou_building", cm, "zero", ()) == 0.0
+    assert np.isnan(metric_variant("iou_building", cm, "nan", ()))
+    with pytest.raises(ValueError, match=r"unknown mIoU variant 'x'; known: \['miou', 'miou_2class', "):
+        describe_variant("x", ("a", "b"), "nan", ())
