@@ -29,13 +29,12 @@ def _run(tmp_path, flat, *overrides):
     return cli.main(["run", "--config", _config(tmp_path, flat), *overrides])
 
 
-def test_missing_weights_exit_1_and_are_counted_apart(tmp_path, capsys):
-    # isolated units (the default): the worker's status reaches the parent, which once said "1/1 units ok"
+def test_missing_weights_stop_the_run_before_it_starts(tmp_path, capsys):
+    # issue 21: no longer exit 1 after tables of "no weights" rows; the plan stops it (tests/test_plan.py)
     flat = _flat(tmp_path, methods=["downsample"], table1_sizes=[], train=False, save_predictions=0)
-    assert _run(tmp_path, flat) == 1
+    assert _run(tmp_path, flat) == 2
     out = capsys.readouterr()
-    assert out.out.strip().splitlines()[-1] == "[bench] 1 units: 0 ok, 0 partial, 0 failed, 1 missing weights, 0 stale"
-    assert "downsample @ 32x16: missing weights" in out.err
+    assert "downsample @ 32x16: no weights" in out.err and not (tmp_path / "tables").exists()
 
 
 def test_summary_counts_every_outcome_and_only_all_ok_exits_0():

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from bench.cli import main as cli
-from bench.core.config import (BackboneTrainConfig, BenchConfig, backbone_train_config, build, key_source, load,
+from bench.core.config import (BackboneTrainConfig, BenchConfig, TrainRuntime, backbone_train_config, build, key_source, load,
                                parse_overrides)
 from bench.pipeline.configure import load as compose
 from tests.test_cli_checks import _run_without_torch
@@ -201,12 +201,14 @@ def test_keys_lists_every_field_of_every_config_with_a_meaning():
     from bench.core.registry import METHODS, resolve
 
     rows = _rows(collect())
-    blocks = ("backbone_train", "backbone_options", "data", "train_data", "method_options")
+    blocks = ("backbone_train", "training", "backbone_options", "data", "train_data", "method_options")
     for f in dataclasses.fields(BenchConfig):
         if f.name not in blocks:
             assert rows[f.name][1] != UNDOCUMENTED, f.name
     for f in dataclasses.fields(BackboneTrainConfig):
         assert rows[f"backbone_train.{f.name}"][1] != UNDOCUMENTED, f.name
+    for f in dataclasses.fields(TrainRuntime):
+        assert rows[f"training.{f.name}"][1] != UNDOCUMENTED, f.name
     for name in METHODS.builtins():
         for f in dataclasses.fields(resolve(name).Config):
             assert f"{name}.{f.name}" in rows

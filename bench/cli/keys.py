@@ -166,6 +166,18 @@ def backbone_train_section(cfg: BenchConfig) -> Section:
                                      "sweep's `seed` unless set here.", rows)
 
 
+def training_section(cfg: BenchConfig) -> Section:
+    """The ``training.<key>`` rows: :class:`TrainRuntime` as ``cfg`` resolves it."""
+    from bench.core.config import TrainRuntime, train_runtime
+
+    resolved = train_runtime(cfg)
+    docs = class_docs(TrainRuntime)
+    rows = tuple(Key(f"training.{f.name}", show(getattr(resolved, f.name)), docs.get(f.name, UNDOCUMENTED),
+                     _type(f.type)) for f in dataclasses.fields(TrainRuntime))
+    intro = class_docs(BenchConfig).get("training", UNDOCUMENTED)
+    return Section("training", f"{intro} `TrainRuntime` (`bench/core/config.py`).", rows)
+
+
 def _signature_rows(prefix: str, target: Any, values: Mapping[str, Any], skip: tuple[str, ...]) -> list[Key]:
     """``<prefix>.<kwarg>`` rows from a callable's keyword arguments, with ``values`` over their defaults."""
     func = getattr(target, "__init__") if isinstance(target, type) else target  # noqa: B009 - mypy: __init__ of a class
@@ -246,7 +258,8 @@ def collect(cfg: BenchConfig | None = None, *, builtin_only: bool = False) -> li
 
     base = cfg or BenchConfig()
     names = list(METHODS.builtins()) if builtin_only else list(METHODS.paths())
-    return [sweep_section(base), backbone_train_section(base), kwargs_section(cfg), *method_sections(base, names)]
+    return [sweep_section(base), backbone_train_section(base), training_section(base), kwargs_section(cfg),
+            *method_sections(base, names)]
 
 
 def render_text(sections: list[Section], dataset: str | None) -> str:

@@ -92,6 +92,8 @@ class BenchConfig:
         backbone_options: keyword arguments of the backbone's builder (``backbone_options.<kwarg>``, e.g.
             ``width`` of ``light``).
         backbone_train: the backbone's training options (``backbone_train.<key>``; ``bench.training.backbone``).
+        training: how every training runs, not what it learns (``training.<key>``: resume states
+            every ``checkpoint_every_s``, data-loading ``workers``, ``resume``; :class:`TrainRuntime`).
         checkpoint_dir: where learned weights live. Default: ``reference_dir`` when training is
             off and the dataset has reference weights, else ``results/checkpoints/<dataset>``
             (where ``make train`` writes; the reference folder is never written by training).
@@ -168,6 +170,7 @@ class BenchConfig:
     backbone_checkpoint: str | None = None
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
     backbone_train: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None
     reference_dir: str | None = None
     method_checkpoint_dir: str | None = None
@@ -296,7 +299,7 @@ def _coerce_value(key: str, value: Any) -> Any:
 
 
 # the fields that are blocks of options, written ``<block>.<key>`` or as a nested mapping
-BLOCKS = ("backbone_train", "backbone_options", "data", "train_data")
+BLOCKS = ("backbone_train", "training", "backbone_options", "data", "train_data")
 KEYS_HINT = "python -m bench keys lists every key"
 COMMAND_LINE = "command line"
 
@@ -420,6 +423,10 @@ def check_keys(flat: Mapping[str, Any], where: str | Path = "config",
         elif head == "backbone_train":
             if rest not in train_fields:
                 raise _unknown(label, key, [f"backbone_train.{c}" for c in _close(rest, train_fields)])
+        elif head == "training":
+            runtime_fields = [f.name for f in dataclasses.fields(TrainRuntime)]
+            if rest not in runtime_fields:
+                raise _unknown(label, key, [f"training.{c}" for c in _close(rest, runtime_fields)])
         elif head in BLOCKS:
             continue  # constructor kwargs: checked where the dataset or backbone is built
         elif head in _FIELDS:
@@ -680,3 +687,33 @@ def backbone_train_config(cfg: Any) -> BackboneTrainConfig:
     """The backbone's training options as ``cfg`` (a ``BenchConfig``) resolves them: ``backbone_train:``
     over the defaults, seeded with the run's ``seed`` unless ``backbone_train`` sets its own."""
     return config_from_mapping(BackboneTrainConfig, {"seed": cfg.seed, **dict(cfg.backbone_train)})
+
+
+@dataclass(frozen=True)
+class TrainRuntime:
+    """How a training runs (``training:`` mapping in a dataset config; not what it learns: none of it is in a sidecar).
+
+    Attributes:
+        checkpoint_every_s: seconds between two resume states (0: after every step); a state is
+            always written after the last step.
+        workers: ``DataLoader`` worker processes that read and augment training samples where a
+            loop supports it (0: in the training process, the path the reference weights were
+            trained on; any value gives the same samples in the same order).
+        resume: read the resume state an interrupted run left (False: start from step 0; states
+            are still written).
+    """
+
+    checkpoint_every_s: float = 300.0
+    workers: int = 0
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.checkpoint_every_s >= 0:
+            raise ValueError(f"checkpoint_every_s must be >= 0 seconds, got {self.checkpoint_every_s!r}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
+
+
+def train_runtime(cfg: Any) -> TrainRuntime:
+    """The :class:`TrainRuntime` of ``cfg`` (a ``BenchConfig``): ``training:`` over the defaults."""
+    return config_from_mapping(TrainRuntime, dict(cfg.training))

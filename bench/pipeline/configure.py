@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import CONFIG_DIR, BenchConfig, build, read_yaml
+from bench.core.config import COMMAND_LINE, CONFIG_DIR, BenchConfig, build, flatten, read_config, read_yaml
 from bench.core.config import load as load_file
 
 
@@ -27,10 +27,10 @@ def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None,
         ValueError / KeyError: a bad key or value.
     """
     path = Path(config_file) if config_file else CONFIG_DIR / "datasets" / f"{dataset}.yaml"
-    extra = dict(overrides or {})
+    extra = flatten(dict(overrides or {}), COMMAND_LINE)  # blocks as dotted keys, as the files' (read_config)
     if not path.is_file() or not extra.get("weights_from", read_yaml(path).get("weights_from")):
         return load_file(dataset, extra, config_file)
-    return build(weights_config(read_yaml(path), extra, CONFIG_DIR))
+    return build(weights_config(read_config(path), extra, CONFIG_DIR))
 
 
 # the keys of a dataset config that describe the model (taken from the weights' config by weights_from);
@@ -68,7 +68,7 @@ def weights_config(raw: dict[str, Any], overrides: dict[str, Any], config_dir: P
         raise FileNotFoundError(f"weights_from: no config {path}; dataset configs: {known}")
     if overrides.get("train") is True:
         raise ValueError("weights_from evaluates given weights and trains nothing: drop train=true")
-    model = read_yaml(path)
+    model = read_config(path)
     model.pop("weights_from", None)
     trained = build({**model, "train": False})  # where that config reads its weights
     flat = {k: v for k, v in raw.items() if not _is_model_key(k)}

@@ -12,11 +12,11 @@ from typing import Any
 
 from bench.weights import sidecar
 from bench.runtime import distributed
-from bench.training import loop
+from bench.training import loop, resume
 from bench.core.config import BenchConfig
 from bench.data import dataset_info
 from bench.core.registry import MethodUnavailable, resolve
-from bench.core.config import backbone_train_config
+from bench.core.config import backbone_train_config, train_runtime
 from bench.training.backbone import train_backbone
 
 
@@ -42,7 +42,7 @@ def _ensure_backbone(cfg: BenchConfig, train_set: Any, device: Any) -> str:
     _log(f"backbone {cfg.backbone}: {tcfg.iterations} iterations -> {cfg.backbone_path}")
     w, h = cfg.input_size
     stats = train_backbone(model, train_set(), (w, h), cfg.backbone_path, tcfg, device,
-                           sidecar=sidecar.backbone_training_options(cfg))
+                           sidecar=sidecar.backbone_training_options(cfg), runtime=train_runtime(cfg))
     _log(f"backbone done in {stats['seconds']:.0f} s, loss {stats['loss_first']:.3f} -> {stats['loss_last']:.3f}")
     return "trained"
 
@@ -78,7 +78,7 @@ def _ensure_method(cfg: BenchConfig, name: str, size: tuple[int, int], train_set
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
         # the method saves each file with this sidecar (bench.training.loop.save_checkpoint)
-        cls.train(mcfg, loop.with_sidecar(ctx, options), data, paths)
+        cls.train(mcfg, resume.with_runtime(loop.with_sidecar(ctx, options), train_runtime(cfg)), data, paths)
     except NotImplementedError as err:
         return f"untrainable: {err}"
     if distributed.is_main():  # a method that saved with plain torch.save gets its sidecar now (not atomically)

@@ -119,8 +119,8 @@ def load_backbone(cfg: BenchConfig, info: DatasetInfo, device: torch.device) -> 
     from bench.models.backbones import create_backbone
 
     if not cfg.backbone_path.is_file():
-        raise MissingCheckpoint(f"backbone weights not found at {cfg.backbone_path}: run `make train DATASET={cfg.dataset}` "
-                                f"or give backbone_checkpoint=PATH")
+        raise MissingCheckpoint(f"backbone weights not found at {cfg.backbone_path}: {reference.train_hint(cfg)}"
+                                f"; or give backbone_checkpoint=PATH")
     sidecar.check_backbone(cfg)
     model = create_backbone(cfg.backbone, info.num_classes, checkpoint=cfg.backbone_path, **dict(cfg.backbone_options))
     return model.to(device).eval()
@@ -222,7 +222,7 @@ def prepare(cfg: BenchConfig, cls: type[Method], name: str, mcfg: Any, size: tup
     paths = cls.checkpoints(mcfg, ctx)
     missing = [str(p) for p in paths.values() if not Path(p).is_file()]
     if missing:
-        raise MissingCheckpoint(f"{name} weights not found: {missing}; run `make train DATASET={cfg.dataset}`")
+        raise MissingCheckpoint(f"{name} weights not found: {missing}; {reference.train_hint(cfg, name)}")
     sidecar.check(paths, sidecar.training_options(cls, mcfg, cfg.backbone_path, cfg.seed), name)
     return cls(mcfg, ctx), backbone, ctx
 

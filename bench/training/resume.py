@@ -43,37 +43,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from bench.core.config import TrainRuntime
 from bench.runtime import distributed
 from bench.weights.sidecar import fsync
 
 RUNTIME_OPTION = "training_runtime"  # key of MethodContext.options that carries a TrainRuntime
 SUFFIX = ".resume"
 FORMAT = 1  # version of the payload's layout; a state of another version is discarded
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainRuntime:
-    """How a training runs (not what it learns: none of this is in a sidecar).
-
-    Attributes:
-        checkpoint_every_s: seconds between two resume states (0: after every step); a state is
-            always written after the last step.
-        workers: ``DataLoader`` worker processes that read and augment training samples where a
-            loop supports it (0: in the training process, the path the reference weights were
-            trained on; any value gives the same samples in the same order).
-        resume: read the resume state an interrupted run left (False: start from step 0; states
-            are still written).
-    """
-
-    checkpoint_every_s: float = 300.0
-    workers: int = 0
-    resume: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.checkpoint_every_s >= 0:
-            raise ValueError(f"checkpoint_every_s must be >= 0 seconds, got {self.checkpoint_every_s!r}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers!r}")
 
 
 def runtime_of(ctx: Any) -> TrainRuntime:
