@@ -117,6 +117,9 @@ class BenchConfig:
             is given (so a second run never overwrites the first one's tables), else
             ``results/tables/<dataset>``.
         device: ``cpu`` or ``cuda[:i]``.
+        amp: run the timed coarse pass and ``refine`` under autocast (fp16 on CUDA, bfloat16 on the
+            CPU); off by default. Labels can change: a table says so in its caption, and
+            ``make gpu-check`` measures how many move. Part of the unit key when on.
         threads: torch intra-op threads (None: torch's default).
         limit: evaluate only the first N images (N >= 1; None: all).
         seed: seeds random, numpy and torch.
@@ -179,6 +182,7 @@ class BenchConfig:
     out_dir: str | None = None
     tables_dir: str | None = None
     device: str = "cpu"
+    amp: bool = False
     threads: int | None = None
     limit: int | None = None
     seed: int = 0

@@ -151,6 +151,8 @@ def _sweep_images(cfg: BenchConfig, name: str, cls: type[Method], size: tuple[in
     """Every pending image of one unit; returns ``ok``, ``partial`` (some image failed) or ``oom``."""
     prov = measure.provenance(ctx.device, cfg.seed)
     prov["warmup"] = cfg.warmup
+    if cfg.amp:  # absent when off, as in every record written before the option
+        prov["amp"] = "float16" if ctx.device.type == "cuda" else "bfloat16"
     from bench.weights.released import provenance as released_provenance  # issue 12: the released files' sha256
 
     prov.update(released_provenance(cfg))  # {} unless released_weights= is set

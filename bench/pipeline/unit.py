@@ -14,6 +14,7 @@ smaller one stopped and a moved dataset folder is recognised.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -132,7 +133,19 @@ def make_context(cfg: BenchConfig, info: DatasetInfo, size: tuple[int, int], dev
     return MethodContext(num_classes=info.num_classes, input_size=(int(size[0]), int(size[1])), device=device,
                          backbone=backbone, checkpoint_dir=method_dir, dataset=info,
                          image_size=(int(full_size[0]), int(full_size[1])),
-                         options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed})
+                         options={"coarse_scale": cfg.coarse_scale, "seed": cfg.seed,
+                                  **({"amp": True} if cfg.amp else {})})
+
+
+def autocast(ctx: MethodContext) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision around the timed calls when the config asks for it (``amp``; off by default).
+
+    fp16 on CUDA, bfloat16 on the CPU (which has no fp16 autocast). Off, nothing is entered, so the
+    default path is the float32 one the drift gate and the reference values were measured on.
+    """
+    if not ctx.options.get("amp"):
+        return contextlib.nullcontext()
+    return torch.autocast(ctx.device.type, dtype=torch.float16 if ctx.device.type == "cuda" else torch.bfloat16)
 
 
 def nominal_full_size(cfg: BenchConfig) -> tuple[int, int]:
@@ -174,7 +187,7 @@ def unit_key(cfg: BenchConfig, name: str, cls: type[Method], mcfg: Any, size: tu
         "split_digest": split_digest(cfg), "data": dict(cfg.data), "method": name, "method_version": cls.version,
         "method_config": dataclasses.asdict(mcfg), "size": list(size), "coarse_scale": cfg.coarse_scale,
         "backbone": cfg.backbone, "backbone_options": dict(cfg.backbone_options), "weights": weights,
-        "device": cfg.device,
+        "device": cfg.device, **({"amp": True} if cfg.amp else {}),  # absent when off: older keys stay valid
     })
 
 
@@ -236,10 +249,11 @@ def predict(method: Any, cls: type[Method], sample: Any, backbone: Any, ctx: Met
     """
     probe.start()
     coarse, t_coarse = None, 0.0
-    if cls.uses_coarse:
-        coarse, t_coarse = measure.timed(lambda: compute_coarse(backbone, sample.image, ctx.input_size, ctx.device,
-                                                                ctx.options.get("coarse_scale")), ctx.device)
-    pred, t_refine = measure.timed(lambda: method.refine(sample.image, coarse), ctx.device)
+    with autocast(ctx):
+        if cls.uses_coarse:
+            coarse, t_coarse = measure.timed(lambda: compute_coarse(backbone, sample.image, ctx.input_size, ctx.device,
+                                                                    ctx.options.get("coarse_scale")), ctx.device)
+        pred, t_refine = measure.timed(lambda: method.refine(sample.image, coarse), ctx.device)
     mem = probe.stop()
     labels, t_copy = measure.timed(lambda: pred.to("cpu").numpy(), ctx.device)
     if labels.shape != sample.label.shape:
