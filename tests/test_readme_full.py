@@ -75,19 +75,23 @@ def test_publish_copies_only_the_units_and_images_run_json_names(swept, tmp_path
               "image_id": "val_0000"}]
     image = next(r for r in records.load(cfg.out_path) if r.get("type") == "image")
     stray.append({**image, "image_id": "val_9999"})  # this run's unit, an image it does not cover
+    stray.append({**image, "time_ms": -1.0})  # a repeated ok record: it supersedes the first
+    stray.append({**image, "status": "error", "message": "a later failure"})  # the tables keep the last ok one
     with open(cfg.out_path / "records.jsonl", "a") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in stray)
     try:
         written = readme_blocks.publish(cfg, tmp_path / "published")
     finally:
         lines = (cfg.out_path / "records.jsonl").read_text().splitlines()
-        (cfg.out_path / "records.jsonl").write_text("\n".join(lines[:-2]) + "\n")
+        (cfg.out_path / "records.jsonl").write_text("\n".join(lines[:-len(stray)]) + "\n")
     assert written == [tmp_path / "published" / "synthetic"]
     kept = records.load(tmp_path / "published" / "synthetic")
     run = json.loads((cfg.out_path / "run.json").read_text())
     assert {r["unit_key"] for r in kept} == set(run["units"].values())
     assert {r["image_id"] for r in kept if r["type"] == "image"} == set(run["image_ids"])
     assert len([r for r in kept if r["type"] == "image"]) == 2 * 2  # 2 units x 2 images, nothing else
+    same = [r for r in kept if r.get("unit_key") == image["unit_key"] and r.get("image_id") == image["image_id"]]
+    assert [(r["status"], r["time_ms"]) for r in same] == [("ok", -1.0)]
 
 
 def test_publish_refuses_a_run_whose_records_miss_a_unit(swept, tmp_path):

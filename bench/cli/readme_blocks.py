@@ -288,12 +288,30 @@ def pages(root: Path = REPO_DIR) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 
 
+def latest_images(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``recs`` with one image record per (unit key, image id): the last ok one, else the last one.
+
+    The tables read the last ok record of an image and count an image as failed only when it was
+    never ok (``bench.evaluation.records``), so this keeps what they read and drops the records a
+    resumed or repeated run superseded. Other records keep their order.
+    """
+    last: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(recs):
+        if r.get("type") == "image":
+            key = (r.get("unit_key"), r.get("image_id"))
+            if r.get("status") == "ok" or key not in last or recs[last[key]].get("status") != "ok":
+                last[key] = i
+    keep = set(last.values())
+    return [r for i, r in enumerate(recs) if r.get("type") != "image" or i in keep]
+
+
 def publish(cfg: BenchConfig, dest: Path = PUBLISHED_DIR) -> list[Path]:
     """Copy the run folders the pages render into ``dest`` (committed): ``make bench``'s, ``make bench-full``'s, smoke's.
 
     A run folder's copy holds its ``run.json`` and only the records of the units and images it
-    names (a run folder's records file is append-only and may hold older runs), so the published
-    copy renders exactly the tables the run folder renders. Returns the folders written.
+    names, one per image (:func:`latest_images`; a run folder's records file is append-only and may
+    hold older runs), so the published copy renders exactly the tables the run folder renders.
+    Returns the folders written.
     """
     from bench.evaluation import records, run_folder
 
@@ -304,8 +322,8 @@ def publish(cfg: BenchConfig, dest: Path = PUBLISHED_DIR) -> list[Path]:
         if run is None or not run.get("units"):
             continue
         keys, ids = set(run["units"].values()), set(run.get("image_ids") or [])
-        kept = [r for r in records.load(src) if r.get("unit_key") in keys
-                and (r.get("type") != "image" or not ids or r.get("image_id") in ids)]
+        kept = latest_images([r for r in records.load(src) if r.get("unit_key") in keys
+                              and (r.get("type") != "image" or not ids or r.get("image_id") in ids)])
         empty = sorted(u for u, k in run["units"].items() if not any(r.get("unit_key") == k for r in kept))
         if empty:  # run.json names keys its records do not carry: the code or config changed during the run
             raise UserError(f"{src}: no records under the key run.json gives {', '.join(empty)}; rerun the sweep "
