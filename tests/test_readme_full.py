@@ -48,6 +48,7 @@ def test_the_sweep_time_is_rendered_from_run_json(tmp_path):
 # --- the pages' blocks: rendered from published (committed) records, checked on every page ---------------
 
 import json  # noqa: E402
+import re  # noqa: E402
 import types  # noqa: E402
 
 import pytest  # noqa: E402
@@ -205,3 +206,18 @@ def test_a_dataset_without_a_published_run_is_a_user_error_and_writes_nothing(ca
     err = capsys.readouterr().err
     assert "results/published/cityscapes: no published run" in err and len(err.strip().splitlines()) == 1
     assert {p: p.stat().st_mtime_ns for p in readme_blocks.pages()} == before
+
+
+def test_the_cli_reference_lists_every_subcommand_and_no_path_of_this_clone():
+    """Catches the CLI block rendering a default as this checkout's absolute path (`--data`'s
+    /work/.../shared/data): `--check` would fail on every other clone; and a subcommand left out."""
+    import argparse
+
+    from bench.cli.main import parser
+
+    text = readme_blocks.cli_text()
+    assert str(readme_blocks.REPO_DIR) not in text and str(readme_blocks.REPO_DIR.parent) not in text
+    assert "%(default)s" not in text
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert re.findall(r"^### `([a-z-]+)`$", text, re.M) == list(sub.choices)  # every one, in --help's order
+    assert "| `--check` |  | exit 1 if a page differs" in text  # an option row of `readme`, with its help

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import sys
@@ -295,7 +296,7 @@ def latest_images(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     never ok (``bench.evaluation.records``), so this keeps what they read and drops the records a
     resumed or repeated run superseded. Other records keep their order.
     """
-    last: dict[tuple[str, str], int] = {}
+    last: dict[tuple[Any, Any], int] = {}
     for i, r in enumerate(recs):
         if r.get("type") == "image":
             key = (r.get("unit_key"), r.get("image_id"))
@@ -438,8 +439,12 @@ def cli_text() -> str:
                 continue
             arg = ", ".join(f"`{o}`" for o in a.option_strings) or f"`{a.metavar or a.dest}`"
             nargs = " ..." if a.nargs in ("*", "+", argparse.REMAINDER) else ""
-            default = "" if a.default in (None, False, argparse.SUPPRESS) or a.nargs in ("*", "+") else f"`{a.default}`"
-            text = html_text(a.help or FALLBACK_HELP.get(a.dest, "")).replace("|", "\\|").replace("\n", " ")
+            shown_default = a.default
+            if isinstance(a.default, (str, Path)) and Path(a.default).is_absolute():  # the same on every clone
+                shown_default = os.path.relpath(a.default, REPO_DIR)
+            default = "" if a.default in (None, False, argparse.SUPPRESS) or a.nargs in ("*", "+") else f"`{shown_default}`"
+            text = (a.help or FALLBACK_HELP.get(a.dest, "")).replace("%(default)s", str(shown_default))
+            text = html_text(text).replace("|", "\\|").replace("\n", " ")
             if a.choices and not isinstance(a, argparse._SubParsersAction):
                 text += f" (one of {', '.join(f'`{c}`' for c in a.choices)})"
             lines.append(f"| {arg}{nargs} | {default} | {text} |")
