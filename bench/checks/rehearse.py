@@ -131,6 +131,15 @@ def measured(name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] |
     return stage
 
 
+def shares_weights(a: str, b: str) -> bool:
+    """True when methods ``a`` and ``b`` load the same trained files: one's class derives from the other's
+    (MagNet-Fast from MagNet: the same refiners), so training one trains both."""
+    from bench.core.registry import resolve
+
+    ca, cb = resolve(a), resolve(b)
+    return issubclass(ca, cb) or issubclass(cb, ca)
+
+
 def learned_methods(dataset: str, overrides: Sequence[str]) -> list[str]:
     """The sweep's methods that load weights of their own (trained by ``bench train``), in sweep order."""
     from bench.core.config import parse_overrides
@@ -138,13 +147,13 @@ def learned_methods(dataset: str, overrides: Sequence[str]) -> list[str]:
     from bench.pipeline.unit import unit_weights
 
     cfg = load(dataset, parse_overrides(list(overrides)))
-    out = []
+    out: list[str] = []
     for name in cfg.methods:
         try:
             own = {k for k in unit_weights(cfg, name, cfg.input_size) if k != "backbone"}
         except Exception:  # noqa: BLE001 - an unavailable method is the run's to report
             continue
-        if own:
+        if own and not any(shares_weights(name, m) for m in out):
             out.append(name)
     return out
 
@@ -210,6 +219,11 @@ def rehearse(args: argparse.Namespace) -> int:
         overrides.append(f"limit={args.limit}")
     rec.overrides = overrides
     env = {"PYTHONUNBUFFERED": "1"}
+    earlier = out / "rehearsal.json"
+    if args.skip_train and earlier.is_file():
+        # a rerun that trains nothing keeps the earlier invocation's measured stages (data, training)
+        kept = [Stage(**s) for s in json.loads(earlier.read_text()).get("stages", []) if s["name"] != "run"]
+        rec.stages = kept + [s for s in rec.stages if s.name not in {k.name for k in kept}]
     if not args.skip_train:
         for name in ["downsample", *learned_methods(dataset, overrides)]:
             stage = measured(f"train {name}" if name != "downsample" else "train backbone",
@@ -234,6 +248,8 @@ def _save(rec: Record, out: Path) -> Path:
 
 
 def _finish(rec: Record, out: Path, rc: int, record: Path | None = None) -> int:
+    if hasattr(os, "getloadavg"):  # the figures depend on what else ran: say so at both ends
+        rec.machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     path = _save(rec, out)
     if record is not None:
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -279,6 +295,13 @@ def _schedule_steps(dataset: str, stage: str) -> tuple[int, int] | None:
     return None
 
 
+def _shares(a: str, b: str) -> bool:
+    try:
+        return b != "backbone" and shares_weights(a, b)
+    except Exception:  # noqa: BLE001 - a method not installed here: assume its own weights
+        return False
+
+
 def render(paths: Sequence[Path], gpu_speedup: float) -> str:
     """``docs/rehearsal.md`` from rehearsal records (see the module docstring)."""
     recs = [json.loads(Path(p).read_text()) for p in paths]
@@ -306,8 +329,10 @@ def _render_one(rec: Mapping[str, Any], gpu_speedup: float) -> list[str]:
     title = rec.get("label") or f"{rec['dataset']} ({rec['data_kind']} data)"
     n_eval = rec["counts"].get(EVAL_SPLIT.get(rec["dataset"], "val"), 0)
     out = [f"## {title}", "",
-           f"Machine: {m['cpu']}, {m['cores']} core(s), load average {m['load_average_at_start'][0]} at the start "
-           f"(other processes shared the cores); started {rec['started']}. Data: {rec['data_kind']}, "
+           f"Machine: {m['cpu']}, {m['cores']} core(s), load average {m['load_average_at_start'][0]} at the start"
+           + (f" and {m['load_average_at_end'][0]} at the end" if m.get("load_average_at_end") else "")
+           + f" (a load above the cores: other processes shared them, and every time below is inflated by it); "
+           f"started {rec['started']}. Data: {rec['data_kind']}, "
            f"{', '.join(f'{k} {v}' for k, v in rec['counts'].items())} image(s) of {w}x{h}.", "",
            "Overrides: `" + " ".join(o for o in rec["overrides"] if not o.startswith(("data_root=", "checkpoint_dir=",
                                                                                        "out_dir="))) + "`", "",
@@ -342,9 +367,18 @@ def _render_one(rec: Mapping[str, Any], gpu_speedup: float) -> list[str]:
                    f"core(s) (an assumption, not a measurement), about {_fmt_s(est / gpu_speedup)}.")
     trains = [s for s in rec["stages"] if s["name"].startswith("train ")]
     if trains:
-        out += ["", "Training at the config's full schedule, from the seconds per step of the short one "
-                "(process start, data loading and saving included in the short stage, so an upper bound per step):", ""]
+        out += ["", "Training at the config's full schedule, at the short stage's seconds per step (its batch, "
+                "process start, data loading and saving included: a crude figure, high where the start dominates "
+                "and low where the config's batch is larger than the short schedule's):", ""]
+        done: list[str] = []
         for s in trains:
+            name = s["name"].removeprefix("train ")
+            owners = [m for m in done if name != "backbone" and _shares(name, m)]
+            if owners:
+                out.append(f"- {s['name']}: its weights are {', '.join(owners)}'s, trained in that stage; this stage "
+                           f"only found them ({_fmt_s(s['seconds'])}).")
+                continue
+            done.append(name)
             try:
                 steps = _schedule_steps(rec["dataset"], s["name"])
             except Exception:  # noqa: BLE001 - a method whose schedule is not in steps: say so
@@ -354,7 +388,7 @@ def _render_one(rec: Mapping[str, Any], gpu_speedup: float) -> list[str]:
                 continue
             full = s["seconds"] / steps[0] * steps[1]
             out.append(f"- {s['name']}: {steps[0]} step(s) in {_fmt_s(s['seconds'])}; the config's {steps[1]} steps: "
-                       f"at most {_fmt_s(full)} on this CPU, about {_fmt_s(full / gpu_speedup)} on one GPU by the "
+                       f"about {_fmt_s(full)} on this CPU, about {_fmt_s(full / gpu_speedup)} on one GPU by the "
                        f"same assumption.")
     out += ["", f"Per stage above, {n_eval} evaluated image(s): {len(rec['units'])} unit(s).", ""]
     return out
