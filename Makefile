@@ -48,8 +48,8 @@ test-all: ready
 test-slow: ready
 	$(PY) -m pytest -q -m slow --durations=0 $(ARGS)
 
-# The slow subset CI runs (.ci/run), capped at SLOW_CI_CAP seconds: about 8 minutes measured on 2
-# loaded cores (docs/testing.md). Left out: test_batch (one case alone takes 8.5 minutes) and
+# The slow subset CI runs (.ci/run), capped at SLOW_CI_CAP seconds: 3 to 8 minutes measured on 2
+# shared cores (docs/testing.md). Left out: test_batch (one case alone takes 8.5 minutes) and
 # test_lint (make lint runs mypy already).
 SLOW_CI ?= tests/test_kill.py tests/test_folder_dataset.py tests/test_released.py tests/test_glnet.py \
   tests/test_backbones.py tests/test_release_keys.py tests/test_mmseg_adapter.py tests/test_synthetic.py tests/test_perf.py

@@ -29,7 +29,7 @@ def test_profile_sections_hold_the_time_spent_in_each_network(monkeypatch):
     the patches each refine() call runs and times refine() with its own clock. Then, for the reported
     call, backbone_s >= 10 ms x its backbone forwards, refiner_s >= 2 ms x its refiner forwards,
     refine_s (the runner's clock) >= backbone_s + refiner_s, both sections fit in the test's own
-    refine() time, the coarse pass holds one backbone forward, and the patch count equals the
+    refine() time, the coarse pass holds one backbone forward (and less than refine), and the patch count equals the
     patches the backbone saw. (``other_s`` = refine_s - backbone_s - refiner_s by definition, so it
     is not checked against itself.)"""
     import time
@@ -96,4 +96,4 @@ def test_profile_sections_hold_the_time_spent_in_each_network(monkeypatch):
     assert row["refiner_s"] >= n_refiner * SLEEP_REFINER > 0
     assert row["refine_s"] >= row["backbone_s"] + row["refiner_s"]
     assert row["backbone_s"] + row["refiner_s"] <= max(c["wall_s"] for c in timed)
-    assert SLEEP_BACKBONE <= row["coarse_s"] < n_backbone * SLEEP_BACKBONE
+    assert SLEEP_BACKBONE <= row["coarse_s"] < row["refine_s"]  # one backbone forward against thirty
