@@ -39,9 +39,10 @@ class MagNetConfig:
         batch_size: patches per backbone forward at inference, the declared batch setting
             (``batch_option``; ``bench.core.batch``). 1 by default, as the released code runs its
             patches (``sub_batch_size=1``), so that time and memory compare with the other rows at
-            batch 1; labels do not depend on it beyond float rounding (identical on CPU in
-            tests/test_batch.py). 2 was the fastest within the released code's memory on 2 CPU
-            cores (perf/magnet_profile.py).
+            batch 1; labels do not depend on it beyond float rounding of the batched backbone
+            (the drift gate's labels are identical at 1 and 2; 1 pixel of a 2048x1024 synthetic
+            image moved: tests/test_batch.py). 2 was the fastest within the released code's memory
+            on 2 CPU cores (perf/magnet_profile.py).
         refiner_batch_size: patches per refiner forward, within a backbone batch; 0 = the whole
             backbone batch (for GPUs). 1 is fastest on CPU.
         mask_inset: pixels each box is shrunk by for the Fast coverage mask (released: 10).
