@@ -23,7 +23,7 @@ class PatchingConfig:
         crop_size: (w, h) tile size at ``scale``; None = the input size (as in MagNet).
         batch_size: tiles per backbone forward, the declared batch setting (``batch_option``;
             ``bench.core.batch``). 1 by default, so that time and memory compare with the other
-            rows at batch 1; labels are identical at any setting on CPU (tests/test_batch.py),
+            rows at batch 1; the labels at 1 and 16 are identical on CPU (tests/test_batch.py),
             time and peak memory are not.
         stitch: ``average`` (overlaps averaged) or ``assign`` (later tiles overwrite, as MagNet's
             ``ensemble``); identical when tiles do not overlap.

@@ -76,7 +76,7 @@ class GLNetConfig:
         min_overlap: least overlap of neighbouring patches in pixels (release 50 at 508-px patches).
         sub_batch_size: patches per local forward, the declared batch setting (``batch_option``;
             ``bench.core.batch``; release 6). 1 by default, so that time and memory compare with
-            the other rows at batch 1; labels are identical at any setting on CPU
+            the other rows at batch 1; the labels at 1 and 6 are identical on CPU
             (tests/test_batch.py). Inference only: training aggregates in its own chunks.
         batch_size: images per training step (release 6).
         patches_per_image: patches drawn per image and step in stages 2 and 3 (None = all, the release).
