@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.registry import MethodUnavailable
 
     try:
-        return contract_main(args.method, parse_cli_overrides(args.options), device=args.device)
+        return contract_main(args.method, parse_cli_overrides(args.options, check=False), device=args.device)
     except (KeyError, MethodUnavailable) as err:
         raise UserError(one_line(err.args[0] if err.args else str(err))) from err
 

@@ -76,10 +76,10 @@ def csv_list(text: str | None) -> list[str] | None:
     return items or None
 
 
-def parse_cli_overrides(args: list[str]) -> dict:
-    """``key=value`` words as a dict; a malformed one is a :class:`UserError`."""
+def parse_cli_overrides(args: list[str], check: bool = True) -> dict:
+    """``key=value`` words as a dict; a malformed one is a :class:`UserError` (``check``: config keys only)."""
     try:
-        return parse_overrides(args)
+        return parse_overrides(args, check=check)
     except ValueError as err:
         raise UserError(str(err)) from err
 

@@ -548,11 +548,12 @@ def load(dataset: str = "synthetic", overrides: Mapping[str, Any] | None = None,
     return build({**raw, **extra}, sources=sources)
 
 
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+def parse_overrides(args: Sequence[str], check: bool = True) -> dict[str, Any]:
     """``["limit=2", "magnet.n_points=0.5"]`` -> ``{"limit": 2, "magnet.n_points": 0.5}``.
 
-    Keys are checked (:func:`check_keys`) and values parsed as YAML here, so that a mistake on
-    the command line is named as such.
+    Keys are checked (:func:`check_keys`; ``check=False``: words that are not config keys, such
+    as one method's options for ``bench check``) and values parsed as YAML here, so that a
+    mistake on the command line is named as such.
 
     Raises:
         ValueError: a word that is not ``key=value``, or a value that is not YAML.
@@ -565,7 +566,8 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
                              f"\"backbone_train={{iterations: 20, lr: 0.01}}\")")
         key, _, text = arg.partition("=")
         out[key.strip()] = _parse_value(key.strip(), text)
-    check_keys(flatten(out, COMMAND_LINE), COMMAND_LINE)
+    if check:
+        check_keys(flatten(out, COMMAND_LINE), COMMAND_LINE)
     return out
 
 
