@@ -217,6 +217,8 @@ def rehearse(args: argparse.Namespace) -> int:
         overrides += [f"data.list_file={lists[EVAL_SPLIT[dataset]]}", f"train_data.list_file={lists['train']}"]
     if args.limit:
         overrides.append(f"limit={args.limit}")
+    if args.no_warmup:  # the warm-up call repeats each unit's first image: minutes at 2048x1024 on 2 cores
+        overrides.append("warmup=0")
     rec.overrides = overrides
     env = {"PYTHONUNBUFFERED": "1"}
     earlier = out / "rehearsal.json"
@@ -407,6 +409,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="image size WxH to generate (default: the dataset's real size)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--skip-train", action="store_true", help="no training stages (weights present)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="warmup=0: no untimed first call per unit (halves a one-image rehearsal; the timed call "
+                        "then includes the first call's setup)")
     p.add_argument("--label", help="the record's title in the docs page")
     p.add_argument("--render", nargs="+", metavar="RECORD", help="render the docs page from these records instead")
     p.add_argument("--docs", default="docs/rehearsal.md", help="the page --render writes")
