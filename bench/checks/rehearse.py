@@ -7,8 +7,9 @@ synthetic street scenes as Cityscapes files at 2048x1024), or on any folder in t
 layout (``--data``, e.g. the real sample frames), with a short schedule (:data:`SHORT_SCHEDULE`:
 a few steps per learned method) so that it ends on 2 CPU cores.
 
-Stages, each a child process measured on its own (wall seconds; peak resident set of that
-process from ``os.wait4``, in MiB; the unit workers of a run are measured by the run itself):
+Stages, each a child process measured on its own (wall seconds; the largest peak resident set of
+that process and the children it waited for, from ``os.wait4``, in MiB; the run's units are also
+measured per image by the run itself):
 
 1. ``data``: generating the files (skipped with ``--data``);
 2. ``train <method>``: ``bench train <dataset> methods=[<method>]`` for the backbone (through
@@ -73,8 +74,8 @@ class Stage:
         name: ``data``, ``train <method>`` or ``run``.
         command: the argv, as run.
         seconds: wall-clock seconds.
-        peak_rss_mib: the process's peak resident set (``ru_maxrss`` of ``os.wait4``), MiB; its
-            own children (the run's unit workers) are not in it.
+        peak_rss_mib: the largest peak resident set of the process and of the children it waited
+            for (``ru_maxrss`` of ``os.wait4``: the run's unit workers included), MiB.
         rc: exit status.
     """
 
@@ -178,6 +179,14 @@ def unit_rows(dataset: str, overrides: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def given_counts(dataset: str, root: Path, default: Mapping[str, int]) -> dict[str, int]:
+    """Images per split of a given Cityscapes-layout folder (``default`` for the other layouts)."""
+    if dataset != "cityscapes":
+        return dict(default)
+    return {split: len(list((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png")))
+            for split in ("train", "val", "test") if (root / "leftImg8bit" / split).is_dir()}
+
+
 def rehearse(args: argparse.Namespace) -> int:
     """Generate (or take) the data, train each learned method, run the mission's command; write the record."""
     from bench.data import rehearsal
@@ -199,6 +208,7 @@ def rehearse(args: argparse.Namespace) -> int:
     lists: dict[str, Path] = {}
     if args.data:
         root = Path(args.data).resolve()
+        rec.counts = given_counts(dataset, root, counts)
     else:
         root = out / "data"
         code = (f"from bench.data import rehearsal as r; import json, sys; "
@@ -338,7 +348,7 @@ def _render_one(rec: Mapping[str, Any], gpu_speedup: float) -> list[str]:
            f"{', '.join(f'{k} {v}' for k, v in rec['counts'].items())} image(s) of {w}x{h}.", "",
            "Overrides: `" + " ".join(o for o in rec["overrides"] if not o.startswith(("data_root=", "checkpoint_dir=",
                                                                                        "out_dir="))) + "`", "",
-           "| stage | wall time | peak RSS of the process (MiB) | exit |", "|---|---:|---:|---:|"]
+           "| stage | wall time | peak RSS, largest process of the stage (MiB) | exit |", "|---|---:|---:|---:|"]
     for s in rec["stages"]:
         out.append(f"| {s['name']} | {_fmt_s(s['seconds'])} | {s['peak_rss_mib']:.0f} | {s['rc']} |")
     total = sum(s["seconds"] for s in rec["stages"])
@@ -392,7 +402,11 @@ def _render_one(rec: Mapping[str, Any], gpu_speedup: float) -> list[str]:
             out.append(f"- {s['name']}: {steps[0]} step(s) in {_fmt_s(s['seconds'])}; the config's {steps[1]} steps: "
                        f"about {_fmt_s(full)} on this CPU, about {_fmt_s(full / gpu_speedup)} on one GPU by the "
                        f"same assumption.")
-    out += ["", f"Per stage above, {n_eval} evaluated image(s): {len(rec['units'])} unit(s).", ""]
+    evaluated = max((u["n_total"] for u in rec["units"]), default=0)
+    limit = f" (limit={evaluated} of the split's {n_eval})" if evaluated < n_eval else ""
+    out += ["", f"Evaluated: {evaluated} image(s) per unit{limit}, {len(rec['units'])} unit(s). The run's wall time "
+            f"includes each unit's untimed warm-up call (warmup=1 unless the overrides say otherwise), process "
+            f"starts and the tables; the per-image times are the timed calls alone.", ""]
     return out
 
 
