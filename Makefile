@@ -155,6 +155,31 @@ SMOKE_DATA ?= ../shared/data
 smoke: ready
 	OMP_NUM_THREADS=1 $(PY) -m bench smoke --data $(SMOKE_DATA) $(ARGS)
 
+# A rehearsal at real scale (issue 21, item 7): the synthetic street scenes written as Cityscapes files
+# at 2048x1024 (bench.data.rehearsal), then the mission's own command `bench run cityscapes
+# data_root=<them> train=true` with a few steps per learned method, time and peak memory per stage
+# (results/runs/rehearsal/<dataset>/, the record in results/rehearsal/), then docs/rehearsal.md rendered
+# from the records. REHEARSE_DATASET=deepglobe|inria for the aerial layouts; REHEARSE_ARGS="--data DIR"
+# for a folder of real frames in the layout (never copied into the repository).
+REHEARSE_DATASET ?= cityscapes
+REHEARSE_ARGS ?=
+REHEARSE_RECORDS ?= $(wildcard results/rehearsal/*.json)
+.PHONY: rehearse rehearse-docs
+rehearse: ready
+	$(PY) -m bench rehearse $(REHEARSE_DATASET) $(REHEARSE_ARGS) $(ARGS)
+	$(MAKE) rehearse-docs
+
+rehearse-docs: ready
+	$(PY) -m bench rehearse --render $(REHEARSE_RECORDS) --docs docs/rehearsal.md
+
+# The time-memory trade-off of the batch setting (issue 21, item 9): the sweep once per setting of
+# BATCHES (every batching method's declared option; tables at batch 1 otherwise), each into
+# <out_dir>-batch<B>, then results/tables/<dataset>/batch.md in the style of the supplement's Table 1.
+BATCHES ?= 1,4,16
+.PHONY: bench-batch
+bench-batch: ready
+	$(PY) -m bench batch-sweep $(DATASET) $(ROOT_ARG) --batches $(BATCHES) $(ARGS)
+
 # The sweep and the training under torchrun: NPROC processes on this node, each on its shard of
 # the images (cuda:LOCAL_RANK with device=cuda). Several nodes: run the same command on each with
 # TORCHRUN_ARGS="--nnodes=M --node_rank=K --master_addr=HOST0 --master_port=29500".
