@@ -215,7 +215,7 @@ def test_the_cli_reference_lists_every_subcommand_and_no_path_of_this_clone():
 
     from bench.cli.main import parser
 
-    text = readme_blocks.cli_text()
+    text = readme_blocks.cli_text(parser)
     assert str(readme_blocks.REPO_DIR) not in text and str(readme_blocks.REPO_DIR.parent) not in text
     assert "%(default)s" not in text
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))

@@ -6,7 +6,9 @@ Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=
 
 Exit codes: 0 every unit complete; 1 a unit failed, is partial, lacks weights, has stale weights
 (or the figures failed); 2 a user error (an unknown name or key, a bad value, a missing data
-folder), printed as one line before anything runs (``--debug`` shows the traceback).
+folder, units without weights while train is off), printed as one line before anything runs
+(``--debug`` shows the traceback); 130 / 143 interrupted by SIGINT / SIGTERM (the command resumes).
+`run` and `train` print their plan first (docs/plan-and-errors.md); ``--dry-run`` prints it alone.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import (big_score, check, check_data, drift, keys, list_methods, new_method, readme, reference, run, score,
-                       rehearse, seeds, show, smoke, status, table, train, unit)
+from bench.cli import (batch_sweep, big_score, check, check_data, drift, keys, list_methods, new_method, readme,
+                       reference, rehearse, run, score, seeds, show, smoke, status, table, train, unit)
 from bench.core.errors import UserError, one_line
 
 # one module a subcommand (``add_parser`` registers it, ``run`` runs it), in the order of ``--help``
 SUBCOMMANDS = (run, train, table, score, show, check_data, drift, reference, seeds, readme, list_methods, smoke,
-               check, new_method, unit, big_score, keys, status, rehearse)
+               check, new_method, unit, big_score, keys, status, rehearse, batch_sweep)
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dataset = "synthetic"
     args.dataset_given = getattr(args, "dataset", None) in argv  # typed, not the default
     try:
+        args.parser_factory = parser  # for the pages' CLI reference (bench.cli.readme_blocks), which cannot import this
         return args.fn(args)
     except UserError as err:
         if debug:

@@ -34,12 +34,14 @@ The figures of the manual are drawn at build time from the same published run
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +116,13 @@ def timing_text(cfg: BenchConfig) -> str:
             f"{len(units)} unit(s){resumed}, each unit's process with its setup (`run.json`{busy}).")
 
 
-def blocks(cfg: BenchConfig) -> dict[str, str]:
-    """Every block's rendered Markdown, the tables from the run folder ``cfg.out_path``."""
+def blocks(cfg: BenchConfig, parser: Callable[[], argparse.ArgumentParser] | None = None) -> dict[str, str]:
+    """Every block's rendered Markdown, the tables from the run folder ``cfg.out_path``.
+
+    ``parser`` builds the command line's parser for the ``cli`` block (``bench.cli.main`` hands
+    in its own: this module is one of its subcommands and does not import it back); without it
+    the ``cli`` block is not rendered.
+    """
     from bench.data import dataset_info
     from bench.checks.seeds import class_diffs_table, class_table, comparisons_table, spread_table, summary_path
     from bench.report.results import load_results
@@ -155,7 +162,8 @@ def blocks(cfg: BenchConfig) -> dict[str, str]:
     out["smoke"] = smoke.read_text() if smoke.is_file() else (
         f"No published records of `make smoke` (`{shown(smoke)}`): run `make smoke`, then `make publish`.\n")
     out["cascadepsp"] = cascadepsp_text()
-    out["cli"] = cli_text()
+    if parser is not None:
+        out["cli"] = cli_text(parser)
     perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m perf (make perf)
     if perf_json.is_file():
         from bench.report.perf_render import render as render_perf
@@ -379,7 +387,7 @@ def main(args: Any) -> int:
             raise UserError(f"{shown(cfg.out_path)}: no published run of {cfg.dataset!r} to render; run "
                             f"`make bench DATASET={cfg.dataset}`, then `make publish DATASET={cfg.dataset}`")
     targets = [Path(args.readme)] if args.readme else pages()
-    rendered = blocks(cfg)
+    rendered = blocks(cfg, getattr(args, "parser_factory", None))
     differ, unknown_any = [], False
     for path in targets:
         old = path.read_text()
@@ -419,13 +427,9 @@ def html_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def cli_text() -> str:
-    """The command line's reference, read from the parser itself (``bench.cli.main.parser``): every
-    subcommand with its help line, its positional arguments and its options, in the order of ``--help``."""
-    import argparse
-
-    from bench.cli.main import parser
-
+def cli_text(parser: Callable[[], argparse.ArgumentParser]) -> str:
+    """The command line's reference, read from the parser itself (``parser()``: ``bench.cli.main.parser``):
+    every subcommand with its help line, its positional arguments and its options, in the order of ``--help``."""
     p = parser()
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
     helps = {a.dest: a.help or "" for a in sub._choices_actions}
