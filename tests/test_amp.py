@@ -30,3 +30,16 @@ def test_amp_is_in_the_unit_key_only_when_on(tmp_path, monkeypatch):
     assert "amp" not in hashed[-1] and "method_config" in hashed[-1]  # every key made before the option stays valid
     on = unit.key_of(build({**base, "amp": True}), "downsample", (64, 32))
     assert hashed[-1]["amp"] is True and on != off
+
+
+def test_the_timing_note_names_autocast_rows():
+    from bench.report.table_model import UnitResult
+    from bench.report.table_notes import precision_text
+
+    def row(name: str, amp: str | None) -> UnitResult:
+        prov = {"amp": amp} if amp else {}
+        return UnitResult(name, name, "64x32", 1, "ok", images={"a": {"provenance": prov}})
+
+    assert precision_text([row("Downsample", None), row("MagNet", None)]) == "fp32"
+    text = precision_text([row("Downsample", None), row("MagNet", "bfloat16")])
+    assert "AUTOCAST (amp=true) for MagNet (bfloat16)" in text and "the other rows fp32" in text

@@ -110,8 +110,25 @@ def timing_note(cfg: BenchConfig, results: Sequence[UnitResult], seconds: bool =
     what = "median s" if seconds else "median (IQR) ms"
     return [f"Time: {what} per image of the coarse pass plus refine() (image decode, weight loading and "
             f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, "
-            f"{', '.join(map(str, threads)) or '?'} thread(s), fp32.",
+            f"{', '.join(map(str, threads)) or '?'} thread(s), {precision_text(ok)}.",
             f"Memory (MiB, 1024² bytes): {mem_def}.", batch_note(results)]
+
+
+def row_amp(res: UnitResult) -> str | None:
+    """The autocast dtype a unit's timed calls ran under (``amp=true``), from its image records; None: fp32."""
+    recs = list(res.images.values())
+    return (recs[0].get("provenance") or {}).get("amp") if recs else None
+
+
+def precision_text(ok: Sequence[UnitResult]) -> str:
+    """``fp32``, or which rows ran under autocast (``amp``): their labels may differ from fp32's."""
+    amp = {r.display: a for r in ok if (a := row_amp(r))}
+    if not amp:
+        return "fp32"
+    listed = ", ".join(f"{d} ({a})" for d, a in sorted(amp.items()))
+    rest = "the other rows fp32; " if len(amp) < len(ok) else ""
+    return (f"AUTOCAST (amp=true) for {listed}: {rest}mixed-precision labels may differ from fp32 ones "
+            "(make gpu-check counts how many)")
 
 
 NOT_RECORDED = "not recorded"
