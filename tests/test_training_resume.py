@@ -172,7 +172,16 @@ def test_run_steps_interrupted_and_rerun_ends_bit_identical(tmp_path, capsys, st
     assert _equal_states(whole[0], again[0]) and whole[1] == again[1]
 
 
-def test_ctrl_c_ends_the_running_step_writes_its_state_then_stops(tmp_path, capsys):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, as in a terminal: a shell that starts a job in the background
+    (``cmd &``, some CI runners) makes it ignore SIGINT, and Python then keeps SIG_IGN."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_ends_the_running_step_writes_its_state_then_stops(tmp_path, capsys, python_sigint):
     """SIGINT inside step 4, no state due (every 300 s): the step ends, its state is written, then
     KeyboardInterrupt; the rerun resumes from step 4 to the uninterrupted weights (catches a
     signal that stops the loop before the state is written, losing the steps since the last one)."""
@@ -197,7 +206,7 @@ def test_sigterm_goes_on_to_the_harness_handler_after_the_state(tmp_path):
     assert torch.load(tmp_path / "cut.pt.resume", weights_only=True)["step"] == 3
 
 
-def test_a_second_ctrl_c_stops_at_once(tmp_path):
+def test_a_second_ctrl_c_stops_at_once(tmp_path, python_sigint):
     with pytest.raises(KeyboardInterrupt):
         _run_steps(tmp_path / "cut.pt", stop_at=2, every_s=300, signals=(signal.SIGINT, signal.SIGINT))
     assert not (tmp_path / "cut.pt.resume").exists()  # step 1's state was not due; step 2 never ended
