@@ -19,18 +19,10 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from bench.runtime.measure import cpu_model
+
 BEGIN, END = "<!-- mutation:begin -->", "<!-- mutation:end -->"
 STATUSES = ("killed", "survived", "no tests", "timeout", "suspicious", "segfault", "skipped", "not checked")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def results(folder: Path) -> dict[str, str]:
@@ -59,7 +51,7 @@ def render(found: dict[str, str]) -> str:
         if status == "survived":
             survivors[module_of(name)].append(name)
     cols = [s for s in STATUSES if any(c[s] for c in counts.values())]
-    lines = [f"Run of {datetime.date.today().isoformat()} on {_cpu()} ({os.cpu_count()} CPUs), "
+    lines = [f"Run of {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} CPUs), "
              f"mutmut {importlib.metadata.version('mutmut')}, Python {platform.python_version()}; "
              "rendered by `python tests/mutation_report.py` from `mutmut results` (`make mutation`).", "",
              "| module | mutants | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
