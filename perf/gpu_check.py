@@ -39,14 +39,10 @@ import numpy as np
 import torch
 
 from bench.core.config import REPO_DIR, parse_size
-from bench.runtime.measure import summarize, timed
+from bench.runtime.measure import summarize, sync, timed
+from perf.magnet_section import magnet_method
 
 MIB = 1 << 20
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def env_section(device: torch.device) -> dict[str, Any]:
@@ -106,32 +102,15 @@ def sweep_section(device: torch.device, dataset: str, quick: bool, out_dir: Path
     return {"units": units}
 
 
-def _magnet(fast: bool, backbone: torch.nn.Module, classes: int, input_size: tuple[int, int],
-            image_size: tuple[int, int], batch: int, device: torch.device) -> Any:
-    from bench.core.interface import DatasetInfo, MethodContext
-    from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
-    from magnet.method import MagNet, MagNetFast
-    from magnet.refinement import RefinementModule
-
-    cls, cfg_cls = (MagNetFast, MagNetFastConfig) if fast else (MagNet, MagNetConfig)
-    cfg = cfg_cls(batch_size=batch)
-    info = DatasetInfo("random", tuple(f"c{i}" for i in range(classes)), None, ((0, 0, 0),) * classes)
-    ctx = MethodContext(classes, input_size, device, backbone, Path("."), info, image_size)
-    plan = resolve_plan(cfg, input_size, image_size)
-    torch.manual_seed(0)
-    refiners = [RefinementModule(classes).to(device).eval() for _ in range(plan.n_refiners)]
-    return cls(cfg, ctx, refiners=refiners)
-
-
 def _peak(device: torch.device, call: Callable[[], Any]) -> tuple[Any, float]:
     """``call()`` and its peak allocation in MiB above what was allocated before (CUDA), else NaN."""
     if device.type != "cuda":
         return call(), float("nan")
-    _sync(device)
+    sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
     out = call()
-    _sync(device)
+    sync(device)
     return out, (torch.cuda.max_memory_allocated(device) - before) / MIB
 
 
@@ -152,7 +131,7 @@ def magnet_section(device: torch.device, quick: bool, batches: list[int], repeat
         name = "magnet_fast" if fast else "magnet"
         rows: dict[str, Any] = {}
         for batch in batches:
-            method = _magnet(fast, backbone, classes, input_size, image_size, batch, device)
+            method = magnet_method(fast, backbone, classes, input_size, image_size, batch, device)
 
             def call(amp: bool, method: Any = method) -> np.ndarray:
                 with torch.inference_mode(), torch.autocast(device.type, enabled=amp,
@@ -193,7 +172,7 @@ def train_section(device: torch.device, quick: bool) -> dict[str, Any]:
     model = create_backbone("light", dataset.info.num_classes)
     cfg = BackboneTrainConfig(iterations=steps, batch_size=4 if quick else 8)
     with tempfile.TemporaryDirectory() as tmp:
-        _sync(device)
+        sync(device)
         stats = train_backbone(model, dataset, crop, Path(tmp) / "b.pt", cfg, device)
     return {"backbone": "light", "steps": steps, "batch": cfg.batch_size, "crop": f"{crop[0]}x{crop[1]}",
             "seconds": stats["seconds"], "steps_per_s": steps / stats["seconds"]}

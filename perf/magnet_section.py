@@ -39,8 +39,8 @@ MAGNET_VARIANTS = ("reference", "exact", "inference_copy")
 
 
 def magnet_method(fast: bool, backbone: nn.Module, classes: int, input_size: tuple[int, int],
-                  image_size: tuple[int, int], batch: int) -> Any:
-    """A MagNet (or MagNet-Fast) method on ``backbone`` with random refiners (seed 0), batch ``batch``."""
+                  image_size: tuple[int, int], batch: int, device: torch.device = CPU) -> Any:
+    """A MagNet (or MagNet-Fast) method on ``backbone`` with random refiners (seed 0), batch ``batch``, on ``device``."""
     from bench.core.interface import DatasetInfo, MethodContext
     from magnet.config import MagNetConfig, MagNetFastConfig, resolve_plan
     from magnet.method import MagNet, MagNetFast
@@ -49,10 +49,10 @@ def magnet_method(fast: bool, backbone: nn.Module, classes: int, input_size: tup
     cls, cfg_cls = (MagNetFast, MagNetFastConfig) if fast else (MagNet, MagNetConfig)
     cfg = cfg_cls(batch_size=batch)
     info = DatasetInfo("random", tuple(f"c{i}" for i in range(classes)), None, ((0, 0, 0),) * classes)
-    ctx = MethodContext(classes, input_size, CPU, backbone, Path("."), info, image_size)
+    ctx = MethodContext(classes, input_size, device, backbone, Path("."), info, image_size)
     plan = resolve_plan(cfg, input_size, image_size)
     torch.manual_seed(0)
-    return cls(cfg, ctx, refiners=[RefinementModule(classes).eval() for _ in range(plan.n_refiners)])
+    return cls(cfg, ctx, refiners=[RefinementModule(classes).to(device).eval() for _ in range(plan.n_refiners)])
 
 
 def image_call(method: Any, backbone: nn.Module, image: np.ndarray, input_size: tuple[int, int],
