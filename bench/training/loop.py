@@ -36,7 +36,7 @@ from tqdm import tqdm
 from bench.runtime.progress import clock_time, format_duration
 from bench.training.resume import Checkpointer
 from bench.weights import sidecar as sidecars
-from bench.weights.sidecar import fsync
+from bench.core.files import fsync
 
 log = logging.getLogger(__name__)
 

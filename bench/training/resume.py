@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -44,8 +42,8 @@ import torch
 import torch.distributed as dist
 
 from bench.core.config import TrainRuntime
+from bench.core.files import write_atomically
 from bench.runtime import distributed
-from bench.weights.sidecar import fsync
 
 RUNTIME_OPTION = "training_runtime"  # key of MethodContext.options that carries a TrainRuntime
 SUFFIX = ".resume"
@@ -271,15 +269,7 @@ class ResumeFile:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         full = {**payload, "format": FORMAT, "what": self.what, "identity": self.identity}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        try:
-            torch.save(full, tmp)
-            fsync(Path(tmp))
-            os.replace(tmp, self.path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        fsync(self.path.parent)
+        write_atomically(self.path, lambda tmp: torch.save(full, tmp))
         self.last = self.clock()
 
     def remove(self) -> None:

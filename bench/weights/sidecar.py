@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.core.files import write_atomically
 from bench.core.config import BenchConfig, backbone_train_config, file_digest, parse_size
 
 
@@ -91,15 +90,6 @@ def dumps(options: Mapping[str, Any]) -> str:
     return json.dumps(options, indent=1, sort_keys=True) + "\n"
 
 
-def fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a folder) to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_sidecar(path: Path, options: Mapping[str, Any]) -> None:
     """Write ``<path>.train.json`` alone, atomically (a temporary file beside it, fsync, ``os.replace``).
 
@@ -107,16 +97,7 @@ def write_sidecar(path: Path, options: Mapping[str, Any]) -> None:
     ``bench.training.loop.save_checkpoint`` writes the sidecar together with the weights.
     """
     meta = sidecar(Path(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{meta.name}.", suffix=".tmp", dir=meta.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(dumps(options))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, meta)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    fsync(meta.parent)
+    write_atomically(meta, lambda tmp: tmp.write_text(dumps(options)))
 
 
 def write(paths: dict[str, Path], options: dict[str, Any]) -> None:
