@@ -6,7 +6,8 @@ a run) must not import torch. ``bench.core.interface`` re-exports them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -20,11 +21,16 @@ class Sample:
         id: stable identifier (file stem or synthetic index).
         image: (H, W, 3) uint8 RGB.
         label: (H, W) uint8 class ids; ``ignore_index`` marks unlabelled pixels.
+        coarse: coarse maps given with the dataset, one per named coarse source (BIG's FCN-8s,
+            DeepLabV3+, ...): (H, W) uint8 class ids in the label's space (a binary set: 0/1).
+            Empty when the coarse map comes from the harness's own backbone. A dataset that gives
+            them lists their names in its ``coarse_sources`` attribute (tuple of str).
     """
 
     id: str
     image: np.ndarray
     label: np.ndarray
+    coarse: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
