@@ -38,6 +38,8 @@ import yaml
 
 ALLOCATORS = ("tuned", "default")  # measured subprocesses' memory allocator (bench.runtime.measure.child_env)
 DATA_CHECKS = ("layout", "full")  # what bench run checks of the data before it starts (bench.pipeline.validate)
+TRACKS = ("semantic", "refinement")  # how units are scored and tabled (docs/refinement-track.md)
+BACKBONE_SOURCE = "backbone"  # the coarse source that is the harness's own coarse pass (every other is a file's)
 ABSENT_POLICIES = ("nan", "zero")  # as bench.evaluation.metrics (not imported: config stays free of cv2)
 # integer fields and their least value (None: any integer); ``limit`` and ``threads`` may be None
 _INT_FIELDS = {"limit": 1, "threads": 1, "warmup": 0, "bootstrap": 0, "save_predictions": 0, "seed": None,
@@ -157,6 +159,18 @@ class BenchConfig:
         method_options: each method's options (``<method>.<option>``, e.g. ``magnet.n_points``), over
             ``configs/methods/<method>.yaml``.
         paper: published values keyed ``"<method>@<WxH>"``.
+        coarse_sources: the coarse sources swept (methods x input sizes x sources): ``backbone`` is
+            the harness's own coarse pass (the dataset's backbone on the image at the input size);
+            any other name is a coarse map the dataset gives with each image (``Sample.coarse``,
+            e.g. BIG's FCN-8s masks). None: every source the dataset gives (its
+            ``coarse_sources``), or ``[backbone]`` for a dataset without any. A source other than
+            ``backbone`` is part of the unit key and skips the backbone.
+        track: ``semantic`` (per-class mIoU and mBA, Tables 1-3) or ``refinement`` (CascadePSP's
+            binary protocol: pooled object IoU, per-image mBA, Boundary IoU, one table row per
+            coarse source; ``bench.evaluation.track``). Part of the unit key when ``refinement``.
+        biou_ratio: Boundary IoU dilation ratio (fraction of the image diagonal; 0.02 the API's
+            COCO default, 0.005 its Cityscapes one), printed in every caption that shows BIoU.
+            Part of a refinement-track unit's key (its records hold band counts at this ratio).
         version: bump when the benchmark's meaning changes.
     """
 
@@ -204,6 +218,9 @@ class BenchConfig:
     train_data: Mapping[str, Any] = field(default_factory=dict)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    coarse_sources: tuple[str, ...] | None = None
+    track: str = "semantic"
+    biou_ratio: float = 0.02
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -272,6 +289,17 @@ def check_scalars(cfg: BenchConfig) -> None:
         raise ValueError(f"data_check must be one of {list(DATA_CHECKS)}, got {cfg.data_check!r}")
     if cfg.absent not in ABSENT_POLICIES:
         raise ValueError(f"absent must be one of {list(ABSENT_POLICIES)}, got {cfg.absent!r}")
+    if cfg.track not in TRACKS:
+        raise ValueError(f"track must be one of {list(TRACKS)}, got {cfg.track!r}")
+    ratio = cfg.biou_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+        raise ValueError(f"biou_ratio must be a number in (0, 1) (a fraction of the image diagonal), got {ratio!r}")
+    sources = cfg.coarse_sources
+    if sources is not None:
+        if not sources or any(not isinstance(s, str) or not s for s in sources):
+            raise ValueError(f"coarse_sources must be a non-empty list of source names (or omitted), got {list(sources)!r}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"coarse_sources names a source twice: {list(sources)}")
     for key in ("dataset", "split", "train_split", "device", "backbone"):
         if not isinstance(getattr(cfg, key), str):
             raise ValueError(f"{key} must be a string, got {getattr(cfg, key)!r}")
@@ -280,7 +308,8 @@ def check_scalars(cfg: BenchConfig) -> None:
 _FIELDS = {f.name: f for f in dataclasses.fields(BenchConfig)}
 _SIZE_FIELDS = {"table1_sizes"}
 _ONE_SIZE_FIELDS = {"input_size", "coarse_scale"}
-_TUPLE_FIELDS = {"methods", "table1_methods", "excluded", "metric_columns", "ours", "table2_methods", "table3_methods"}
+_TUPLE_FIELDS = {"methods", "table1_methods", "excluded", "metric_columns", "ours", "table2_methods", "table3_methods",
+                 "coarse_sources"}
 
 
 def _coerce(key: str, value: Any) -> Any:
