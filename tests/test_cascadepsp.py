@@ -14,7 +14,7 @@ import torch
 
 from baselines.cascadepsp.infer import local_crops, padded_forward, refine_masks
 from baselines.cascadepsp.net import RefinementModule
-from baselines.cascadepsp.perturb import _iou, modify_boundary, perturb_seg
+from baselines.common.perturb import _iou, modify_boundary, perturb_seg
 from baselines.cascadepsp.train import cascade_loss, make_sample, sobel_magnitude
 from baselines.cascadepsp.method import CHECKPOINT, RELEASED, CascadePSP, CascadePSPConfig, combine
 from bench.models.coarse import compute_coarse

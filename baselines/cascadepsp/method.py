@@ -2,7 +2,7 @@
 applied per class (our own implementation of hkchengrex/CascadePSP, MIT).
 
 Parts: the refinement module (``_cascadepsp_net``, extractor ``_cascadepsp_resnet``), the global
-and local steps (``_cascadepsp_infer``), the perturbed-mask training (``_cascadepsp_perturb``,
+and local steps (``_cascadepsp_infer``), the perturbed-mask training (``baselines.common.perturb``,
 ``_cascadepsp_train``).
 
 Multi-class protocol (``refine``)

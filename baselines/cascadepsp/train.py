@@ -4,7 +4,7 @@ Samples (release: ``dataset/online_dataset.py``): a random crop with a random ho
 colour jitter (brightness 0.2, contrast 0.05, saturation 0.05) and 10 % greyscale on the image;
 the target is one class of the crop as a binary mask (multi-class data: a class drawn uniformly
 among those present in the crop), the input mask that target perturbed by
-``_cascadepsp_perturb.modify_boundary`` to an IoU drawn from U[0.8, 1). Harness additions, stated
+``baselines.common.perturb.modify_boundary`` to an IoU drawn from U[0.8, 1). Harness additions, stated
 in the config: a random rescale of the image before the crop (``scale_min..scale_max``), so the
 network sees both the global step's reduced images and the local step's full-size crops; ignored
 pixels count as background of the binary target.
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from baselines.cascadepsp.perturb import modify_boundary
+from baselines.common.perturb import modify_boundary
 from bench.training import loop, resume
 from bench.core.interface import IMAGENET_MEAN, IMAGENET_STD
 

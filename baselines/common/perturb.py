@@ -1,4 +1,5 @@
-"""CascadePSP's training masks: a ground-truth mask perturbed to a target IoU (our own implementation).
+"""CascadePSP's training masks: a ground-truth mask perturbed to a target IoU (our own implementation;
+shared by CascadePSP and CRM, whose release trains on the same perturbation).
 
 As the release's ``util/boundary_modification.py`` and ``util/de_transform.py``:
 
