@@ -7,7 +7,8 @@ the images, the config's absent-class policy and excluded classes, mBA as the me
 with a boundary). Optionally only some methods, or only some image ids, are scored.
 
 Units: Markdown shows percentages with two decimals; CSV and JSON give fractions in [0, 1] at
-full precision (NaN as an empty CSV cell or JSON null).
+full precision (NaN as an empty CSV cell or JSON null), and the tables' time (median, IQR and mean
+of the per-image ``time_ms``, in ms) and memory (MiB, with how it was measured).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def score_units(cfg: BenchConfig, info: DatasetInfo, keys: UnitKeys, recs: Seque
     return list(collect(cfg, info, selected, recs).values())
 
 
-def _num(value: float) -> float | None:
+def _num(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
@@ -101,7 +102,7 @@ def to_rows(results: Sequence[UnitResult], class_names: Sequence[str],
             variants: Mapping[str, Sequence[float]] | None = None) -> list[dict[str, Any]]:
     """Flat rows: method, display, size, status, n_images, n_expected, partial, failed, miou, the
     other named mIoU variants of ``variants`` (``{name: value per result}``, e.g. ``iou_building``),
-    mba, mba_skipped, iou_<class>.
+    mba, mba_skipped, the time and memory columns of :func:`time_memory`, iou_<class>.
 
     ``n_expected`` is the number of images the unit should cover, ``partial`` whether it covers
     fewer, ``failed`` the ids of the images that could not be evaluated (``;``-separated). Metric
@@ -115,8 +116,18 @@ def to_rows(results: Sequence[UnitResult], class_names: Sequence[str],
                      "n_images": r.n_images, "n_expected": r.n_total, "partial": r.partial,
                      "failed": ";".join(sorted(r.failed)), "miou": _num(r.miou),
                      **{k: _num(v[i]) for k, v in extra.items()}, "mba": _num(r.mba),
-                     "mba_skipped": r.mba_skipped, **{f"iou_{name}": _num(v) for name, v in zip(class_names, iou)}})
+                     "mba_skipped": r.mba_skipped, **time_memory(r),
+                     **{f"iou_{name}": _num(v) for name, v in zip(class_names, iou)}})
     return rows
+
+
+def time_memory(r: UnitResult) -> dict[str, Any]:
+    """The tables' time and memory of a unit: ``time_median_ms``, ``time_iqr_ms`` (q75 - q25) and
+    ``time_mean_ms`` of the per-image ``time_ms``; ``memory_mib`` (the largest per-image peak, as
+    Table 3 prints it) and ``mem_method`` (how it was measured); None where undefined."""
+    t = r.time or {}
+    return {"time_median_ms": _num(t.get("median")), "time_iqr_ms": _num(t.get("iqr")),
+            "time_mean_ms": _num(t.get("mean")), "memory_mib": _num(r.memory), "mem_method": r.mem_method or None}
 
 
 def fmt_pct(value: float | None) -> str:

@@ -1,0 +1,533 @@
+"""``python -m bench compare RUN_A RUN_B``: two run folders, unit by unit, from their records alone.
+
+Units are matched by (dataset identity, method, input size, coarse source): the dataset identity
+is the run config's ``dataset``, ``split`` and ``data`` options (``run.json``); the coarse source
+is the records' ``coarse`` field where they carry one. For every matched unit and metric the
+output gives A, B and B − A, all over the images both units share (paired on ``image_id``):
+
+- Accuracy (mIoU with A's absent-class policy and excluded classes, and mBA): B − A with the
+  percentile interval of a paired bootstrap over the shared images
+  (:func:`bench.evaluation.significance.paired_bootstrap`: 1000 resamples, seed 0, 95 %). A
+  difference is a change when the interval excludes 0; with fewer than
+  :data:`~bench.evaluation.significance.MIN_PAIRED_IMAGES` shared images there is no verdict.
+- Time (median ms per image) and memory (the tables' figure: the largest per-image peak): the
+  ratio B / A and the **noise rule** (:data:`NOISE_RULE`): a ratio is a change only when it lies
+  outside ``[1/f, f]`` (``f`` = 1.10 for time, asv's default factor; 1.05 for memory) *and* the
+  two runs' spreads do not overlap: the interquartile ranges of the per-image times, the
+  [min, max] ranges of the per-image peaks. A ratio inside the runs' own spread is noise.
+
+The header flags what makes the two runs differ besides the change under test: code (git sha,
+uncommitted changes), weights (digests where the records carry them), data (dataset identity,
+image ids), config (the keys whose values differ), machine (fingerprint, device, torch). Flagged
+runs are compared all the same.
+
+``--fail-on accuracy,time,memory``: :func:`regressions` lists every significant worsening of the
+named kinds (and every unit ok in A that is not ok in B); the command exits 1 when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.core.config import BenchConfig, build, format_size, stable_hash
+from bench.core.errors import UserError
+from bench.evaluation import records, run_folder
+from bench.evaluation.metrics import iou_per_class, mean_iou
+from bench.evaluation.significance import MIN_PAIRED_IMAGES, paired_bootstrap, stack_images
+
+KINDS = ("accuracy", "time", "memory")
+TIME_FACTOR = 1.10  # asv compare's default --factor
+MEMORY_FACTOR = 1.05  # a peak is nearly deterministic under one torch and device: a tighter factor
+NOISE_RULE = ("a time or memory ratio B/A is a change only when it lies outside [1/f, f] (f = {time} for time, "
+              "{memory} for memory) and the two runs' spreads do not overlap (time: the interquartile ranges of the "
+              "per-image times; memory: the [min, max] ranges of the per-image peaks); a ratio inside the runs' "
+              "spread is noise")
+# keys of a run config that say where files go, not what is computed: never a config difference
+_WHERE_KEYS = ("out_dir", "tables_dir", "data_root", "checkpoint_dir", "method_checkpoint_dir", "reference_dir")
+
+UnitId = tuple[str, str, str]  # (method, "WxH", coarse source or "")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a run: its identity, status, display name and ok image records by image id."""
+
+    method: str
+    size: str
+    coarse: str
+    key: str
+    status: str
+    display: str
+    images: dict[str, dict[str, Any]]
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder read for comparison.
+
+    Attributes:
+        folder: the run folder (``out_dir``).
+        cfg: its config (``run.json``).
+        identity: ``{"dataset", "split", "data"}``: what units must share to be matched.
+        units: by :data:`UnitId`, in run order.
+        provenance: the first image record's ``provenance`` ({} without one).
+    """
+
+    folder: Path
+    cfg: BenchConfig
+    identity: dict[str, Any]
+    units: dict[UnitId, Unit]
+    provenance: dict[str, Any]
+
+    @property
+    def identity_text(self) -> str:
+        data = f", data {json.dumps(self.identity['data'], sort_keys=True)}" if self.identity["data"] else ""
+        return f"{self.identity['dataset']} {self.identity['split']}{data}"
+
+
+@dataclass
+class Metric:
+    """One metric of a matched unit: A, B (over the shared images), the change and its verdict.
+
+    ``verdict`` is ``better``, ``worse``, ``same`` or ``no verdict`` (too few images, undefined
+    values, memory measured differently). Accuracy values are fractions; ``low``/``high`` bound
+    B − A. Time (ms) and memory (MiB) carry ``ratio`` B/A and each side's spread ``[lo, hi]``.
+    """
+
+    name: str
+    a: float
+    b: float
+    verdict: str
+    diff: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    ratio: float = float("nan")
+    spread_a: tuple[float, float] = (float("nan"), float("nan"))
+    spread_b: tuple[float, float] = (float("nan"), float("nan"))
+    kind: str = "accuracy"
+
+
+@dataclass
+class UnitComparison:
+    """A unit present in A, B or both; ``metrics`` only where both have results."""
+
+    method: str
+    size: str
+    coarse: str
+    display: str
+    status_a: str
+    status_b: str
+    n_a: int
+    n_b: int
+    n_shared: int
+    metrics: list[Metric] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        coarse = f" [{self.coarse}]" if self.coarse else ""
+        return f"{self.display} @ {self.size}{coarse}"
+
+    @property
+    def changed(self) -> bool:
+        return self.status_a != self.status_b or any(m.verdict in ("better", "worse") for m in self.metrics)
+
+
+@dataclass
+class Comparison:
+    """Everything ``bench compare`` prints."""
+
+    a: Run
+    b: Run
+    flags: list[str]
+    units: list[UnitComparison]
+    n_resamples: int
+    seed: int
+    level: float
+    time_factor: float
+    memory_factor: float
+
+
+# --- reading a run ------------------------------------------------------------------------------------------------
+
+def _coarse_name(value: Any) -> str:
+    """The coarse source of a record (a name, or a mapping naming it); "" without one."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, Mapping):
+        return str(value.get("name") or value.get("source") or json.dumps(dict(value), sort_keys=True))
+    return str(value)
+
+
+def load_run(folder: str | Path) -> Run:
+    """Read a run folder (``run.json`` and its records) for :func:`compare`.
+
+    Raises:
+        UserError: not a folder, or no ``run.json`` (expected the ``out_dir`` of a ``bench run``).
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such folder; expected the out_dir of a bench run")
+    data = run_folder.read(path)
+    if data is None:
+        raise UserError(f"{path / run_folder.RUN_FILE}: not found; expected the out_dir of a bench run")
+    try:
+        cfg = build(dict(data["config"]))
+    except (KeyError, ValueError, TypeError) as err:
+        raise UserError(f"{path / run_folder.RUN_FILE}: config does not build ({err})") from err
+    recs = run_folder.restrict(records.load(path), data.get("image_ids"))
+    stored = dict(data.get("units") or {})
+    pairs = list(stored.items()) or [(f"{m}@{s}", k) for (m, s), k in run_folder.latest_keys(recs).items()]
+    order = [f"{m}@{format_size(s)}" for m, s in cfg.units()]  # the config's order, as the tables
+    pairs.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
+    units: dict[UnitId, Unit] = {}
+    for label, key in pairs:
+        unit = _unit(recs, label, key)
+        units[(unit.method, unit.size, unit.coarse)] = unit
+    first = next((r for r in recs if r.get("type") == "image" and r.get("status") == "ok"), {})
+    identity = {"dataset": cfg.dataset, "split": cfg.split, "data": _plain(dict(cfg.data))}
+    return Run(path, cfg, identity, units, dict(first.get("provenance") or {}))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (what a JSON round trip gives), so identities read from files compare equal."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _unit(recs: Sequence[dict[str, Any]], label: str, key: str) -> Unit:
+    images = records.latest_by_image(recs, key)
+    mine = [r for r in recs if r.get("unit_key") == key]
+    method, _, size = label.rpartition("@")
+    first = next(iter(images.values()), mine[-1] if mine else {})
+    method, size = str(first.get("method") or method), str(first.get("size") or size.split("/")[0])
+    failure = records.unit_status(recs, key)
+    status = "ok" if images else (str(failure["status"]) if failure else "not run")
+    return Unit(method, size, _coarse_name(first.get("coarse")), key, status,
+                str(first.get("display_name") or method), images, str((failure or {}).get("message", "")))
+
+
+# --- comparing ----------------------------------------------------------------------------------------------------
+
+def _mem_field(images: Mapping[str, Mapping[str, Any]]) -> str:
+    """The tables' memory field: the allocator peak on CUDA, the peak above the setup baseline on the CPU."""
+    first = next(iter(images.values()), {})
+    return "mem_peak_mib" if first.get("mem_method") == "cuda_allocator" else "mem_peak_delta_mib"
+
+
+def _values(images: Mapping[str, Mapping[str, Any]], ids: Sequence[str], name: str) -> np.ndarray:
+    vals = [images[i].get(name) for i in ids]
+    return np.asarray([float(v) for v in vals if v is not None and math.isfinite(float(v))], dtype=np.float64)
+
+
+def ratio_verdict(a: float, b: float, spread_a: tuple[float, float], spread_b: tuple[float, float],
+                  factor: float) -> tuple[float, str]:
+    """B/A and the noise rule (:data:`NOISE_RULE`): ``worse`` (larger), ``better``, ``same`` or ``no verdict``.
+
+    Args:
+        a, b: the two figures (ms or MiB; smaller is better).
+        spread_a, spread_b: each side's spread ``(lo, hi)`` in the same unit.
+        factor: f > 1: ratios inside [1/f, f] are never a change.
+    """
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        return float("nan"), "no verdict"
+    ratio = b / a
+    if spread_b[0] > spread_a[1] and ratio > factor:
+        return ratio, "worse"
+    if spread_b[1] < spread_a[0] and ratio < 1 / factor:
+        return ratio, "better"
+    return ratio, "same"
+
+
+def _time_metric(ua: Unit, ub: Unit, ids: Sequence[str], factor: float) -> Metric:
+    ta, tb = _values(ua.images, ids, "time_ms"), _values(ub.images, ids, "time_ms")
+    if not ta.size or not tb.size:
+        return Metric("time_ms", float("nan"), float("nan"), "no verdict", kind="time")
+    qa, qb = np.percentile(ta, [25, 50, 75]), np.percentile(tb, [25, 50, 75])
+    spread_a, spread_b = (float(qa[0]), float(qa[2])), (float(qb[0]), float(qb[2]))
+    ratio, verdict = ratio_verdict(float(qa[1]), float(qb[1]), spread_a, spread_b, factor)
+    return Metric("time_ms", float(qa[1]), float(qb[1]), verdict, ratio=ratio, spread_a=spread_a,
+                  spread_b=spread_b, kind="time")
+
+
+def _memory_metric(ua: Unit, ub: Unit, ids: Sequence[str], factor: float) -> Metric:
+    field_a, field_b = _mem_field(ua.images), _mem_field(ub.images)
+    ma, mb = _values(ua.images, ids, field_a), _values(ub.images, ids, field_b)
+    if not ma.size or not mb.size:
+        return Metric("memory_mib", float("nan"), float("nan"), "no verdict", kind="memory")
+    spread_a, spread_b = (float(ma.min()), float(ma.max())), (float(mb.min()), float(mb.max()))
+    ratio, verdict = ratio_verdict(float(ma.max()), float(mb.max()), spread_a, spread_b, factor)
+    methods = {str(next(iter(u.images.values())).get("mem_method")) for u in (ua, ub)}
+    if len(methods) > 1:  # CUDA allocator against RSS: two different quantities
+        verdict = "no verdict"
+    return Metric("memory_mib", float(ma.max()), float(mb.max()), verdict, ratio=ratio, spread_a=spread_a,
+                  spread_b=spread_b, kind="memory")
+
+
+def _accuracy_metrics(ua: Unit, ub: Unit, ids: Sequence[str], absent: str, excluded: Sequence[int],
+                      n_resamples: int, seed: int, level: float) -> list[Metric]:
+    cm_a, mba_a = stack_images(ua.images, ids)
+    cm_b, mba_b = stack_images(ub.images, ids)
+    boot = paired_bootstrap({i: ub.images[i] for i in ids}, {i: ua.images[i] for i in ids}, absent=absent,
+                            excluded=excluded, n_resamples=n_resamples, seed=seed, level=level)
+    values = {"miou": (mean_iou(iou_per_class(cm_a.sum(0), absent), excluded),
+                       mean_iou(iou_per_class(cm_b.sum(0), absent), excluded)),
+              "mba": (float(np.nanmean(mba_a)) if np.isfinite(mba_a).any() else float("nan"),
+                      float(np.nanmean(mba_b)) if np.isfinite(mba_b).any() else float("nan"))}
+    out = []
+    for name, interval in (("miou", boot.miou), ("mba", boot.mba)):
+        a, b = values[name]
+        if not boot.markable or not math.isfinite(interval.low):
+            verdict = "no verdict"
+        elif interval.excludes_zero:
+            verdict = "better" if interval.low > 0 else "worse"
+        else:
+            verdict = "same"
+        out.append(Metric(name, float(a), float(b), verdict, diff=interval.diff, low=interval.low,
+                          high=interval.high))
+    return out
+
+
+def _excluded(cfg: BenchConfig) -> tuple[int, ...]:
+    """Classes left out of the mean: the config's, else the dataset's (none when its classes cannot be read)."""
+    if cfg.excluded is not None:
+        return tuple(cfg.excluded)
+    from bench.data import dataset_info
+
+    try:
+        return tuple(dataset_info(cfg).excluded_from_mean)
+    except (KeyError, FileNotFoundError, ValueError):
+        return ()
+
+
+def _weights(unit: Unit) -> str | None:
+    """A digest of the weights a unit's records name (``weights`` or ``provenance.weights`` /
+    ``released_weights``), None when they name none."""
+    first = next(iter(unit.images.values()), {})
+    prov = first.get("provenance") or {}
+    found = {k: v for k, v in (("weights", first.get("weights") or prov.get("weights")),
+                               ("released", (prov.get("released_weights") or {}).get("sha256"))) if v}
+    return stable_hash(found) if found else None
+
+
+def compare_units(ua: Unit | None, ub: Unit | None, absent: str, excluded: Sequence[int], *,
+                  n_resamples: int = 1000, seed: int = 0, level: float = 0.95, time_factor: float = TIME_FACTOR,
+                  memory_factor: float = MEMORY_FACTOR) -> UnitComparison:
+    """One unit of A against the same unit of B (either may be missing: ``absent``)."""
+    some = ua or ub
+    assert some is not None
+    out = UnitComparison(some.method, some.size, some.coarse, some.display,
+                         ua.status if ua else "absent", ub.status if ub else "absent",
+                         len(ua.images) if ua else 0, len(ub.images) if ub else 0, 0)
+    if ua is None or ub is None or not ua.images or not ub.images:
+        return out
+    ids = sorted(set(ua.images) & set(ub.images))
+    out.n_shared = len(ids)
+    if not ids:
+        out.flags.append("no image in common")
+        return out
+    out.metrics = _accuracy_metrics(ua, ub, ids, absent, excluded, n_resamples, seed, level)
+    out.metrics += [_time_metric(ua, ub, ids, time_factor), _memory_metric(ua, ub, ids, memory_factor)]
+    wa, wb = _weights(ua), _weights(ub)
+    if wa != wb:
+        out.flags.append(f"weights differ ({wa or 'not recorded'} → {wb or 'not recorded'})")
+    if ua.key != ub.key and not out.flags:
+        out.flags.append("unit key differs (options, version, weights or device)")
+    return out
+
+
+def compare(a: Run, b: Run, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95,
+            time_factor: float = TIME_FACTOR, memory_factor: float = MEMORY_FACTOR) -> Comparison:
+    """Every unit of A and B, matched by dataset identity, method, input size and coarse source."""
+    same_data = a.identity == b.identity
+    absent, excluded = a.cfg.absent, _excluded(a.cfg)
+    ids: list[UnitId] = list(a.units) + [u for u in b.units if u not in a.units]
+    units = []
+    for uid in ids:
+        ua = a.units.get(uid)
+        ub = b.units.get(uid) if same_data else None  # other data: nothing is matched
+        if ua is None and not same_data:
+            ub = b.units.get(uid)
+        units.append(compare_units(ua, ub, absent, excluded, n_resamples=n_resamples, seed=seed, level=level,
+                                   time_factor=time_factor, memory_factor=memory_factor))
+    return Comparison(a, b, run_flags(a, b, units), units, n_resamples, seed, level, time_factor, memory_factor)
+
+
+# --- what differs besides the units -------------------------------------------------------------------------------
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def config_differences(a: BenchConfig, b: BenchConfig) -> list[str]:
+    """``"key: A → B"`` for every config key whose value differs (where files go left out)."""
+    fa, fb = (_flatten(_plain({k: v for k, v in c.to_dict().items() if k not in _WHERE_KEYS})) for c in (a, b))
+    return [f"{k}: {json.dumps(fa.get(k))} → {json.dumps(fb.get(k))}" for k in sorted(set(fa) | set(fb))
+            if fa.get(k) != fb.get(k)]
+
+
+def _ids(run: Run) -> set[str]:
+    return {i for u in run.units.values() for i in u.images}
+
+
+def run_flags(a: Run, b: Run, units: Sequence[UnitComparison]) -> list[str]:
+    """What makes A and B differ besides the units' results: code, weights, data, config, machine."""
+    pa, pb = a.provenance, b.provenance
+    flags = []
+    sha_a, sha_b = pa.get("git_sha"), pb.get("git_sha")
+    if sha_a != sha_b:
+        flags.append(f"code differs: git {str(sha_a)[:10]} → {str(sha_b)[:10]}")
+    dirty = [side for side, p in (("A", pa), ("B", pb)) if p.get("git_dirty")]
+    if dirty:
+        flags.append(f"uncommitted changes in the code of {' and '.join(dirty)}")
+    weights = [u.label for u in units if any(f.startswith("weights differ") for f in u.flags)]
+    if weights:
+        flags.append(f"weights differ: {', '.join(weights)}")
+    if a.identity != b.identity:
+        flags.append(f"data differ: {a.identity_text} → {b.identity_text}; no unit is matched")
+    else:
+        only_a, only_b = _ids(a) - _ids(b), _ids(b) - _ids(a)
+        if only_a or only_b:
+            flags.append(f"image ids differ: {len(only_a)} only in A, {len(only_b)} only in B (only shared images "
+                         f"are compared)")
+    diffs = config_differences(a.cfg, b.cfg)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 8 else "")
+        flags.append(f"config differs: {shown}")
+    for what, key in (("machine", "fingerprint"), ("device", "device_name"), ("threads", "threads")):
+        if pa.get(key) != pb.get(key):
+            flags.append(f"{what} differs: {pa.get(key)} → {pb.get(key)} (time and memory ratios compare "
+                         f"{'machines' if what != 'threads' else 'settings'} too)")
+    ta, tb = (p.get("versions", {}).get("torch") for p in (pa, pb))
+    if ta != tb:
+        flags.append(f"torch differs: {ta} → {tb}")
+    return flags
+
+
+def regressions(result: Comparison, kinds: Sequence[str]) -> list[str]:
+    """One line per significant worsening of the ``kinds`` (see :data:`KINDS`) and per unit ok in A, not in B."""
+    out = []
+    for u in result.units:
+        if u.status_a == "ok" and u.status_b not in ("ok", "absent"):
+            out.append(f"{u.label}: ok in A, {u.status_b} in B")
+        for m in u.metrics:
+            if m.kind in kinds and m.verdict == "worse":
+                out.append(f"{u.label}: {_NAMES[m.name]} {_change_text(m)}")
+    return out
+
+
+# --- rendering ----------------------------------------------------------------------------------------------------
+
+_NAMES = {"miou": "mIoU (%)", "mba": "mBA (%)", "time_ms": "Time (ms, median)", "memory_mib": "Memory (MiB, peak)"}
+
+
+def _num(value: float, digits: int, scale: float = 1.0) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{scale * value:.{digits}f}"
+
+
+def _change_text(m: Metric) -> str:
+    if m.kind == "accuracy":
+        return f"{_num(m.diff, 2, 100)} [{_num(m.low, 2, 100)}, {_num(m.high, 2, 100)}]".replace("-", "−")
+    digits = 1 if m.kind == "time" else 0
+    return (f"×{_num(m.ratio, 3)} (spread A {_num(m.spread_a[0], digits)}–{_num(m.spread_a[1], digits)}, "
+            f"B {_num(m.spread_b[0], digits)}–{_num(m.spread_b[1], digits)})")
+
+
+def _side_text(run: Run) -> str:
+    p = run.provenance
+    sha = str(p.get("git_sha") or "unknown")[:10] + (" (uncommitted changes)" if p.get("git_dirty") else "")
+    return (f"`{run.folder}`: {run.identity_text}, git {sha}, torch {p.get('versions', {}).get('torch')}, "
+            f"{p.get('device_name') or p.get('device')}, {p.get('threads')} thread(s), {len(run.units)} unit(s)")
+
+
+def rules_text(result: Comparison) -> list[str]:
+    """The two rules the verdicts follow, as sentences."""
+    pct = f"{100 * result.level:g} %"
+    return [f"Accuracy: B − A in percentage points over the images both units share, with the {pct} percentile "
+            f"interval of a paired bootstrap over those images ({result.n_resamples} resamples, seed "
+            f"{result.seed}); a change when the interval excludes 0, no verdict under {MIN_PAIRED_IMAGES} shared "
+            f"images. mIoU: A's policy (absent classes -> {result.a.cfg.absent}).",
+            "Time and memory: " + NOISE_RULE.format(time=f"{result.time_factor:g}",
+                                                    memory=f"{result.memory_factor:g}") + "."]
+
+
+def to_markdown(result: Comparison, fail_on: Sequence[str] = ()) -> str:
+    """The comparison as Markdown: header (sides, flags, rules), a summary line, one row per unit and metric."""
+    lines = ["# bench compare", "", f"- A: {_side_text(result.a)}", f"- B: {_side_text(result.b)}"]
+    lines += [f"- **Flag**: {f}" for f in result.flags] or ["- No flag: same code, data, config and machine."]
+    lines += [f"- {t}" for t in rules_text(result)]
+    changed = [u for u in result.units if u.changed]
+    lines += ["", f"{len(result.units)} unit(s); changed: "
+              + (", ".join(u.label for u in changed) if changed else "none") + "."]
+    lines += ["", "| Unit | Metric | A | B | B − A [CI] or B/A | Verdict |", "|---|---|---|---|---|---|"]
+    for u in result.units:
+        n = f" (n={u.n_shared})" if u.metrics else ""
+        if not u.metrics:
+            why = "; ".join(u.flags) or "no results on both sides"
+            lines.append(f"| {u.label} | status | {u.status_a} | {u.status_b} | {why} | "
+                         f"{'changed' if u.status_a != u.status_b else 'same'} |")
+            continue
+        for j, m in enumerate(u.metrics):
+            scale, digits = (100.0, 2) if m.kind == "accuracy" else (1.0, 1 if m.kind == "time" else 0)
+            verdict = f"**{m.verdict}**" if m.verdict in ("better", "worse") else m.verdict
+            lines.append(f"| {u.label + n if j == 0 else ''} | {_NAMES[m.name]} | {_num(m.a, digits, scale)} | "
+                         f"{_num(m.b, digits, scale)} | {_change_text(m)} | {verdict} |")
+        for f in u.flags:
+            lines.append(f"| | flag | | | {f} | |")
+    if fail_on:
+        found = regressions(result, fail_on)
+        lines += ["", f"Regressions ({', '.join(fail_on)}): " + ("; ".join(found) if found else "none") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _json_num(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def to_json(result: Comparison, fail_on: Sequence[str] = ()) -> str:
+    """The comparison as JSON: fractions for accuracy, ms and MiB otherwise, null where undefined."""
+    def metric(m: Metric) -> dict[str, Any]:
+        return {"name": m.name, "kind": m.kind, "a": _json_num(m.a), "b": _json_num(m.b), "verdict": m.verdict,
+                **({"diff": _json_num(m.diff), "low": _json_num(m.low), "high": _json_num(m.high)}
+                   if m.kind == "accuracy" else
+                   {"ratio": _json_num(m.ratio), "spread_a": [_json_num(v) for v in m.spread_a],
+                    "spread_b": [_json_num(v) for v in m.spread_b]})}
+
+    data = {"schema": "magnet-bench/compare", "version": 1,
+            "a": {"folder": str(result.a.folder), "identity": result.a.identity,
+                  "git_sha": result.a.provenance.get("git_sha")},
+            "b": {"folder": str(result.b.folder), "identity": result.b.identity,
+                  "git_sha": result.b.provenance.get("git_sha")},
+            "flags": result.flags, "rules": rules_text(result),
+            "units": [{"method": u.method, "size": u.size, "coarse": u.coarse or None, "display": u.display,
+                       "status_a": u.status_a, "status_b": u.status_b, "n_a": u.n_a, "n_b": u.n_b,
+                       "n_shared": u.n_shared, "changed": u.changed, "flags": u.flags,
+                       "metrics": [metric(m) for m in u.metrics]} for u in result.units],
+            "fail_on": list(fail_on), "regressions": regressions(result, fail_on) if fail_on else []}
+    return json.dumps(data, indent=1) + "\n"
+
+
+def parse_kinds(text: str | None) -> list[str]:
+    """``"accuracy,time"`` -> ``["accuracy", "time"]``.
+
+    Raises:
+        UserError: a kind outside :data:`KINDS`.
+    """
+    kinds = [k.strip() for k in (text or "").split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise UserError(f"--fail-on: unknown kind(s) {unknown}; expected a comma-separated list of {list(KINDS)}")
+    return kinds
+
