@@ -17,11 +17,12 @@ import argparse
 import sys
 
 from bench.cli import (batch_sweep, big_score, check, check_data, compare, drift, export, keys, list_methods, new_method,
-                       readme, reference, rehearse, run, score, seeds, show, smoke, status, table, train, unit)
+                       readme, reference, rehearse, report, run, score, seeds, show, smoke, status, table, train,
+                       unit)
 from bench.core.errors import UserError, one_line
 
 # one module a subcommand (``add_parser`` registers it, ``run`` runs it), in the order of ``--help``
-SUBCOMMANDS = (run, train, table, score, show, check_data, drift, reference, seeds, readme, list_methods, smoke,
+SUBCOMMANDS = (run, train, table, score, show, report, check_data, drift, reference, seeds, readme, list_methods, smoke,
                check, new_method, unit, big_score, keys, status, rehearse, batch_sweep, compare, export)
 
 

@@ -100,6 +100,9 @@ def _run_locked(cfg, lock_fd: int | None) -> int:  # noqa: ANN001
     print(f"[bench] records in {cfg.out_path}")
     print(f"[bench] tables: {paths[0]} (and .md/.tex per table in {cfg.tables_path})")
     figures = render_figures_or_report(cfg, aggregates)
+    from bench.cli.report import after_run  # the page embeds the figures: after them
+
+    figures = max(figures, after_run(cfg, aggregates))
     for line in problem_lines(aggregates):
         print(f"[bench] {line}", file=sys.stderr)
     print(f"[bench] {summary_line(aggregates)}")

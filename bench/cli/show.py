@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
         with dataset_read(f"panels of {cfg.dataset} need its images and class names"):
             panels = render_panels(cfg, csv_list(args.images), csv_list(args.methods),
                                    parse_size(args.size) if args.size else None,
-                                   parse_crop(args.crop) if args.crop else None, n_crops=args.crops)
+                                   parse_crop(args.crop) if args.crop else None, n_crops=args.crops,
+                                   layout=args.layout)
     except (MissingPredictions, KeyError, ValueError) as err:
         print(f"[bench] show: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
@@ -38,4 +39,7 @@ def add_parser(sub: Any) -> None:
     sh.add_argument("--size", default=None, help="input size WxH of the units shown (default: input_size)")
     sh.add_argument("--crop", default=None, help="x,y,w,h in full-resolution pixels (default: chosen where methods disagree)")
     sh.add_argument("--crops", type=int, default=2, help="number of automatically chosen crops per image")
+    sh.add_argument("--layout", choices=("crops", "grid", "both"), default="crops",
+                    help="crops: one screen-wide PNG per crop (<id>.crop<k>.png); grid: every crop of an image in "
+                         "one PNG (<id>.png); both")
     sh.set_defaults(fn=run)

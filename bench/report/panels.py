@@ -1,8 +1,15 @@
 """Qualitative panels in the manner of the MagNet supplement's figures, from saved label maps.
 
-One PNG per image, ``<tables_dir>/panels/<image_id>.png`` (``<image_id>@<WxH>.png`` for an input
-size other than the config's). Its top row shows the whole image with the crop boxes and the
-whole ground truth. Then, per crop, two rows:
+Layouts (:data:`PANEL_LAYOUTS`, ``layout=`` of :func:`render_panels`, ``bench show --layout``):
+
+- ``crops`` (the default): one PNG per crop that fits a screen,
+  ``<tables_dir>/panels/<stem>.crop<k>.png`` (:mod:`bench.report.panel_crops`);
+- ``grid``: the full grid, one PNG per image, ``<tables_dir>/panels/<stem>.png``;
+- ``both``.
+
+``<stem>`` is the image id (``<image_id>@<WxH>`` for an input size other than the config's). The
+grid's top row shows the whole image with the crop boxes and the whole ground truth. Then, per
+crop, two rows:
 
 - labels: image | ground truth | coarse | each method, coloured in the dataset's palette;
 - errors: a class legend | the coarse map's errors | each method's errors relative to the coarse
@@ -21,6 +28,7 @@ a lenient pass (the end of ``bench run``), which leaves the method out and says 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +55,9 @@ IGNORE_COLOUR = (0, 0, 0)
 
 CELL_PX = 384
 """Target on-screen size (pixels) of the longer side of one crop cell."""
+
+PANEL_LAYOUTS = ("crops", "grid", "both")
+"""``crops``: one screen-wide PNG per crop; ``grid``: every crop of an image in one PNG; ``both``."""
 
 
 class MissingPredictions(FileNotFoundError):
@@ -381,16 +392,20 @@ def _load_maps(cfg: BenchConfig, methods: Sequence[str], size: tuple[int, int], 
     return maps
 
 
+def panel_stem(cfg: BenchConfig, image_id: str, size: tuple[int, int]) -> str:
+    """``<image_id>`` (``<image_id>@<WxH>`` off the config's input size): the panel files' stem."""
+    return image_id if tuple(size) == tuple(cfg.input_size) else f"{image_id}@{format_size(size)}"
+
+
 def panel_path(cfg: BenchConfig, image_id: str, size: tuple[int, int]) -> Path:
-    """``<tables_dir>/panels/<image_id>.png`` (``<image_id>@<WxH>.png`` off the config's input size)."""
-    suffix = "" if tuple(size) == tuple(cfg.input_size) else f"@{format_size(size)}"
-    return cfg.tables_path / "panels" / f"{image_id}{suffix}.png"
+    """The grid of one image: ``<tables_dir>/panels/<stem>.png`` (:func:`panel_stem`)."""
+    return cfg.tables_path / "panels" / f"{panel_stem(cfg, image_id, size)}.png"
 
 
 def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                   size: tuple[int, int] | None = None, crop: Box | None = None, n_crops: int = 2,
-                  strict: bool = True) -> PanelResult:
-    """One panel per image from the maps saved under ``cfg.out_path``.
+                  strict: bool = True, layout: str = "crops") -> PanelResult:
+    """Panels of each image from the maps saved under ``cfg.out_path``: one per crop, or the grid.
 
     Args:
         image_ids: default :func:`default_image_ids`.
@@ -399,11 +414,15 @@ def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, meth
         crop: one fixed crop (x, y, w, h) for every image; default ``n_crops`` chosen crops.
         strict: raise on missing maps (``bench show``); False leaves out the methods (or images)
             without maps and says so in the notes (``bench run``).
+        layout: one of :data:`PANEL_LAYOUTS`.
 
     Raises:
+        ValueError: an unknown ``layout``.
         MissingPredictions: strict, and some maps are absent (lists them, says how to produce them).
         KeyError: an image id not in the split.
     """
+    if layout not in PANEL_LAYOUTS:
+        raise ValueError(f"panel layout is one of {', '.join(PANEL_LAYOUTS)}, got {layout!r}")
     w, h = size or cfg.input_size
     size = (w, h)
     methods = list(methods or cfg.methods)
@@ -432,7 +451,7 @@ def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, meth
             continue
         if lacking[image_id]:
             result.notes.append(f"panel {image_id}@{format_size(size)}: no saved maps for {lacking[image_id]}; left out")
-        result.files.append(_render_one(cfg, dataset[index[image_id]], have, size, crop, n_crops))
+        result.files += _render_one(cfg, dataset[index[image_id]], have, size, crop, n_crops, layout)
     if missing:
         result.notes.append("label maps are saved only for images a unit actually runs (a resumed sweep with "
                             f"complete records saves none); `python -m bench show {cfg.dataset}` prints the command "
@@ -441,7 +460,7 @@ def render_panels(cfg: BenchConfig, image_ids: Sequence[str] | None = None, meth
 
 
 def _render_one(cfg: BenchConfig, sample: Any, methods: Sequence[str], size: tuple[int, int],
-                crop: Box | None, n_crops: int) -> Path:
+                crop: Box | None, n_crops: int, layout: str) -> list[Path]:
     info = cfg_info(cfg)
     maps = _load_maps(cfg, methods, size, sample.id, sample.label.shape)
     gt = sample.label.astype(np.int64)
@@ -450,10 +469,17 @@ def _render_one(cfg: BenchConfig, sample: Any, methods: Sequence[str], size: tup
     else:
         score = disagreement_score(gt, list(maps.values()), info.ignore_index, info.thin_classes)
         crops, how = choose_crops(score, default_crop_size(gt.shape), n_crops), "crops where the maps disagree most"
+    from bench.report.panel_crops import draw_crop_panels
+
     panel = PanelInput(sample.id, sample.image, gt, maps[COARSE],
                        {_display_name(cfg, m, size): maps[m] for m in methods}, crops, info,
-                       caption=f"input {format_size(size)}, {how}, upscaled x{upscale_factor(crops)} (nearest)")
-    return draw_panel(panel, panel_path(cfg, sample.id, size))
+                       caption=f"input {format_size(size)}, {how}")
+    files = draw_crop_panels(panel, cfg.tables_path / "panels", panel_stem(cfg, sample.id, size)) \
+        if layout in ("crops", "both") else []
+    if layout in ("grid", "both"):  # the crop panels say their own factor in the title
+        grid = dataclasses.replace(panel, caption=f"{panel.caption}, upscaled x{upscale_factor(crops)} (nearest)")
+        files.append(draw_panel(grid, panel_path(cfg, sample.id, size)))
+    return files
 
 
 def cfg_info(cfg: BenchConfig) -> DatasetInfo:
