@@ -10,4 +10,5 @@ METHODS = {
     "segfix": "baselines.segfix.method:SegFix",
     "cascadepsp": "baselines.cascadepsp.method:CascadePSP",
     "glnet": "baselines.glnet.method:GLNetMethod",
+    "isdnet": "baselines.isdnet.method:ISDNetMethod",
 }
