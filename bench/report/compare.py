@@ -22,7 +22,8 @@ image ids), config (the keys whose values differ), machine (fingerprint, device,
 runs are compared all the same.
 
 ``--fail-on accuracy,time,memory``: :func:`regressions` lists every significant worsening of the
-named kinds (and every unit ok in A that is not ok in B); the command exits 1 when there is one.
+named kinds, and every unit ok in A that is not ok in B (failed, not run, or absent: a gate never
+passes on a unit it could not compare); the command exits 1 when there is one.
 """
 
 from __future__ import annotations
@@ -420,7 +421,7 @@ def regressions(result: Comparison, kinds: Sequence[str]) -> list[str]:
     """One line per significant worsening of the ``kinds`` (see :data:`KINDS`) and per unit ok in A, not in B."""
     out = []
     for u in result.units:
-        if u.status_a == "ok" and u.status_b not in ("ok", "absent"):
+        if u.status_a == "ok" and u.status_b != "ok":  # a unit B lost (or never ran) is never a pass
             out.append(f"{u.label}: ok in A, {u.status_b} in B")
         for m in u.metrics:
             if m.kind in kinds and m.verdict == "worse":

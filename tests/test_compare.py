@@ -1,0 +1,185 @@
+"""``bench compare``: two copies of a committed run folder, one edited, report that edit and nothing else."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli.main import main
+from bench.report import compare as cmp
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "synthetic"
+EDITED = "guided_filter"
+
+pytestmark = pytest.mark.skipif(not (PUBLISHED / "run.json").is_file(), reason="no published synthetic run")
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    out = tmp_path / name
+    shutil.copytree(PUBLISHED, out)
+    return out
+
+
+def _edit_records(folder: Path, method: str, edit) -> int:
+    """Apply ``edit(record)`` to every ok image record of ``method``; returns how many were edited."""
+    path = folder / "records.jsonl"
+    lines, n = [], 0
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("type") == "image" and rec.get("method") == method and rec.get("status") == "ok":
+            edit(rec)
+            n += 1
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return n
+
+
+def _worse_cm(rec: dict) -> None:
+    """Move a third of the most frequent class's correct pixels to another class: a lower IoU on every image."""
+    cm = rec["cm"]
+    c = max(range(len(cm)), key=lambda i: cm[i][i])
+    moved = cm[c][c] // 3
+    cm[c][c] -= moved
+    cm[c][(c + 1) % len(cm)] += moved
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _json(a: Path, b: Path, capsys, *extra: str) -> tuple[int, dict]:
+    code, out, _ = _run(["compare", str(a), str(b), "--json", "--resamples", "200", *extra], capsys)
+    return code, json.loads(out)
+
+
+def _changed(doc: dict) -> dict[str, list[str]]:
+    """``{method@size: [metric names whose verdict is not 'same']}`` of the units that changed."""
+    return {f"{u['method']}@{u['size']}": [m["name"] for m in u["metrics"] if m["verdict"] != "same"]
+            for u in doc["units"] if u["changed"]}
+
+
+def test_identical_runs_change_nothing_and_pass_every_gate(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    code, doc = _json(a, b, capsys, "--fail-on", "accuracy,time,memory")
+    assert code == 0
+    assert _changed(doc) == {}
+    assert len(doc["units"]) == len(json.loads((PUBLISHED / "run.json").read_text())["units"])
+    assert all(u["n_shared"] == 6 for u in doc["units"])
+    assert not any(f.startswith(("config", "weights", "data", "code")) for f in doc["flags"])
+
+
+def test_a_worse_method_is_the_only_change_and_fails_the_accuracy_gate(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    assert _edit_records(b, EDITED, _worse_cm) == 6
+    code, doc = _json(a, b, capsys, "--fail-on", "accuracy")
+    assert code == 1
+    assert _changed(doc) == {f"{EDITED}@128x64": ["miou"]}  # mBA and the cost columns are untouched
+    unit = next(u for u in doc["units"] if u["method"] == EDITED)
+    miou = next(m for m in unit["metrics"] if m["name"] == "miou")
+    assert miou["verdict"] == "worse" and miou["high"] < 0 and miou["b"] < miou["a"]
+    assert miou["diff"] == pytest.approx(miou["b"] - miou["a"])
+    assert len(doc["regressions"]) == 1 and "mIoU" in doc["regressions"][0]
+    # the same edit does not trip a time or memory gate
+    assert _json(a, b, capsys, "--fail-on", "time,memory")[0] == 0
+
+
+def test_a_better_method_is_no_regression(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    _edit_records(a, EDITED, _worse_cm)  # A worse is B better
+    code, doc = _json(a, b, capsys, "--fail-on", "accuracy")
+    assert code == 0
+    unit = next(u for u in doc["units"] if u["method"] == EDITED)
+    assert next(m for m in unit["metrics"] if m["name"] == "miou")["verdict"] == "better"
+
+
+def test_a_planted_slowdown_fails_the_time_gate_only(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+
+    def slower(rec: dict) -> None:
+        rec["time_ms"] *= 2
+
+    _edit_records(b, EDITED, slower)
+    code, doc = _json(a, b, capsys, "--fail-on", "time")
+    assert code == 1
+    assert _changed(doc) == {f"{EDITED}@128x64": ["time_ms"]}
+    unit = next(u for u in doc["units"] if u["method"] == EDITED)
+    time = next(m for m in unit["metrics"] if m["name"] == "time_ms")
+    assert time["ratio"] == pytest.approx(2.0)
+    assert _json(a, b, capsys, "--fail-on", "accuracy,memory")[0] == 0
+
+
+def test_time_within_the_factor_is_noise(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+
+    def a_bit_slower(rec: dict) -> None:
+        rec["time_ms"] *= 1.05  # below the 1.10 factor
+
+    _edit_records(b, EDITED, a_bit_slower)
+    code, doc = _json(a, b, capsys, "--fail-on", "time")
+    assert code == 0 and _changed(doc) == {}
+
+
+def test_noise_rule_needs_both_the_factor_and_disjoint_spreads():
+    assert cmp.ratio_verdict(100, 130, (90, 110), (120, 140), 1.1) == (1.3, "worse")
+    # the same ratio inside the two runs' spread (the IQRs overlap) is not a change
+    assert cmp.ratio_verdict(100, 130, (60, 150), (120, 140), 1.1)[1] == "same"
+    # disjoint spreads but a ratio inside [1/f, f] is not a change either
+    assert cmp.ratio_verdict(100, 105, (99, 101), (104, 106), 1.1)[1] == "same"
+    assert cmp.ratio_verdict(100, 70, (90, 110), (60, 80), 1.1)[1] == "better"
+    assert cmp.ratio_verdict(0, 70, (0, 0), (60, 80), 1.1)[1] == "no verdict"
+
+
+def test_a_failed_unit_in_b_is_a_regression(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    key = json.loads((b / "run.json").read_text())["units"][f"{EDITED}@128x64"]
+    recs = [json.loads(line) for line in (b / "records.jsonl").read_text().splitlines()]
+    kept = [r for r in recs if r.get("unit_key") != key]
+    kept.append({"type": "unit", "unit_key": key, "method": EDITED, "size": "128x64", "status": "oom",
+                 "message": "out of memory", "schema": 2})
+    (b / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    code, doc = _json(a, b, capsys, "--fail-on", "memory")
+    assert code == 1
+    assert _changed(doc) == {f"{EDITED}@128x64": []}
+    assert any("ok in A, oom in B" in line for line in doc["regressions"])
+
+
+def test_differing_weights_and_config_are_flagged(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+
+    def weights(digest: str):
+        def edit(rec: dict) -> None:
+            rec["provenance"]["weights"] = {"backbone": digest}
+        return edit
+
+    _edit_records(a, EDITED, weights("aaaaaaaaaaaa"))
+    _edit_records(b, EDITED, weights("bbbbbbbbbbbb"))
+    run = json.loads((b / "run.json").read_text())
+    run["config"]["method_options"][EDITED] = {"radius": 4}
+    (b / "run.json").write_text(json.dumps(run))
+    code, out, _ = _run(["compare", str(a), str(b), "--resamples", "50"], capsys)
+    assert code == 0
+    header = out.split("| Unit |")[0]
+    assert "**Flag**: weights differ:" in header and "128x64" in header.split("weights differ:")[1].splitlines()[0]
+    assert f"method_options.{EDITED}.radius: null → 4" in header
+    _, doc = _json(a, b, capsys)
+    flagged = [u["method"] for u in doc["units"] if any(f.startswith("weights differ") for f in u["flags"])]
+    assert flagged == [EDITED]
+    # unchanged weights: no weights flag
+    _edit_records(b, EDITED, weights("aaaaaaaaaaaa"))
+    assert not any(f.startswith("weights") for f in _json(a, b, capsys)[1]["flags"])
+
+
+def test_other_data_matches_no_unit_and_is_flagged(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    run = json.loads((b / "run.json").read_text())
+    run["config"]["data"] = {"size": [512, 256]}
+    (b / "run.json").write_text(json.dumps(run))
+    code, doc = _json(a, b, capsys, "--fail-on", "accuracy")
+    assert any(f.startswith("data differ") for f in doc["flags"])
+    assert all(not u["metrics"] for u in doc["units"])
+    assert code == 1  # every unit ok in A has no counterpart: the gate cannot pass on nothing compared
