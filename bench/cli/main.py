@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli import (batch_sweep, big_score, check, check_data, compare, drift, export, keys, list_methods, new_method,
-                       readme, reference, rehearse, report, run, score, seeds, show, smoke, status, table, train,
-                       unit)
+from bench.cli import (batch_sweep, big_score, check, check_data, compare, drift, export, fps, keys, list_methods,
+                       new_method, readme, reference, rehearse, report, run, score, seeds, show, smoke, status, table,
+                       train, unit)
 from bench.core.errors import UserError, one_line
 
 # one module a subcommand (``add_parser`` registers it, ``run`` runs it), in the order of ``--help``
 SUBCOMMANDS = (run, train, table, score, show, report, check_data, drift, reference, seeds, readme, list_methods, smoke,
-               check, new_method, unit, big_score, keys, status, rehearse, batch_sweep, compare, export)
+               check, new_method, unit, big_score, keys, status, rehearse, batch_sweep, compare, export, fps)
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
