@@ -9,6 +9,8 @@ from conftest import TINY_INFO
 
 from bench.cli import main as cli
 from bench.core.config import build
+from bench.report.panel_crops import (LABEL_PX_AT_VIEW, MAX_COLUMNS, SCREEN_PX, crop_figure, crop_layout,
+                                      draw_crop_panel, label_px_at)
 from bench.report.panels import (ERROR_COLOURS, IGNORE_COLOUR, MissingPredictions, PanelInput, check_crop, choose_crops,
                           coarse_error_map, colorize, disagreement_score, draw_panel, error_map, parse_crop,
                           render_panels, upscale, window_sums)
@@ -144,10 +146,16 @@ def test_missing_predictions_are_an_error_that_says_how(tmp_path):
     assert str(prediction_path(cfg.out_path, "patching", (32, 16), "val_0001")) in text
     assert "downsample@" not in text and "save_predictions=2" in text and "python -m bench run synthetic" in text
     lenient = render_panels(cfg, strict=False)  # what `bench run` does: leave patching out, say so
-    assert [p.name for p in lenient.files] == ["val_0000.png", "val_0001.png"]
+    assert [p.name for p in lenient.files] == ["val_0000.crop1.png", "val_0000.crop2.png", "val_0001.crop1.png",
+                                               "val_0001.crop2.png"]
     assert any("['patching']" in n and "left out" in n for n in lenient.notes)
-    assert [p.name for p in render_panels(cfg, methods=["downsample"], crop=(0, 0, 32, 32)).files] == \
-        ["val_0000.png", "val_0001.png"]
+    # one given crop, both layouts: the two crop files of before go, so a page never shows a stale crop
+    both = render_panels(cfg, ["val_0001"], methods=["downsample"], crop=(0, 0, 32, 32), layout="both")
+    assert [p.name for p in both.files] == ["val_0001.crop1.png", "val_0001.png"]
+    assert sorted(p.name for p in (cfg.tables_path / "panels").glob("*.png")) == \
+        ["val_0000.crop1.png", "val_0000.crop2.png", "val_0001.crop1.png", "val_0001.png"]
+    with pytest.raises(ValueError, match="crops, grid, both"):
+        render_panels(cfg, layout="mosaic")
 
 
 def test_show_exits_2_naming_the_missing_maps(tmp_path, capsys):
@@ -161,3 +169,68 @@ def test_show_exits_2_naming_the_missing_maps(tmp_path, capsys):
     assert cli.main(["show", "synthetic", "data.size=128x64", "data.n_images=3", f"out_dir={tmp_path}",
                      "--images", "val_0009"]) == 2
     assert "val_0009" in capsys.readouterr().err
+
+
+# --- one panel per crop: fits a screen, labels legible at 1200 px (issue 24 item 5) ------------------
+
+LEGIBLE_PX = 12
+"""The smallest label size (font em, in pixels) we accept when a panel is shown 1200 px wide: the
+size of small print on a screen; 9-pt text of the full grid shown at that width is under 3 px."""
+
+
+def _crop_panel_input(tiny_dataset, n_methods, crop):
+    sample = tiny_dataset[0]
+    gt = sample.label.astype(np.int64)
+    coarse = np.where(gt == 3, 0, gt)
+    methods = {f"Method {i} (variant)": np.roll(gt, i, axis=1) for i in range(n_methods)}
+    return PanelInput(sample.id, sample.image, gt, coarse, methods, [crop], TINY_INFO, caption="input 32x16, test")
+
+
+@pytest.mark.parametrize("n_methods, crop", [(1, (0, 0, 16, 16)), (11, (0, 0, 16, 16)), (11, (0, 0, 96, 64)),
+                                             (4, (8, 4, 40, 24))])
+def test_a_crop_panel_fits_a_screen_and_its_labels_read_at_1200_px(tiny_dataset, n_methods, crop):
+    import matplotlib.pyplot as plt
+
+    panel = _crop_panel_input(tiny_dataset, n_methods, crop)
+    fig, lay = crop_figure(panel, 0)
+    try:
+        width_px = fig.get_size_inches()[0] * fig.dpi
+        assert width_px <= SCREEN_PX and abs(width_px - lay.width) < 1
+        renderer = fig.canvas.get_renderer()
+        texts = [t for t in fig.findobj(matplotlib_text()) if t.get_text().strip() and t.get_visible()]
+        titles = {t.get_text() for t in texts}
+        # every cell is labelled: image, GT, coarse, each method, and the error maps under them
+        assert {"image", "ground truth", "coarse", *panel.methods} <= titles
+        assert sum(t.startswith("fixed ") for t in titles) >= 1 and any(t.startswith("coarse wrong") for t in titles)
+        scale = 1200 / width_px
+        for t in texts:
+            em_px = t.get_fontsize() * fig.dpi / 72
+            assert em_px * scale >= LEGIBLE_PX, (t.get_text(), em_px * scale)
+            assert t.get_window_extent(renderer).height * scale >= LEGIBLE_PX, t.get_text()
+        # at most MAX_COLUMNS cells a row: 3 + n_methods cells wrap into blocks below
+        assert lay.columns == min(MAX_COLUMNS, 3 + n_methods) and lay.blocks == -(-(3 + n_methods) // lay.columns)
+        if crop[2] * 2 <= lay.cell[0]:  # small crops are upscaled by a whole factor (crisp pixels)
+            assert lay.cell == (crop[2] * lay.factor, crop[3] * lay.factor) and lay.factor >= 2
+    finally:
+        plt.close(fig)
+
+
+def matplotlib_text():
+    from matplotlib.text import Text
+
+    return Text
+
+
+def test_crop_panel_png_is_screen_wide_and_the_font_follows_the_width(tmp_path, tiny_dataset):
+    import cv2 as cv
+
+    narrow = crop_layout(4, 200, 200)  # 200-px cells: an 848-px panel
+    wide = crop_layout(14, 16, 16)
+    assert narrow.width < 1200 < wide.width <= SCREEN_PX
+    assert narrow.font_px == LABEL_PX_AT_VIEW  # never smaller than legible at the PNG's own size
+    assert wide.font_px > LABEL_PX_AT_VIEW  # a panel wider than 1200 px gets a larger font, scaled to its width
+    assert label_px_at(wide) == pytest.approx(LABEL_PX_AT_VIEW) and label_px_at(narrow) > LABEL_PX_AT_VIEW
+    path = draw_crop_panel(_crop_panel_input(tiny_dataset, 11, (0, 0, 16, 16)), 0, tmp_path / "c.png")
+    image = cv.imread(str(path))
+    assert image is not None and image.shape[1] <= SCREEN_PX and image.shape[1] == wide.width
+    assert image.std() > 10

@@ -106,10 +106,11 @@ def test_runner_saves_maps_during_the_sweep(tmp_path):
         assert np.array_equal(down, load_label_map(prediction_path(out, COARSE, (32, 16), image_id)))
     assert not prediction_path(out, "downsample", (32, 16), "val_0002").exists()
     assert read_unit_info(out, "downsample", (32, 16))["display_name"] == "Downsample"
-    # and the figures come out of that run: three plots, two panels
+    # and the figures come out of that run: three plots, two crop panels per image
     from bench.report.figures import render_figures
 
     figures = render_figures(cfg)
     names = sorted(p.name for p in figures.files)
-    assert names == ["accuracy_vs_memory.png", "accuracy_vs_time.png", "input_size.png", "val_0000.png", "val_0001.png"]
+    assert names == ["accuracy_vs_memory.png", "accuracy_vs_time.png", "input_size.png", "val_0000.crop1.png",
+                     "val_0000.crop2.png", "val_0001.crop1.png", "val_0001.crop2.png"]
     assert all(p.stat().st_size > 1000 for p in figures.files) and figures.notes == []

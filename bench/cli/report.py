@@ -32,7 +32,7 @@ def after_run(cfg: Any, aggregates: Any) -> int:
     from bench.report.html import write_report
 
     try:
-        path = write_report(cfg, aggregates)
+        path = write_report(cfg, aggregates, draw_plots=False)  # drawn just before, unless they failed
     except Exception:  # noqa: BLE001 - records, tables and figures are written; say clearly that the page is not
         print(f"[bench] REPORT PAGE FAILED (records and tables are fine):\n{traceback.format_exc()}", file=sys.stderr)
         return 1

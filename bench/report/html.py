@@ -149,11 +149,14 @@ def _fresh(paths: Sequence[Path], since: float) -> bool:
     return bool(paths) and all(p.is_file() and p.stat().st_mtime >= since for p in paths)
 
 
-def plot_images(cfg: BenchConfig, results: Results, since: float) -> tuple[list[Image], list[str]]:
-    """The plots of ``<tables_dir>/plots`` when newer than the records, else drawn afresh (not written there)."""
+def plot_images(cfg: BenchConfig, results: Results, since: float, draw: bool = True) -> tuple[list[Image], list[str]]:
+    """The plots of ``<tables_dir>/plots`` when newer than the records, else (``draw``) drawn afresh into a
+    temporary folder (``<tables_dir>`` is left as it is)."""
     folder = cfg.tables_path / "plots"
     present = [folder / name for name in PLOTS if (folder / name).is_file()]
     notes: list[str] = []
+    if not draw and not _fresh(present, since):
+        return [], [f"No current plots in {folder} (the figures failed or were not drawn)."]
     if not _fresh(present, since):
         from bench.report.plots import render_plots
 
@@ -189,8 +192,12 @@ def panel_images(cfg: BenchConfig, since: float) -> tuple[list[Image], list[str]
     return [Image(p.read_bytes(), f"{stem}, crop {k}", group=stem) for stem, k, p in found], notes
 
 
-def gather(cfg: BenchConfig, results: Results | None = None) -> Report:
-    """Read the run folder of ``cfg``: aggregates (default ``bench.report.results.load_results``), tables, figures."""
+def gather(cfg: BenchConfig, results: Results | None = None, draw_plots: bool = True) -> Report:
+    """Read the run folder of ``cfg``: aggregates (default ``bench.report.results.load_results``), tables, figures.
+
+    ``draw_plots``: draw the plots afresh when ``<tables_dir>/plots`` lacks current ones (``bench run``,
+    which has just drawn them, passes False).
+    """
     from bench.data import dataset_info
     from bench.evaluation import run_folder
     from bench.report.results import load_results
@@ -201,7 +208,7 @@ def gather(cfg: BenchConfig, results: Results | None = None) -> Report:
     run = run_folder.read(cfg.out_path)
     records = cfg.out_path / "records.jsonl"
     since = records.stat().st_mtime if records.is_file() else 0.0
-    plots, notes = plot_images(cfg, results, since)
+    plots, notes = plot_images(cfg, results, since, draw_plots)
     panels, panel_notes = panel_images(cfg, since)
     n_ids = len((run or {}).get("image_ids") or [])
     subtitle = (f"{info.name} {cfg.split}" + (f", {n_ids} image(s)" if n_ids else "") + f", input size "
@@ -304,11 +311,12 @@ def _panels_html(panels: Sequence[Image]) -> str:
                    for g, imgs in groups.items())
 
 
-def write_report(cfg: BenchConfig, results: Results | None = None, path: Path | None = None) -> Path:
-    """Gather and write the page (default ``<tables_dir>/report.html``); returns its path."""
+def write_report(cfg: BenchConfig, results: Results | None = None, path: Path | None = None,
+                 draw_plots: bool = True) -> Path:
+    """Gather (:func:`gather`) and write the page (default ``<tables_dir>/report.html``); returns its path."""
     path = Path(path) if path is not None else cfg.tables_path / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = render(gather(cfg, results))
+    text = render(gather(cfg, results, draw_plots))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

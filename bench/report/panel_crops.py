@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -132,6 +132,17 @@ def draw_crop_panel(panel: PanelInput, k: int, path: Path) -> Path:
 
     The PNG is :attr:`CropLayout.width` pixels wide (at most :data:`SCREEN_PX`).
     """
+    import matplotlib.pyplot as plt
+
+    fig, _ = crop_figure(panel, k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def crop_figure(panel: PanelInput, k: int) -> tuple[Any, CropLayout]:
+    """The matplotlib figure of crop ``k`` (0-based) of ``panel`` (at :data:`DPI`), and its layout."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,10 +181,7 @@ def draw_crop_panel(panel: PanelInput, k: int, path: Path) -> Path:
     handles = [Patch(facecolor=tuple(c / 255 for c in rgb), edgecolor="0.5", label=text) for rgb, text in legend]
     fig.legend(handles=handles, loc="lower left", ncol=legend_cols, fontsize=pt, frameon=False,
                bbox_to_anchor=(MARGIN_PX / lay.width, MARGIN_PX / height), borderaxespad=0, handlelength=1.2)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return fig, lay
 
 
 def crop_paths(folder: Path, stem: str) -> list[Path]:
