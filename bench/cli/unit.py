@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.core.config import parse_size
     from bench.pipeline.runner import config_from_file, run_unit
 
-    status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size))
+    status = run_unit(config_from_file(args.config_json), args.method, parse_size(args.size), args.source)
     if args.status_file:  # the sweep reads the unit's status here (the exit code only says it ran to the end)
         Path(args.status_file).write_text(status + "\n")
     from bench.core.status import HANDLED
@@ -25,4 +25,5 @@ def add_parser(sub: Any) -> None:
     u.add_argument("method")
     u.add_argument("size")
     u.add_argument("--status-file", default=None, help="write the unit's status to this file")
+    u.add_argument("--source", default="backbone", help="the coarse source (default: the backbone's coarse pass)")
     u.set_defaults(fn=run)

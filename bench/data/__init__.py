@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bench.core.data_types import Dataset, DatasetInfo
 
 DATASETS = Registry("dataset", {
+    "big": "bench.data.big:Big",
     "cityscapes": "bench.data.cityscapes:Cityscapes",
     "deepglobe": "bench.data.deepglobe:DeepGlobe",
     "folder": "bench.data.folder:Folder",

@@ -23,11 +23,13 @@ the threshold (``> 128`` or ``>= 128``) is the scorer's named rule, not the read
 
 Refined masks (a method's output) are found by a file-name pattern: :data:`REFINED_PATTERNS`.
 
-Why this is not in :data:`bench.data.DATASETS`: a registered dataset yields ``Sample(id, image,
-label)`` to the sweep, which would compute the coarse map with its own backbone and score a
-two-class mIoU; BIG's protocol takes the coarse mask from the file and scores pooled object IoU and
-per-image mBA. Until a run can take its coarse input from a dataset, these are readers for the
-``big-score`` command only.
+The dataset ``big`` (:class:`Big`, registered in :data:`bench.data.DATASETS`) feeds these folders to
+``bench run``: each item becomes a ``Sample`` whose label and coarse maps are the binarised masks
+(0/1 uint8, by the named rule ``threshold``: ``gt128`` = ``> 128``, CascadePSP and CRM; ``ge128`` =
+``>= 128``, SegRefiner), one coarse map per source (``Sample.coarse``), so a sweep refines each
+source's masks through the same ``refine(image, coarse)`` (``coarse_sources``, ``track:
+refinement``; docs/refinement-track.md). ``bench big-score`` scores folders of refined masks
+written by other code with the same readers.
 
 Errors: a missing folder or file raises :class:`FileNotFoundError`, bad content
 :class:`~bench.data.base.DataFormatError`; each message is one line naming the file (and the stem)
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core.data_types import DatasetInfo
+from bench.core.data_types import DatasetInfo, Sample
 from bench.data.base import DataFormatError, as_grey, read_image, read_raw
 
 LAYOUTS = ("cascadepsp", "segrefiner")
@@ -333,3 +335,78 @@ def refined_files(folder: Path, stems: Sequence[str], pattern: str | None = None
     if missing:
         raise _missing(f"refined folder {folder} (one {pattern} per {GT_SUFFIX} of the BIG folder)", missing)
     return files
+
+
+THRESHOLD_RULES = {"gt128": "> 128 (CascadePSP, CRM)", "ge128": ">= 128 (SegRefiner)"}  # as bench.evaluation.big_score
+
+
+def binarise(grey: np.ndarray, threshold: str) -> np.ndarray:
+    """An 8-bit grey mask as (H, W) uint8 0/1 by the named rule (``gt128``: ``> 128``; ``ge128``: ``>= 128``)."""
+    if threshold == "gt128":
+        return (np.asarray(grey) > 128).astype(np.uint8)
+    if threshold == "ge128":
+        return (np.asarray(grey) >= 128).astype(np.uint8)
+    raise ValueError(f"data.threshold must be one of {list(THRESHOLD_RULES)}, got {threshold!r}")
+
+
+class Big:
+    """A BIG-style folder as a dataset of the sweep (``dataset: big``; options ``data.<kwarg>``).
+
+    Each item is ``Sample(id=stem, image (H, W, 3) uint8 RGB, label (H, W) uint8 0/1, coarse={source:
+    (H, W) uint8 0/1})``: the ground truth and every source's coarse mask binarised by one rule,
+    so that the sweep, its methods and its scores see the masks the reference scorer sees. The
+    folder is the evaluated set whatever ``split`` is named (BIG has no splits here); the
+    training split is refused, so nothing is ever trained on it.
+
+    Args:
+        root: the BIG folder (``data_root=``; not part of the unit key, so a moved folder is the same data).
+        split: any name but ``train`` (the folder is one evaluation set).
+        layout: ``auto``, ``cascadepsp`` or ``segrefiner`` (:func:`detect_layout`).
+        threshold: ``gt128`` (``> 128``, CascadePSP's ``eval_post.py`` and CRM's) or ``ge128``
+            (``>= 128``, SegRefiner's ``eval_miou.py``), applied to ground truth and coarse masks.
+        source: the source name of a single flat CascadePSP folder (default: the folder's name).
+        gt_dir, coarse_dir: SegRefiner layout's folders under ``root``.
+        sources: read only these sources (default: every one found).
+
+    Attributes:
+        coarse_sources: the source names the folder gives, in table order.
+        image_size: None (BIG's images vary, 2048x1600 to 5000x3600).
+    """
+
+    info = BigFolder.info
+    image_size = None
+
+    def __init__(self, root: str | Path | None, split: str = "test", layout: str = "auto", threshold: str = "gt128",
+                 source: str | None = None, gt_dir: str = "test", coarse_dir: str = "coarse",
+                 sources: Sequence[str] | None = None) -> None:
+        if root is None:
+            raise FileNotFoundError(f"dataset big reads a BIG folder: give data_root=FOLDER (expected {LAYOUT_TEXT})")
+        if split == "train":
+            raise ValueError("a BIG folder is an evaluation set and has no train split (give train=false; "
+                             "learned refiners bring their own weights)")
+        if threshold not in THRESHOLD_RULES:
+            raise ValueError(f"data.threshold must be one of {list(THRESHOLD_RULES)}, got {threshold!r}")
+        self.folder = BigFolder(root, layout=layout, source=source, gt_dir=gt_dir, coarse_dir=coarse_dir,
+                                sources=sources)
+        self.split, self.threshold = split, threshold
+        self.coarse_sources: tuple[str, ...] = tuple(self.folder.sources)
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def ids(self) -> list[str]:
+        """The stems, sorted."""
+        return self.folder.ids()
+
+    def __getitem__(self, index: int) -> Sample:
+        """Decode one object: image, binarised ground truth and binarised coarse masks.
+
+        Raises:
+            DataFormatError: an unreadable file or files of different sizes (named).
+        """
+        item = self.folder[index]
+        return Sample(item.id, item.image, binarise(item.gt, self.threshold),
+                      {s: binarise(c, self.threshold) for s, c in item.coarse.items()})
+
+    def __repr__(self) -> str:
+        return f"Big({self.folder!r}, threshold={self.threshold!r})"

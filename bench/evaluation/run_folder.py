@@ -55,7 +55,7 @@ def read(out_dir: str | Path | None) -> dict[str, Any] | None:
         raise UserError(f"{path}: not a run file written by bench run ({err})") from err
 
 
-def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | None = None,
+def write(cfg: BenchConfig, keys: Mapping[tuple[Any, ...], str] | None = None,
           image_ids: Sequence[str] | None = None, timing: Mapping[str, Any] | None = None) -> Path:
     """Store the run's config (and, once known, its unit keys, image ids and timing) as ``<out_dir>/run.json``.
 
@@ -66,7 +66,7 @@ def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | No
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {"schema": SCHEMA, "config": cfg.to_dict()}
     if keys is not None:
-        data["units"] = {f"{m}@{format_size(s)}": k for (m, s), k in keys.items()}
+        data["units"] = {_label(u): k for u, k in keys.items()}
     if image_ids is not None:
         data["image_ids"] = list(image_ids)
     if timing is not None:
@@ -77,7 +77,7 @@ def write(cfg: BenchConfig, keys: Mapping[tuple[str, tuple[int, int]], str] | No
     return path
 
 
-def sweep_timing(started: float, seconds: float, units: Mapping[tuple[str, tuple[int, int]], tuple[float, str]],
+def sweep_timing(started: float, seconds: float, units: Mapping[tuple[Any, ...], tuple[float, str]],
                  load_before: float | None = None, load_after: float | None = None) -> dict[str, Any]:
     """``timing`` of run.json: start (Unix s), whole wall clock (s), ``{"method@WxH": {seconds, status}}``
     and the load average at the start and the end (times from a busy machine are longer).
@@ -87,7 +87,13 @@ def sweep_timing(started: float, seconds: float, units: Mapping[tuple[str, tuple
     """
     return {"started": started, "seconds": seconds, "load_before": load_before, "load_after": load_after,
             "cpu_count": os.cpu_count(),
-            "units": {f"{m}@{format_size(s)}": {"seconds": t, "status": str(st)} for (m, s), (t, st) in units.items()}}
+            "units": {_label(u): {"seconds": t, "status": str(st)} for u, (t, st) in units.items()}}
+
+
+def _label(unit: Sequence[Any]) -> str:
+    """``"method@WxH"`` of ``(method, size)``; ``"method@WxH/source"`` of ``(method, size, source)``
+    (a coarse source given with the data: bench.pipeline.runner.unit_label)."""
+    return f"{unit[0]}@{format_size(unit[1])}" + (f"/{unit[2]}" if len(unit) > 2 else "")
 
 
 def latest_keys(recs: Sequence[dict[str, Any]]) -> dict[tuple[str, str], str]:

@@ -3,7 +3,8 @@
 ``bench run`` and ``bench train`` build the plan after the config checks (``bench.pipeline.validate``)
 and before any training, lock or file write:
 
-- each unit (method, input size) with each weights file it loads: the path, the first 8 hex
+- each unit (method, input size, and its coarse source where the data gives coarse maps:
+  ``downsample @ 256x192 on fcn``) with each weights file it loads: the path, the first 8 hex
   digits of its sha256 and its source (``reference``: a committed set with a manifest;
   ``released``: MagNet's released files; ``trained``: written by this harness, with a training
   sidecar; ``given``: any other file the config names), or ``train`` (missing, and ``train`` is
@@ -59,11 +60,12 @@ class WeightsFile:
 
 @dataclasses.dataclass(frozen=True)
 class UnitPlan:
-    """One (method, input size) of the sweep.
+    """One (method, input size, coarse source) of the sweep.
 
     Attributes:
         method: registry key.
         size: input size (w, h) in pixels.
+        source: the coarse source (``backbone``: the harness's own coarse pass).
         weights: every file the unit loads, backbone first.
         note: why the unit cannot run as planned (``unavailable: ...``, ``stale: ...``), or "".
         estimate_s: estimated wall-clock seconds of the unit (None: no similar unit was timed).
@@ -76,10 +78,11 @@ class UnitPlan:
     note: str = ""
     estimate_s: float | None = None
     estimate_from: str = ""
+    source: str = "backbone"
 
     @property
     def label(self) -> str:
-        return f"{self.method}@{format_size(self.size)}"
+        return f"{self.method}@{format_size(self.size)}" + (f"/{self.source}" if self.source != "backbone" else "")
 
     @property
     def missing(self) -> list[WeightsFile]:
@@ -276,32 +279,36 @@ def build_plan(cfg: BenchConfig, *, estimates: bool = True) -> Plan:
     from bench.core.registry import resolve as resolve_method
     from bench.data import dataset_info
     from bench.data.splits import split_image_size
-    from bench.pipeline.unit import checkpoint_files, make_context, method_config, nominal_full_size, unit_full_size
+    from bench.pipeline.unit import (checkpoint_files, make_context, method_config, nominal_full_size, sweep_units,
+                                     unit_full_size)
 
     info = dataset_info(cfg)
     try:
         full = unit_full_size(cfg)  # what the units see: the weights' paths agree with theirs
+        units_of = sweep_units(cfg)
     except Exception:  # noqa: BLE001 - an unreadable split is recorded by the units; paths need a size only
         full = split_image_size(cfg, cfg.split) or nominal_full_size(cfg)
+        units_of = [(name, size, source) for source in (cfg.coarse_sources or ("backbone",))
+                    for name, size in cfg.units()]
     n_images = _n_images(cfg)
     timed = _timed_units(cfg) if estimates else {}
     units: list[UnitPlan] = []
     needs_backbone = False
-    for name, size in cfg.units():
+    for name, size, source in units_of:
         try:
             cls = resolve_method(name)
         except MethodUnavailable as err:
-            units.append(UnitPlan(name, size, (), note=f"unavailable: {err}"))
+            units.append(UnitPlan(name, size, (), note=f"unavailable: {err}", source=source))
             continue
         mcfg = method_config(cfg, cls, name)
         ctx = make_context(cfg, info, size, torch.device("cpu"), None, full)
-        weights = _weights(cfg, checkpoint_files(cfg, cls, mcfg, ctx))
+        weights = _weights(cfg, checkpoint_files(cfg, cls, mcfg, ctx, source))
         needs_backbone |= any(w.key == "backbone" for w in weights)
-        label = f"{name}@{format_size(size)}"
+        label = UnitPlan(name, size, (), source=source).label
         per_image, _, folder = timed.get(label, (None, 0.0, ""))
         estimate = per_image * n_images if per_image is not None and n_images else None
         units.append(UnitPlan(name, size, weights, note=_stale_note(cfg, cls, mcfg, name, weights),
-                              estimate_s=estimate, estimate_from=folder if estimate else ""))
+                              estimate_s=estimate, estimate_from=folder if estimate else "", source=source))
     if needs_backbone:
         check_backbone_file(cfg, info.num_classes)
     return Plan(cfg, tuple(units), n_images)
@@ -321,12 +328,22 @@ def _file_text(w: WeightsFile) -> str:
         f"{w.key} {_shown(w.path)} ({w.source})"
 
 
+def _sources_text(plan: Plan) -> str:
+    """``", coarse sources fcn, psp (given with the data)"`` when a unit runs on a given source, else ""."""
+    sources = list(dict.fromkeys(u.source for u in plan.units))
+    if sources == ["backbone"] or not sources:
+        return ""
+    return f", coarse sources {', '.join(sources)} (given with the data" + \
+        ("; backbone: the backbone's coarse pass)" if "backbone" in sources else ")")
+
+
 def plan_lines(plan: Plan) -> list[str]:
     """The plan as printed: a header, then one line per unit (its weights, then its estimate)."""
     cfg = plan.cfg
     images = f"{plan.n_images} image(s)" if plan.n_images is not None else "an unknown number of images"
     lines = [f"plan: {len(plan.units)} unit(s) on {images} of {cfg.dataset} {cfg.split}, device {cfg.device}, "
-             f"train {'on' if cfg.train else 'off'}, records in {_shown(cfg.out_path)}"]
+             f"train {'on' if cfg.train else 'off'}, records in {_shown(cfg.out_path)}"
+             + _sources_text(plan)]
     backbone = next((w for u in plan.units for w in u.weights if w.key == "backbone"), None)
     if backbone is not None:
         lines.append(f"  backbone {cfg.backbone}: {_file_text(backbone).split(' ', 1)[1]}")
@@ -344,7 +361,8 @@ def plan_lines(plan: Plan) -> list[str]:
             timed += 1
         elif not u.note:
             parts.append("no estimate (no earlier run timed it)")
-        lines.append(f"  {u.method} @ {format_size(u.size)}: " + "; ".join(parts))
+        on = f" on {u.source}" if u.source != "backbone" else ""
+        lines.append(f"  {u.method} @ {format_size(u.size)}{on}: " + "; ".join(parts))
     if timed:
         lines.append(f"  estimated time: about {_duration(total)} for the {timed} unit(s) timed before"
                      + (f" (and {len(plan.units) - timed} not)" if timed < len(plan.units) else ""))

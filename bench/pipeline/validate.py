@@ -254,6 +254,27 @@ def check_data(cfg: BenchConfig, split: str | None = None) -> Any:
         raise UserError(f"data ({split} split): {one_line(str(err))}") from err
 
 
+def check_sources(cfg: BenchConfig, dataset: Any) -> None:
+    """``coarse_sources`` names only sources the opened split gives (or ``backbone``), and
+    ``track: refinement`` runs on a binary dataset (classes background and object).
+
+    Raises:
+        UserError: one line naming the key, the unknown source and the sources the dataset has.
+    """
+    from bench.core.config import BACKBONE_SOURCE
+
+    given = tuple(getattr(dataset, "coarse_sources", ()) or ())
+    known = [*given, *([BACKBONE_SOURCE] if BACKBONE_SOURCE not in given else [])]
+    for source in cfg.coarse_sources or ():
+        if source not in known:
+            has = f"the sources {list(given)} and backbone" if given else "no coarse sources of its own, only backbone"
+            raise UserError(f"coarse_sources: unknown source {source!r}{_suggest(source, known)}; dataset "
+                            f"{cfg.dataset!r} gives {has}")
+    if cfg.track == "refinement" and dataset.info.num_classes != 2:
+        raise UserError(f"track: refinement scores one object per image, but dataset {cfg.dataset!r} has "
+                        f"{dataset.info.num_classes} classes; use track: semantic, or a binary dataset (big, ...)")
+
+
 def scan_split(dataset: Any, limit: int | None = None) -> tuple[int, list[tuple[str, str]]]:
     """Decode every image and label of ``dataset`` (its first ``limit``).
 
@@ -342,6 +363,8 @@ def check_run(cfg: BenchConfig, *, data: bool = True) -> None:
     check_device(cfg.device)
     check_weight_files(cfg)
     dataset = check_data(cfg) if data else None  # a directory walk: before the options, which import methods
+    if dataset is not None:
+        check_sources(cfg, dataset)
     check_method_options(cfg)
     if dataset is not None and cfg.data_check == "full":
         n, bad = scan_split(dataset, cfg.limit)

@@ -13,6 +13,11 @@ can recheck the row from the table.
 
 :data:`PUBLISHED_BIG` holds SegRefiner's Table 1 (BIG test), cited rows typeset in italics in
 LaTeX and named as cited in the notes.
+
+A ``track: refinement`` run's own tables (:func:`render_track`, written by ``bench run`` and
+``bench table``) are built from its records in the same layout: one row per coarse source, the
+``downsample`` unit of that source as the coarse column, IoU/mBA/BIoU cells and the Avg Improve row
+(:func:`track_tables`), then each method's time and peak memory per image.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.evaluation.big_score import THRESHOLDS, SetScore
+from bench.evaluation.track import TrackScore, pool
 from bench.report.table_model import Table
 
 AVG_ROW = "Avg Improve"
@@ -222,3 +230,181 @@ def published_table(name: str = "big_published") -> Table:
              f"its paper printed it. SegRefiner's IoU/mBA standard deviations: {std}."]
     return big_table(cells, PUBLISHED_COLUMNS, name=name, caption="BIG test set, published (cited)", notes=notes,
                      cited=True, first="BIG test")
+
+
+# --- the track's tables from a run folder (``track: refinement``) ------------------------------------------------
+
+TRACK_TABLE = "track"
+TRACK_COST_TABLE = "track_cost"
+COARSE_METHOD = "downsample"  # its unit on a source is that source's coarse map brought to full size, scored
+
+
+@dataclass(frozen=True)
+class TrackUnit:
+    """One unit of a track run as its records give it.
+
+    Attributes:
+        method: registry key; size: ``"WxH"``; source: the coarse source.
+        display: the method's row name.
+        score: its pooled scores (None: no image record).
+        status: ``ok``, ``partial`` or the unit's failure status (``not run`` without records).
+        times: per-image ``time_ms`` (ms); memory: per-image peak memory (MiB); mem_method: how.
+    """
+
+    method: str
+    size: str
+    source: str
+    display: str
+    score: TrackScore | None
+    status: str
+    times: tuple[float, ...] = ()
+    memory: tuple[float, ...] = ()
+    mem_method: str = ""
+
+
+def parse_label(label: str) -> tuple[str, str, str]:
+    """``"densecrf@256x192/fcn"`` -> ``("densecrf", "256x192", "fcn")``; no ``/source``: ``backbone``."""
+    name, _, rest = label.rpartition("@")
+    size, _, source = rest.partition("/")
+    return name, size, source or "backbone"
+
+
+def track_units(out_dir: str | Path) -> list[TrackUnit]:
+    """Every unit of the run folder ``out_dir`` (``run.json``'s ``units``, in sweep order) from its records alone.
+
+    Raises:
+        UserError: no ``run.json`` with units (not a run folder, or a sweep that never started).
+    """
+    from bench.core.errors import UserError
+    from bench.evaluation import records, run_folder
+
+    data = run_folder.read(out_dir) or {}
+    units = data.get("units") or {}
+    if not units:
+        raise UserError(f"{out_dir}: no run.json with units; expected the out_dir of a bench run of a track config")
+    recs = run_folder.restrict(records.load(Path(out_dir)), data.get("image_ids"))
+    out = []
+    for label, key in units.items():
+        name, size, source = parse_label(label)
+        images = records.latest_by_image(recs, key)
+        failure = records.unit_status(recs, key)
+        display = next((r.get("display_name") for r in images.values() if r.get("display_name")), None) \
+            or (failure or {}).get("display_name") or name
+        if not images:
+            out.append(TrackUnit(name, size, source, display, None, str((failure or {}).get("status", "not run"))))
+            continue
+        expected = records.expected_images(recs, key)
+        first = next(iter(images.values()))
+        field = "mem_peak_mib" if first.get("mem_method") == "cuda_allocator" else "mem_peak_delta_mib"
+        status = "partial" if expected is not None and len(images) < expected else "ok"
+        out.append(TrackUnit(name, size, source, display, pool(images), status,
+                             tuple(float(r["time_ms"]) for r in images.values() if r.get("time_ms") is not None),
+                             tuple(float(r[field]) for r in images.values() if r.get(field) is not None),
+                             str(first.get("mem_method", ""))))
+    return out
+
+
+def _track_cell(unit: TrackUnit | None) -> BigCell:
+    if unit is None or unit.score is None or unit.status != "ok":
+        return BigCell(None, None, None)
+    return BigCell(percent(unit.score.iou), percent(unit.score.mba), percent(unit.score.biou))
+
+
+def track_tables(cfg: Any, units: Sequence[TrackUnit]) -> list[Table]:
+    """The track's tables of one run: scores in the papers' layout, then each method's time and memory.
+
+    Args:
+        cfg: the run's config (``input_size``, ``methods``, ``dataset``, ``data``, ``biou_ratio``).
+        units: :func:`track_units` of its folder.
+
+    The scores table: one row per coarse source (sweep order), the first column the ``downsample``
+    unit on that source (the coarse map itself, at full size), then one column per other method
+    at ``input_size`` (``methods`` order); cells IoU/mBA/BIoU in percent; an Avg Improve row. A
+    unit that did not finish shows "–" and is named in the notes.
+    """
+    size = f"{int(cfg.input_size[0])}x{int(cfg.input_size[1])}"
+    mine = [u for u in units if u.size == size]
+    sources = list(dict.fromkeys(u.source for u in mine))
+    by = {(u.method, u.source): u for u in mine}
+    refiners = [m for m in dict.fromkeys(cfg.methods) if m != COARSE_METHOD and any(u.method == m for u in mine)]
+    names = {m: next(u.display for u in mine if u.method == m) for m in refiners}
+    columns = [COARSE_COLUMN, *(names[m] for m in refiners)]
+    cells = {s: {COARSE_COLUMN: _track_cell(by.get((COARSE_METHOD, s))),
+                 **{names[m]: _track_cell(by.get((m, s))) for m in refiners}} for s in sources}
+    ratios = {u.score.ratio for u in mine if u.score is not None}
+    ratio = ratios.pop() if len(ratios) == 1 else cfg.biou_ratio
+    threshold = dict(cfg.data).get("threshold", "gt128") if cfg.dataset == "big" else None
+    notes = [_metric_note(True, ratio),
+             "Coarse: the `downsample` unit on each source, i.e. the coarse map brought to the image's size and "
+             "scored; every other column refines that same map through refine(image, coarse). A source other than "
+             "`backbone` is a coarse mask given with the data, passed at the image's full resolution as one-hot "
+             "probabilities; `backbone` is the harness's own coarse pass at the input size "
+             f"{size}."]
+    notes.append(f"Ground truth and coarse masks binarised at {THRESHOLDS[threshold]} (`data.threshold: {threshold}`) "
+                 "when read; refined maps are the methods' full-resolution label maps (no resize)." if threshold else
+                 "Ground truth and coarse maps are 0/1 as the dataset gives them; refined maps are the methods' "
+                 "full-resolution label maps (no resize).")
+    empty = {}
+    for s in sources:
+        coarse = by.get((COARSE_METHOD, s))
+        found = coarse.score.empty if coarse is not None and coarse.score is not None else \
+            next((u.score.empty_coarse for u in mine if u.source == s and u.score is not None), ())
+        if found:
+            empty[s] = found
+    if empty:
+        notes.append("Objects with an empty coarse mask (scored like the others): "
+                     + "; ".join(f"{s}: {len(e)} ({', '.join(e[:5])}{', ...' if len(e) > 5 else ''})"
+                                 for s, e in empty.items()) + ".")
+    skipped = {s: by[(COARSE_METHOD, s)].score.no_boundary for s in sources  # type: ignore[union-attr]
+               if (COARSE_METHOD, s) in by and by[(COARSE_METHOD, s)].score is not None
+               and by[(COARSE_METHOD, s)].score.no_boundary}  # type: ignore[union-attr]
+    if skipped:
+        notes.append("Left out of mBA (ground truth without a boundary): "
+                     + "; ".join(f"{s}: {', '.join(e)}" for s, e in skipped.items()) + ".")
+    unfinished = [f"{u.method} on {u.source} ({u.status})" for u in mine if u.status != "ok"]
+    if COARSE_METHOD not in cfg.methods:
+        notes.append("No coarse column: add downsample to methods (its unit scores each source's coarse map).")
+    if unfinished:
+        notes.append("Not finished, shown as –: " + ", ".join(unfinished) + ".")
+    n = sorted({u.score.n_images for u in mine if u.score is not None})
+    caption = (f"Refinement track, {cfg.dataset} {cfg.split}, {'/'.join(map(str, n)) or 'no'} images per coarse "
+               f"source, BIoU dilation ratio {ratio:g}")
+    table = big_table(cells, columns, name=TRACK_TABLE, caption=caption, notes=notes, biou=True,
+                      first="Coarse source", label="Track")
+    return [table, _cost_table(cfg, mine, [COARSE_METHOD, *refiners])]
+
+
+def _cost_table(cfg: Any, units: Sequence[TrackUnit], methods: Sequence[str]) -> Table:
+    """Each method's time (median and IQR over every image of every source) and peak memory per image."""
+    from bench.runtime.measure import summarize
+
+    rows, cuda = [], False
+    for m in methods:
+        mine = [u for u in units if u.method == m and u.score is not None]
+        if not mine:
+            continue
+        times = summarize([t for u in mine for t in u.times])
+        mems = [x for u in mine for x in u.memory]
+        cuda |= any(u.mem_method == "cuda_allocator" for u in mine)
+        time_text = "–" if times["n"] == 0 else f"{times['median']:.0f} ({times['iqr']:.0f})"
+        rows.append([mine[0].display + (" (coarse)" if m == COARSE_METHOD else ""), time_text,
+                     f"{max(mems):.0f}" if mems else "–", str(times["n"])])
+    given = sorted({u.source for u in units if u.source != "backbone"})
+    notes = [f"Time: median (IQR) ms per image over every image of every coarse source; on a source given with the "
+             f"data ({', '.join(given) or 'none here'}) it is refine() alone (the coarse map is given: no coarse pass "
+             f"to time), on `backbone` the coarse pass plus refine(), as in the semantic tables. Memory (MiB): "
+             + ("peak CUDA allocation per image." if cuda else "peak resident-set growth per image (CPU).")]
+    return Table(TRACK_COST_TABLE, f"Refinement track, {cfg.dataset}: time and memory per image at "
+                 f"{int(cfg.input_size[0])}x{int(cfg.input_size[1])}", ["Method", "Time (ms)", "Memory (MiB)", "Images"],
+                 rows=rows, notes=notes, label="Track cost")
+
+
+def render_track(cfg: Any) -> list[Path]:
+    """Write the track's tables of the run folder ``cfg.out_path`` into ``cfg.tables_path`` (Markdown and LaTeX).
+
+    Returns:
+        ``[tables.md, <name>.md, <name>.tex, ...]``, as the semantic tables' writer does.
+    """
+    from bench.report.tables import write_tables
+
+    return write_tables(track_tables(cfg, track_units(cfg.out_path)), cfg.tables_path, cfg.out_path)
