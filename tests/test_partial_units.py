@@ -37,7 +37,8 @@ def test_bad_image_fails_alone_and_the_unit_is_partial(tmp_path, capsys, kind):
         md, tex = (tables / f"{name}.md").read_text(), (tables / f"{name}.tex").read_text()
         assert "Downsample (3 of 4 images)" in md and "Downsample (3 of 4 images)" in tex
         assert f"3 of 4 images; failed: {BAD} (" in md and REASONS[kind] in md
-        assert f"{BAD.replace('_', chr(92) + '_')} (" in tex  # LaTeX escapes the id's underscores
+        assert "PARTIAL rows" in tex  # the failed images are named in the run's notes file
+        assert f"{BAD.replace('_', chr(92) + '_')} (" in (tables / "notes.tex").read_text()  # LaTeX escapes "_"
 
 
 def _partial_magnet():

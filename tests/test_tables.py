@@ -141,7 +141,7 @@ def test_significance_marks_and_caption():
     assert re.search(r"MagNet - Downsample at 64x32 on 6 paired image\(s\): mIoU \+35\.90 \[\+[0-9.]+, "
                      r"\+[0-9.]+\]†, mBA \+30\.00 \[\+30\.00, \+30\.00\]†", t2.text)
     assert "MagNet - Patching at 64x32 on 6 paired image(s): mIoU +10.91" in t3.text
-    assert r"92.86\textsuperscript{\dag}" in to_latex(t3)
+    assert r"92.86\rlap{\textsuperscript{\dag}}" in to_latex(t3)  # the mark takes no width
 
 
 def test_bootstrap_zero_disables_marks():
@@ -211,7 +211,7 @@ def test_a_significantly_lower_value_never_gets_the_better_mark():
     improvement = next(r for r in t2.rows if r[0] == "Improvement")
     # best of ours (MagNet, 25.0) - best of previous (Patching, 70.0) in mBA: negative and marked so
     assert improvement[1] == "-45.0↓" and "†" not in improvement[1]
-    assert r"-45.0\textsuperscript{$\downarrow$}" in to_latex(t2)
+    assert r"-45.0\rlap{\textsuperscript{$\downarrow$}}" in to_latex(t2)
     assert "↓ one whose interval lies below zero (significantly lower)" in t2.text
 
 
@@ -250,9 +250,9 @@ def test_latex_shape():
         caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
         assert "Table" not in caption and "\n" not in caption and len(caption) < 200
         assert r"\resizebox" not in tex and r"\textit{Notes.}" in tex
-        assert tex.splitlines()[1].startswith("% Packages: \\usepackage{booktabs}")
+        assert tex.splitlines()[0].startswith("% Packages: \\usepackage{booktabs}")  # the first comment
     t2 = to_latex(_tables()[1])
-    assert r"\rotatebox{90}{pole}" in t2 and r"\begin{table*}" in t2 and "graphicx" in t2.splitlines()[1]
+    assert r"\rotatebox{90}{pole}" in t2 and r"\begin{table*}" in t2 and "graphicx" in t2.splitlines()[0]
 
 
 def test_cited_rows_from_the_config_typeset_as_cited():
@@ -321,7 +321,8 @@ def _compile(tex: str, folder: Path, width_pt: int | None = None) -> str:
     """pdflatex a document holding ``tex`` with exactly the packages its comment names; returns the log."""
     import subprocess
 
-    packages = tex.splitlines()[1].removeprefix("% Packages: ").replace(", ", "\n")
+    packages = tex.splitlines()[0].removeprefix("% Packages: ").replace(", ", "\n")
+    packages = "" if packages.startswith("none") else packages  # the notes file needs none
     width = rf"\setlength{{\textwidth}}{{{width_pt}pt}}" if width_pt else ""
     (folder / "doc.tex").write_text("\\documentclass[twocolumn]{article}\n" + packages + "\n" + width
                                     + "\n\\begin{document}\n" + tex + "\\end{document}\n")

@@ -37,9 +37,9 @@ import cv2
 import numpy as np
 
 from bench.evaluation.metrics import ABSENT_POLICIES, mean_iou
-
-DILATION_RATIO = 0.02  # boundary-iou-api's COCO and LVIS default
-CITYSCAPES_DILATION_RATIO = 0.005  # boundary-iou-api's Cityscapes instance and panoptic default
+# the ratios live beside the accumulator (SegEvaluator) that imports this module lazily
+from bench.evaluation.metrics import CITYSCAPES_DILATION_RATIO as CITYSCAPES_DILATION_RATIO
+from bench.evaluation.metrics import DILATION_RATIO as DILATION_RATIO
 
 
 def boundary_width(height: int, width: int, ratio: float = DILATION_RATIO) -> int:

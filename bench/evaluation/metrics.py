@@ -11,6 +11,12 @@ elliptical kernel, the boundary band ``dilate(gt) != erode(gt)`` with OpenCV's n
 border (the border never makes a boundary), ignored pixels taking part in the band as a label of
 their own but excluded from the accuracy. An image whose band is empty (one label only) has no
 mBA; the accumulator skips and counts it.
+
+Boundary IoU (:mod:`bench.evaluation.boundary`) joins the accumulator as the per-class semantic
+variant: each image's per-class band intersection and union counts are summed over the images (like
+the confusion matrix, never a mean of per-image values) and scored by the same ``absent`` and
+``excluded`` policies as the mIoU, at a named dilation ratio (:data:`DILATION_RATIO`, 0.02, or
+:data:`CITYSCAPES_DILATION_RATIO`, 0.005).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import cv2
 import numpy as np
 
 ABSENT_POLICIES = ("nan", "zero")
+DILATION_RATIO = 0.02  # Boundary IoU: boundary-iou-api's COCO and LVIS default (fraction of the diagonal)
+CITYSCAPES_DILATION_RATIO = 0.005  # boundary-iou-api's Cityscapes instance and panoptic default
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> None:
@@ -150,54 +158,96 @@ class SegEvaluator:
     Attributes:
         num_classes: C.
         ignore_index: ignored ground-truth value, or None.
-        absent: absent-class policy for the per-class IoU, ``"nan"`` or ``"zero"``.
-        excluded: classes left out of the mIoU mean (still counted).
+        absent: absent-class policy for the per-class IoU and Boundary IoU, ``"nan"`` or ``"zero"``.
+        excluded: classes left out of the mIoU and mBIoU means (still counted).
+        biou_ratio: Boundary IoU dilation ratio (fraction of the image diagonal, > 0), or None to
+            skip Boundary IoU.
     """
 
     num_classes: int
     ignore_index: int | None = 255
     absent: str = "nan"
     excluded: tuple[int, ...] = ()
+    biou_ratio: float | None = DILATION_RATIO
     cm: np.ndarray = field(init=False)
     mba_values: list[float] = field(init=False)
     mba_skipped: int = field(init=False)
+    biou_inter: np.ndarray = field(init=False)
+    biou_union: np.ndarray = field(init=False)
+    biou_images: int = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.absent not in ABSENT_POLICIES:
+            raise ValueError(f"absent must be one of {ABSENT_POLICIES}, got {self.absent!r}")
+        if self.biou_ratio is not None and not self.biou_ratio > 0:
+            raise ValueError(f"biou_ratio must be > 0 (or None to skip Boundary IoU), got {self.biou_ratio!r}")
         self.reset()
 
     def reset(self) -> None:
         self.cm = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self.mba_values = []
         self.mba_skipped = 0
+        self.biou_inter = np.zeros(self.num_classes, dtype=np.int64)
+        self.biou_union = np.zeros(self.num_classes, dtype=np.int64)
+        self.biou_images = 0
 
     def score_image(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, float]:
         """Per-image confusion matrix and mBA, without accumulating."""
         cm = confusion_matrix(gt, pred, self.num_classes, self.ignore_index)
         return cm, boundary_accuracy(gt, pred, self.ignore_index)
 
-    def add(self, cm: np.ndarray, mba: float) -> None:
-        """Accumulate a per-image result (e.g. read back from records)."""
+    def biou_counts(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image (C,) Boundary IoU band intersections and unions (pixels), without accumulating."""
+        from bench.evaluation.boundary import class_counts  # boundary imports this module's policies
+
+        if self.biou_ratio is None:
+            raise ValueError("this evaluator skips Boundary IoU (biou_ratio=None)")
+        return class_counts(gt, pred, self.num_classes, self.ignore_index, self.biou_ratio)
+
+    def add(self, cm: np.ndarray, mba: float, biou: tuple[Sequence[int], Sequence[int]] | None = None) -> None:
+        """Accumulate a per-image result (e.g. read back from records).
+
+        Args:
+            cm: (C, C) confusion counts of the image.
+            mba: its mBA (NaN: no boundary band, skipped and counted).
+            biou: its (C,) Boundary IoU intersections and unions, or None (then ``compute``'s
+                ``biou_images`` says how many images the pooled Boundary IoU covers).
+        """
         self.cm += np.asarray(cm, dtype=np.int64)
         if np.isnan(mba):
             self.mba_skipped += 1
         else:
             self.mba_values.append(float(mba))
+        if biou is not None:
+            self.biou_inter += np.asarray(biou[0], dtype=np.int64)
+            self.biou_union += np.asarray(biou[1], dtype=np.int64)
+            self.biou_images += 1
 
     def update(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, float]:
         """Score one image and accumulate it; returns its confusion matrix and mBA."""
         cm, mba = self.score_image(gt, pred)
-        self.add(cm, mba)
+        self.add(cm, mba, None if self.biou_ratio is None else self.biou_counts(gt, pred))
         return cm, mba
 
     def compute(self) -> dict[str, object]:
-        """Dataset metrics: ``miou``, ``iou`` (per class), ``mba``, ``mba_images``, ``mba_skipped``."""
+        """Dataset metrics: ``miou``, ``iou`` (per class), ``mba``, ``mba_images``, ``mba_skipped``,
+        ``mbiou`` (mean Boundary IoU over the kept classes, NaN when no image was counted), ``biou``
+        (per class), ``biou_ratio`` and ``biou_images``."""
+        from bench.evaluation.boundary import biou_per_class
+
         iou = iou_per_class(self.cm, self.absent)
+        biou = (biou_per_class(self.biou_inter, self.biou_union, self.absent) if self.biou_images
+                else np.full(self.num_classes, np.nan))
         return {
             "miou": mean_iou(iou, self.excluded),
             "iou": iou.tolist(),
             "mba": float(np.mean(self.mba_values)) if self.mba_values else float("nan"),
             "mba_images": len(self.mba_values),
             "mba_skipped": self.mba_skipped,
+            "mbiou": mean_iou(biou, self.excluded),
+            "biou": biou.tolist(),
+            "biou_ratio": self.biou_ratio,
+            "biou_images": self.biou_images,
         }
 
 

@@ -87,7 +87,7 @@ def _image_record(cfg: BenchConfig, ukey: str, name: str, method: Any, size: tup
     return {"type": "image", "unit_key": ukey, "method": name, "display_name": display_name(method),
             "method_version": cls.version, "batch": batch_setting(cls, method.cfg),  # items per forward (bench.core.batch)
             "size": format_size(size), "coarse_source": source, "image_id": sample.id, "status": Status.OK,
-            "n_expected": expected, **score_image(sample, pred, info), **track, **times, **mem, "provenance": prov}
+            "n_expected": expected, **score_image(sample, pred, info, cfg.biou_ratio), **track, **times, **mem, "provenance": prov}
 
 
 def _unit_failure(cfg: BenchConfig, ukey: str, name: str, size: tuple[int, int], status: Status, message: str,

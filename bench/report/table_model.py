@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.evaluation import records
 from bench.runtime.measure import summarize
+from bench.evaluation.boundary import biou_per_class
 from bench.evaluation.metrics import iou_per_class, mean_iou
 from bench.core.interface import DatasetInfo
 
@@ -31,7 +32,10 @@ class Table:
         bold: cells in bold.
         rule_before: row indices preceded by a rule.
         notes: the definitions (metric variant, timed region, memory, significance), printed under
-            the table.
+            the Markdown table and in the run's notes file.
+        brief: at most three short lines (metric variant, timed region, marks) that the LaTeX table
+            prints instead of ``notes``, pointing to the notes file; [] prints ``notes`` when they are
+            three lines or fewer, else only the pointer.
         label: ``"Table 2"``: the Markdown caption's prefix.
         best_ours: cells holding the best value of "ours" in their column (red / bold).
         best_previous: cells holding the best value of the previous methods (blue / italic).
@@ -53,6 +57,7 @@ class Table:
     rule_before: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     label: str = ""
+    brief: list[str] = field(default_factory=list)
     best_ours: set[tuple[int, int]] = field(default_factory=set)
     best_previous: set[tuple[int, int]] = field(default_factory=set)
     ours_names: list[str] = field(default_factory=list)
@@ -72,6 +77,7 @@ class Table:
         """A copy with only the columns named in ``names``; marks follow their column."""
         keep = [j for j, h in enumerate(self.header) if h in names]
         out = Table(self.name, self.caption, [self.header[j] for j in keep], notes=list(self.notes), label=self.label,
+                    brief=list(self.brief),
                     ours_names=list(self.ours_names), cited=set(self.cited), rule_before=set(self.rule_before),
                     wide=self.wide, small=self.small, size=self.size)
         out.rows = [[row[j] for j in keep] for row in self.rows]
@@ -104,6 +110,13 @@ class UnitResult:
     expected: int | None = None  # images the unit should cover (None: records from before n_expected)
     failed: dict[str, str] = field(default_factory=dict)  # image id -> why it could not be evaluated
     cm: np.ndarray | None = field(default=None, repr=False, compare=False)  # (C, C) summed over images
+    # Boundary IoU: mean over the kept classes and per class, pooled over the images from the records'
+    # band counts at ratio ``biou_ratio``; NaN / [] / None when some image lacks counts (older records)
+    # or the images were scored at different ratios (``biou_note`` says which)
+    biou: float = float("nan")
+    biou_class: list[float] = field(default_factory=list)
+    biou_ratio: float | None = None
+    biou_missing: int = 0  # images without Boundary IoU counts (records written before they were)
 
     @property
     def n_total(self) -> int:
@@ -150,13 +163,43 @@ def aggregate(recs: Sequence[dict[str, Any]], key: str, method: str, size: str, 
     mem_field = "mem_peak_mib" if cuda else "mem_peak_delta_mib"
     mems = [r[mem_field] for r in images.values() if r.get(mem_field) is not None]
     prov = first.get("provenance", {})
+    biou, biou_class, ratio, missing = pooled_biou(images.values(), info.num_classes, absent, excluded)
     return UnitResult(method, first.get("display_name") or display, size, len(images), "ok",
-                      miou=mean_iou(iou, excluded), iou=iou.tolist(),
+                      miou=mean_iou(iou, excluded), iou=iou.tolist(), biou=biou, biou_class=biou_class,
+                      biou_ratio=ratio, biou_missing=missing,
                       mba=float(np.mean(mbas)) if mbas else float("nan"), mba_skipped=len(images) - len(mbas),
                       time=summarize([r["time_ms"] for r in images.values()]),
                       memory=float(max(mems)) if mems else float("nan"), mem_method=first.get("mem_method", ""),
                       device=prov.get("device_name", ""), threads=prov.get("threads"), images=images,
                       expected=expected, failed=failed, message=(failure or {}).get("message", ""), cm=cm)
+
+
+def pooled_biou(images: Iterable[dict[str, Any]], num_classes: int, absent: str,
+                excluded: Sequence[int]) -> tuple[float, list[float], float | None, int]:
+    """A unit's Boundary IoU from its image records, pooled like the confusion matrix.
+
+    Each record's per-class ``biou_inter`` and ``biou_union`` (pixels) are summed over the images,
+    then ``I_c / U_c`` per class with the ``absent`` policy and the mean over the classes not in
+    ``excluded``, as for the mIoU (:mod:`bench.evaluation.boundary`).
+
+    Returns:
+        ``(mean, per_class, ratio, missing)``: the mean in [0, 1], the (C,) per-class values, the
+        dilation ratio every image was scored at, and the number of images without counts. When
+        an image lacks counts or the ratios differ, the mean is NaN, ``per_class`` is [] and
+        ``ratio`` None: a pool over some of the images would not be the unit's value.
+    """
+    recs = list(images)
+    have = [r for r in recs if r.get("biou_inter") is not None and r.get("biou_union") is not None]
+    missing = len(recs) - len(have)
+    ratios = {float(r.get("biou_ratio", float("nan"))) for r in have}
+    if missing or not have or len(ratios) != 1:
+        return float("nan"), [], None, missing
+    inter = np.sum([np.asarray(r["biou_inter"], dtype=np.int64) for r in have], axis=0)
+    union = np.sum([np.asarray(r["biou_union"], dtype=np.int64) for r in have], axis=0)
+    if inter.shape != (num_classes,) or union.shape != (num_classes,):
+        raise ValueError(f"Boundary IoU counts of shape {inter.shape} in the records, expected ({num_classes},)")
+    per_class = biou_per_class(inter, union, absent)
+    return mean_iou(per_class, excluded), per_class.tolist(), ratios.pop(), 0
 
 
 # --- cell formats ---------------------------------------------------------------------------------

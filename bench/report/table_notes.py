@@ -12,9 +12,16 @@ import numpy as np
 
 from bench.core.config import BenchConfig, parse_size
 from bench.core.interface import DatasetInfo
-from bench.evaluation.metrics import MIOU_VARIANTS, VARIANT_HEADERS, describe_variant, mba_radii, metric_variant
+from bench.evaluation.boundary import boundary_width
+from bench.evaluation.metrics import (
+    MIOU_VARIANTS,
+    VARIANT_HEADERS,
+    describe_variant,
+    mba_radii,
+    metric_variant,
+)
 from bench.evaluation.significance import MIN_PAIRED_IMAGES, BootstrapResult, DiffInterval, paired_bootstrap
-from bench.report.table_format import HIGHER, LOWER
+from bench.report.table_format import HIGHER, LOWER, NOTES_FILE
 from bench.report.table_model import Table, UnitResult, comparable, competing, partial_note
 
 
@@ -72,18 +79,87 @@ def evaluated_size(cfg: BenchConfig) -> tuple[int, int] | None:
     return tuple(size) if size else None
 
 
-def mba_note(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:
-    """The mBA definition with the radii used at the evaluated resolution."""
+def scored_sizes(cfg: BenchConfig, results: Sequence[UnitResult]) -> list[tuple[int, int]]:
+    """The (w, h) of the scored label maps: the records' ``label_size``, else the evaluated size, else []."""
     sizes = sorted({tuple(r["label_size"]) for res in results for r in res.images.values() if r.get("label_size")})
     evaluated = None if sizes else evaluated_size(cfg)
-    if evaluated:
-        sizes = [evaluated]
+    return [evaluated] if evaluated else [(int(w), int(h)) for w, h in sizes]
+
+
+def mba_note(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:
+    """The mBA definition with the radii used at the evaluated resolution."""
+    sizes = scored_sizes(cfg, results)
     skipped = sum(r.mba_skipped for r in results if r.status == "ok")
     where = "; ".join(f"radii {{{','.join(map(str, mba_radii(h, w)))}}} px at {w}x{h}" for w, h in sizes)
     where = where or "radii from each image's (W+H)/300"
     return (f"mBA: CascadePSP's boundary accuracy at the evaluated resolution ({where}; five radii "
             f"1 + int((r_max - 1) / 5 * i), r_max = (W+H)/300), OpenCV ellipse, ignore pixels excluded, "
             f"mean over images ({skipped} image(s) without a boundary skipped).")
+
+
+# --- Boundary IoU ---------------------------------------------------------------------------------
+
+BIOU_HEADER = "BIoU (%)"
+
+
+def biou_ratio(cfg: BenchConfig) -> float:
+    """The config's Boundary IoU dilation ratio (``biou_ratio``, 0.02 by default)."""
+    return float(cfg.biou_ratio)
+
+
+def biou_value(res: UnitResult, cfg: BenchConfig) -> float:
+    """A unit's pooled Boundary IoU when its records were scored at the config's ratio, else NaN."""
+    if res.status != "ok" or res.biou_ratio is None or res.biou_ratio != biou_ratio(cfg):
+        return float("nan")
+    return res.biou
+
+
+def biou_shown(cfg: BenchConfig, results: Sequence[UnitResult]) -> bool:
+    """Whether a table shows the BIoU column: some row has counts at the config's ratio."""
+    return any(not np.isnan(biou_value(r, cfg)) for r in results)
+
+
+def fmt_ratio(ratio: float) -> str:
+    """``0.02``, ``0.005``: the ratio as the config gives it (no trailing zeros)."""
+    return f"{ratio:g}"
+
+
+def biou_caption(cfg: BenchConfig) -> str:
+    """``BIoU (dilation ratio 0.02)``: the caption's words for the column, naming the ratio."""
+    return f"BIoU (dilation ratio {fmt_ratio(biou_ratio(cfg))})"
+
+
+def _biou_widths(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:
+    ratio = biou_ratio(cfg)
+    return "; ".join(f"d = {boundary_width(h, w, ratio)} px at {w}x{h}" for w, h in scored_sizes(cfg, results))
+
+
+def biou_note(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]) -> str:
+    """The Boundary IoU definition at the config's ratio, or why the column is missing or has gaps."""
+    ratio = fmt_ratio(biou_ratio(cfg))
+    ok = [r for r in results if r.status == "ok"]
+    lacking = [r for r in ok if np.isnan(biou_value(r, cfg))]
+    if ok and len(lacking) == len(ok):
+        return (f"BIoU not shown: no row's records hold Boundary IoU counts at dilation ratio {ratio} (records "
+                f"written before they were recorded, or at another `biou_ratio`); a fresh `bench run` adds them.")
+    widths = _biou_widths(cfg, results)
+    excluded = excluded_classes(cfg, info)
+    over = (f"mean over the classes of the mIoU (class(es) {', '.join(map(str, excluded))} excluded)" if excluded
+            else "mean over the classes")
+    text = (f"BIoU: Boundary IoU (Cheng et al., CVPR 2021), per class c the IoU of the inner bands of gt == c and "
+            f"pred == c (mask pixels within d px, Chebyshev, of another label or the image border; "
+            f"d = max(1, round({ratio} * sqrt(H^2 + W^2))){': ' + widths if widths else ''}; one (2d+1)^2 square "
+            f"erosion), ignore pixels removed from both bands, band intersections and unions summed over the "
+            f"images (like the confusion matrix), {over}; {describe_absent_short(cfg.absent)}.")
+    if lacking:
+        text += (f" – for {', '.join(r.display for r in lacking)}: records without counts at ratio {ratio} "
+                 f"(written before they were recorded, or at another `biou_ratio`).")
+    return text
+
+
+def describe_absent_short(absent: str) -> str:
+    return ("a class absent from both maps scores 0 (`zero`)" if absent == "zero"
+            else "a class absent from both maps is left out of the mean (`nan`)")
 
 
 def metric_notes(cfg: BenchConfig, info: DatasetInfo, names: Sequence[str]) -> list[str]:
@@ -95,6 +171,65 @@ def metric_notes(cfg: BenchConfig, info: DatasetInfo, names: Sequence[str]) -> l
         out.append(describe_variant("miou", info.class_names, cfg.absent, excluded).replace(
             "mIoU:", "mIoU (what the bootstrap tests; not a column here):", 1)
                    + ".")
+    return out
+
+
+# --- the LaTeX tables' short notes (at most three lines; the full ones go to the run's notes file) ------
+
+def _short_variant(name: str, cfg: BenchConfig, info: DatasetInfo) -> str:
+    excluded = excluded_classes(cfg, info)
+    if name == "miou":
+        kept = info.num_classes - len(set(excluded))
+        absent = "0" if cfg.absent == "zero" else "left out"
+        excl = f", class {', '.join(map(str, excluded))} excluded" if excluded else ""
+        return f"mIoU over {kept} classes from the summed confusion matrix{excl}, absent classes {absent}"
+    if name == "miou_2class":
+        return "mIoU 2-class: mean of both classes"
+    if name == "iou_building":
+        return "IoU building: class 1 alone"
+    return "mIoU mmseg: all classes, nanmean"
+
+
+def brief_notes(cfg: BenchConfig, info: DatasetInfo, rows: Sequence[UnitResult], names: Sequence[str], *,
+                mba: bool = True, biou: bool = False, timed: str = "", marks: Sequence[str] = (),
+                significance: bool = True) -> list[str]:
+    """The three short note lines of a LaTeX table: metric variant, timed region, marks (and where the
+    full definitions are).
+
+    Args:
+        rows: the table's measured rows.
+        names: the mIoU variants shown.
+        mba, biou: the table shows mBA, BIoU.
+        timed: ``"ms"`` or ``"s"`` for a table with a time column, ``""`` for none.
+        marks: what the table's marks mean, short (colours, cited rows).
+        significance: the table carries the paired-bootstrap marks when the config tests them.
+    """
+    metric = [_short_variant(n, cfg, info) for n in names]
+    sizes = scored_sizes(cfg, rows)
+    if mba:
+        radii = "; ".join(f"{{{','.join(map(str, mba_radii(h, w)))}}}" for w, h in sizes) or "from (W+H)/300"
+        metric.append(f"mBA: CascadePSP's, radii {radii} px")
+    if biou:
+        widths = "; ".join(str(boundary_width(h, w, biou_ratio(cfg))) for w, h in sizes)
+        metric.append(f"BIoU: pooled, d = {widths or '?'} px (ratio {fmt_ratio(biou_ratio(cfg))})")
+    out = ["; ".join(metric) + "."]
+    ok = [r for r in rows if r.status == "ok"]
+    if timed:
+        devices = ", ".join(sorted({r.device for r in ok if r.device})) or "?"
+        threads = ", ".join(map(str, sorted({r.threads for r in ok if r.threads}))) or "?"
+        cuda = {r.mem_method for r in ok if r.mem_method} == {"cuda_allocator"}
+        what = "median s" if timed == "s" else "median (IQR) ms"
+        precision = "fp32" if not any(row_amp(r) for r in ok) else "AUTOCAST rows (see notes)"
+        out.append(f"Time: {what} per image, coarse pass + refine(), {devices}, {threads} thread(s), {precision}; "
+                   f"memory: {'peak CUDA allocation' if cuda else 'peak resident-set growth'} (MiB).")
+    last = list(marks)
+    if significance and cfg.bootstrap:
+        last.append(f"{HIGHER}/{LOWER}: paired-bootstrap 95% interval above/below 0")
+    if any(r.partial for r in rows):
+        last.append("PARTIAL rows: k of n images")
+    last.append(f"full definitions: {NOTES_FILE}.tex")
+    line = "; ".join(last) + "."
+    out.append(line[0].upper() + line[1:])
     return out
 
 

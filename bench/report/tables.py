@@ -44,7 +44,7 @@ import numpy as np
 from bench.core.config import BenchConfig, format_size
 from bench.core.interface import DatasetInfo
 from bench.evaluation.metrics import VARIANT_HEADERS
-from bench.report.table_format import HIGHER, to_latex, to_markdown
+from bench.report.table_format import HIGHER, NOTES_FILE, notes_latex, notes_markdown, relative_paths, to_latex, to_markdown
 from bench.report.table_model import (
     Table,
     UnitResult,
@@ -61,8 +61,14 @@ from bench.report.table_model import (
     status_row,
 )
 from bench.report.table_notes import (
+    BIOU_HEADER,
     Compare,
     add_significance,
+    biou_caption,
+    biou_note,
+    biou_shown,
+    biou_value,
+    brief_notes,
     cited_entry,
     cited_label,
     cited_note,
@@ -102,22 +108,32 @@ def _variant_cells(cfg: BenchConfig, info: DatasetInfo, r: UnitResult, names: Se
     return [fmt_pct(variant_value(r, n, cfg, info)) for n in names]
 
 
+def _biou_cells(cfg: BenchConfig, r: UnitResult, shown: bool) -> list[str]:
+    """The BIoU cell of a row when the table shows the column ("–" for records without counts)."""
+    return [fmt_pct(biou_value(r, cfg))] if shown else []
+
+
 def table1(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], UnitResult],
            compare: Compare | None = None) -> Table:
     """The supplement's Table 1: the one-pass backbone at each input size (time in s), and MagNet."""
     rows = [results[k] for k in table1_keys(cfg) if k in results]
     names = metric_columns(cfg, info)
     show = any(paper_value(cfg, r.method, r.size) for r in rows)
+    biou = biou_shown(cfg, rows)
     header = (["Method", "Input size", *(VARIANT_HEADERS[n] for n in names)] + (["Paper", "Δ"] if show else [])
-              + ["mBA (%)", "Time (s)", "Memory (MiB)"])
-    table = Table("table1", f"Accuracy, time and memory of one pass of the backbone against its input size, "
+              + ["mBA (%)", *([BIOU_HEADER] if biou else []), "Time (s)", "Memory (MiB)"])
+    what = f"Accuracy ({biou_caption(cfg)}), time" if biou else "Accuracy, time"
+    table = Table("table1", f"{what} and memory of one pass of the backbone against its input size, "
                             f"and MagNet, on {info.name} {cfg.split}.", header, label="Table 1", small="2pt", wide=len(header) > 6)
     for r in rows:
         body = (_variant_cells(cfg, info, r, names) + paper_cols(cfg, info, r, show, names)
-                + [fmt_pct(r.mba), fmt_time_s(r), fmt_mem(r)] if r.status == "ok" else status_row(r, len(header) - 2))
+                + [fmt_pct(r.mba), *_biou_cells(cfg, r, biou), fmt_time_s(r), fmt_mem(r)] if r.status == "ok"
+                else status_row(r, len(header) - 2))
         table.rows.append([row_label(r), r.size, *body])
-    table.notes = (data_note(cfg, info, rows) + metric_notes(cfg, info, names) + [mba_note(cfg, rows)]
+    table.notes = (data_note(cfg, info, rows) + metric_notes(cfg, info, names) + [mba_note(cfg, rows),
+                                                                                  biou_note(cfg, info, rows)]
                    + timing_note(cfg, rows, seconds=True))
+    table.brief = brief_notes(cfg, info, rows, names, biou=biou, timed="s")
     table.notes += [n for n in (paper_note(cfg, rows), paper_sources(cfg, rows)) if n]
     add_significance(table, cfg, info, rows, compare, lambda r: row_index(rows, r))
     return table
@@ -172,10 +188,14 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     excluded = excluded_classes(cfg, info)
     shown = [c for c in range(info.num_classes) if c not in excluded]  # the classes the mean averages
     columns = [_Column("mBA (%)", [r.mba if r.status == "ok" else float("nan") for r in rows])]
+    biou = biou_shown(cfg, rows)
+    if biou:
+        columns.append(_Column(BIOU_HEADER, [biou_value(r, cfg) for r in rows]))
     columns += [_Column(VARIANT_HEADERS[n], [variant_value(r, n, cfg, info) for r in rows]) for n in names]
     columns += [_Column(info.class_names[c], [r.iou[c] if r.status == "ok" and r.iou else float("nan") for r in rows])
                 for c in shown]
-    table = Table("table2", f"mBA and per-class IoU (%) of every method at input size {size} on {info.name} "
+    what = f"mBA, {biou_caption(cfg)} and per-class IoU" if biou else "mBA and per-class IoU"
+    table = Table("table2", f"{what} (%) of every method at input size {size} on {info.name} "
                             f"{cfg.split}.", ["Method", *(c.header for c in columns)], label="Table 2",
                   rotate_header=True, rotate_from=1, wide=True, small="2pt", size="scriptsize")
     table.ours_names = [r.display for r in rows if r.method in ours]
@@ -246,7 +266,8 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     if excluded and any(c in excluded for c in range(info.num_classes)):
         notes.append("Not shown: " + ", ".join(f"class {c} '{info.class_names[c]}'" for c in excluded)
                      + " (excluded from the mean, still counted in the confusion matrix).")
-    notes += metric_notes(cfg, info, names) + [mba_note(cfg, rows)]
+    notes += metric_notes(cfg, info, names) + [mba_note(cfg, rows), biou_note(cfg, info, rows)]
+    table.brief = brief_notes(cfg, info, rows, names, biou=biou, marks=["red/blue: best of ours/previous"])
     if compare is not None:
         notes.append(significance_note(cfg))
         cols = metric_cols(table, cfg, info)
@@ -314,21 +335,27 @@ def table3(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     cited = [r for r in placed if not isinstance(r, UnitResult)]
     names = metric_columns(cfg, info)
     show = bool(cited) or any(paper_value(cfg, r.method, r.size) for r in rows)
+    biou = biou_shown(cfg, rows)
     header = (["Method", *(VARIANT_HEADERS[n] for n in names)] + (["Paper", "Δ"] if show else [])
-              + ["mBA (%)", "Time (ms)", "Memory (MiB)"])
-    table = Table("table3", f"mIoU, mBA, time and memory per method at input size {format_size(cfg.input_size)} "
+              + ["mBA (%)", *([BIOU_HEADER] if biou else []), "Time (ms)", "Memory (MiB)"])
+    what = f"mIoU, mBA, {biou_caption(cfg)}, time" if biou else "mIoU, mBA, time"
+    table = Table("table3", f"{what} and memory per method at input size {format_size(cfg.input_size)} "
                             f"on {info.name} {cfg.split}.", header, label="Table 3", small="3pt", wide=len(header) > 6)
     for r in placed:
         if not isinstance(r, UnitResult):
             table.cited.add(len(table.rows))
             paper = ([f"{r['miou']:.2f}" if r.get("miou") is not None else "–", "–"] if show else [])
-            table.rows.append([cited_label(r)] + ["–"] * len(names) + paper + ["–"] * 3)
+            table.rows.append([cited_label(r)] + ["–"] * len(names) + paper + ["–"] * (4 if biou else 3))
             continue
         body = (_variant_cells(cfg, info, r, names) + paper_cols(cfg, info, r, show, names)
-                + [fmt_pct(r.mba), fmt_time_ms(r), fmt_mem(r)] if r.status == "ok" else status_row(r, len(header) - 1))
+                + [fmt_pct(r.mba), *_biou_cells(cfg, r, biou), fmt_time_ms(r), fmt_mem(r)] if r.status == "ok"
+                else status_row(r, len(header) - 1))
         table.rows.append([row_label(r), *body])
-    table.notes = (data_note(cfg, info, rows) + metric_notes(cfg, info, names) + [mba_note(cfg, rows)]
+    table.notes = (data_note(cfg, info, rows) + metric_notes(cfg, info, names) + [mba_note(cfg, rows),
+                                                                                  biou_note(cfg, info, rows)]
                    + timing_note(cfg, rows))
+    table.brief = brief_notes(cfg, info, rows, names, biou=biou, timed="ms",
+                              marks=["italics: cited values"] if cited else [])
     table.notes += [n for n in (paper_note(cfg, rows), paper_sources(cfg, rows), cited_note(cited)) if n]
     measured_rows = [i for i, r in enumerate(placed) if isinstance(r, UnitResult)]
     add_significance(table, cfg, info, rows, compare, lambda r: measured_rows[rows.index(r)])
@@ -359,6 +386,8 @@ def comparison_table(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[st
                           + [f"{e['miou']:.2f}" if e.get("miou") is not None else "–",
                              f"{e['memory']:.0f}" if e.get("memory") is not None else "–"])
     table.notes = data_note(cfg, info, rows) + metric_notes(cfg, info, names) + timing_note(cfg, rows)[1:]
+    table.brief = brief_notes(cfg, info, rows, names, mba=False, significance=False,
+                              marks=["paper memory in MB as printed"] + (["italics: cited values"] if entries else []))
     if any(row[-1] != "–" for row in table.rows):
         table.notes.append("Paper memory: MB as printed (the tool and the GPU are not stated; GPU tools print MiB as "
                            "MB); ours is measured as defined above, on another machine: compare the ranking, not the "
@@ -389,8 +418,15 @@ def build_all_tables(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[st
     return [*build_tables(cfg, info, results), comparison_table(cfg, info, results)]
 
 
-def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:
-    """``<name>.md`` and ``<name>.tex`` per table, plus ``tables.md`` with all of them."""
+def write_tables(tables: Sequence[Table], folder: Path, run: str | Path = "") -> list[Path]:
+    """``<name>.md`` and ``<name>.tex`` per table, ``tables.md`` with all of them, and the run's notes
+    file (``notes.md``, ``notes.tex``: every table's full definitions, which the LaTeX tables point to).
+
+    Args:
+        tables: the tables, in order.
+        folder: where they go.
+        run: the run folder the records came from, named in the notes (made relative, never absolute).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for t in tables:
@@ -400,6 +436,11 @@ def write_tables(tables: Sequence[Table], folder: Path) -> list[Path]:
             paths.append(path)
     combined = folder / "tables.md"
     combined.write_text("\n".join(to_markdown(t) for t in tables))
+    run_text = relative_paths(str(run)) if str(run) else ""
+    for suffix, text in ((".md", notes_markdown(tables, run_text)), (".tex", notes_latex(tables, run_text))):
+        path = folder / f"{NOTES_FILE}{suffix}"
+        path.write_text(text)
+        paths.append(path)
     return [combined, *paths]
 
 
@@ -415,4 +456,4 @@ def render(cfg: BenchConfig, results: dict[tuple[str, str], UnitResult] | None =
     from bench.data import dataset_info
 
     results = load_results(cfg) if results is None else results
-    return write_tables(build_all_tables(cfg, dataset_info(cfg), results), cfg.tables_path)
+    return write_tables(build_all_tables(cfg, dataset_info(cfg), results), cfg.tables_path, cfg.out_path)
