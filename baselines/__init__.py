@@ -10,5 +10,6 @@ METHODS = {
     "segfix": "baselines.segfix.method:SegFix",
     "cascadepsp": "baselines.cascadepsp.method:CascadePSP",
     "glnet": "baselines.glnet.method:GLNetMethod",
+    "crm": "baselines.crm.method:CRM",
     "isdnet": "baselines.isdnet.method:ISDNetMethod",
 }

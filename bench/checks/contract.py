@@ -45,6 +45,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "pointrend": {"iterations": 2},
     "segfix": {"iterations": 2},
     "cascadepsp": {"iterations": 2, "batch_size": 2, "crop_size": [48, 48]},
+    "crm": {"iterations": 2, "batch_size": 2, "crop_size": [48, 48]},
     "segrefiner": {"iterations": 2, "batch_size": 2, "model_size": 32},
     "glnet": {"iterations_global": 2, "iterations_local": 2, "iterations_l2g": 2, "batch_size": 2, "min_overlap": 0},
     "isdnet": {"iterations": 2, "batch_size": 2, "crop_size": [64, 64]},
