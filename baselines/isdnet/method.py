@@ -1,7 +1,7 @@
-"""ISDNet (Guo, Liu, Wei, Yang, Pang, Luo, Yan and Shi, "ISDNet: Integrating Shallow and Deep Networks
-for Efficient Ultra-high Resolution Segmentation", CVPR 2022; cedricgsh/ISDNet, Apache-2.0) as a
-method of the harness. Our own implementation (Apache-2.0), written from the behaviour of the
-authors' code (``shared/specs/refinement_track.md`` §5); no code copied.
+"""ISDNet (Guo et al., "ISDNet: Integrating Shallow and Deep Networks for Efficient Ultra-high
+Resolution Segmentation", CVPR 2022; cedricgsh/ISDNet, Apache-2.0) as a method of the harness. Our
+own implementation (Apache-2.0), written from the behaviour of the authors' code
+(``shared/specs/refinement_track.md`` §5); no code copied.
 
 ISDNet is a direct ultra-high-resolution segmenter, not a refiner: ``refine`` ignores the coarse
 map (``uses_coarse = False``, so the runner neither computes nor times it) and needs no shared
