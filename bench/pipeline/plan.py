@@ -397,6 +397,11 @@ def blocking_lines(plan: Plan, words: Sequence[str]) -> list[str]:
     if cfg.train:
         return []
     blocked = [u for u in plan.units if u.missing]
+    # one line per (method, size) and files: the units of several coarse sources lack the same weights
+    firsts: dict[tuple[Any, ...], UnitPlan] = {}
+    for u in blocked:
+        firsts.setdefault((u.method, u.size, tuple(w.path for w in u.missing)), u)
+    blocked = list(firsts.values())
     if not blocked:
         return []
     if cfg.weights_from or cfg.released_weights:  # given weights: nothing trains into their folders
