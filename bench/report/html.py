@@ -214,7 +214,7 @@ def gather(cfg: BenchConfig, results: Results | None = None, draw_plots: bool = 
     subtitle = (f"{info.name} {cfg.split}" + (f", {n_ids} image(s)" if n_ids else "") + f", input size "
                 f"{cfg.input_size[0]}x{cfg.input_size[1]}, device {cfg.device}; run folder {cfg.out_path}")
     return Report(f"magnet-bench report: {info.name} {cfg.split}", subtitle, provenance(cfg, results, run),
-                  cfg.to_dict(), build_all_tables(cfg, info, results), outcomes(results), plots, panels,
+                  cfg.to_dict(), build_all_tables(cfg, info, dict(results)), outcomes(results), plots, panels,
                   notes + panel_notes)
 
 

@@ -19,6 +19,7 @@ than that at its own size).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,11 +121,16 @@ def _legend_items(panel: PanelInput, box: Box) -> list[tuple[tuple[int, int, int
     from bench.report.panels import ERROR_COLOURS, _cut
 
     present = np.unique(_cut(panel.gt, box))
-    items = [(tuple(panel.info.palette[int(c)]), panel.info.class_names[int(c)])
+    items = [(_rgb(panel.info.palette[int(c)]), panel.info.class_names[int(c)])
              for c in present if c != panel.info.ignore_index]
     names = {"fixed": "fixed: coarse wrong, method right", "broken": "broken: coarse right, method wrong",
              "both_wrong": "wrong in both", "both_right": "right in both", "ignore": "ignored"}
-    return items + [(ERROR_COLOURS[k], v) for k, v in names.items()]  # type: ignore[misc]
+    return items + [(ERROR_COLOURS[k], v) for k, v in names.items()]
+
+
+def _rgb(colour: Sequence[int]) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in colour)
+    return r, g, b
 
 
 def draw_crop_panel(panel: PanelInput, k: int, path: Path) -> Path:
@@ -178,7 +184,7 @@ def crop_figure(panel: PanelInput, k: int) -> tuple[Any, CropLayout]:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(cell[1], fontsize=pt, pad=0.2 * lay.font_px)
-    handles = [Patch(facecolor=tuple(c / 255 for c in rgb), edgecolor="0.5", label=text) for rgb, text in legend]
+    handles = [Patch(facecolor=(r / 255, g / 255, b / 255), edgecolor="0.5", label=text) for (r, g, b), text in legend]
     fig.legend(handles=handles, loc="lower left", ncol=legend_cols, fontsize=pt, frameon=False,
                bbox_to_anchor=(MARGIN_PX / lay.width, MARGIN_PX / height), borderaxespad=0, handlelength=1.2)
     return fig, lay
