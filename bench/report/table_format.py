@@ -38,6 +38,7 @@ GENERATED = "% Generated from the benchmark records by `python -m bench table`; 
 
 # an absolute POSIX path of two or more components, not the tail of a URL, a ratio or a relative path
 _ABS_PATH = re.compile(r"(?<![\w.~:/\\)\]}])/(?:[\w.+@%-]+/)+[\w.+@%-]*")
+_PARTIAL = re.compile(r"^(.+) \((\d+ of \d+ images)\)$")  # a partial unit's row label
 _SPREAD = re.compile(r"^(\S+ )\((\d+)\)$")  # a time cell "median (IQR)"
 _SIZE = re.compile(r"(?<![\w.])(\d+)[x×](\d+)(?![\w.])")
 
@@ -151,6 +152,9 @@ def _spread_widths(table: Table) -> dict[int, int]:
 def _tex_cell(table: Table, i: int, j: int, text: str, pad: dict[int, int]) -> str:
     if not text or text == "–":
         return tex_escape(text)
+    partial = _PARTIAL.match(text) if j == 0 else None
+    if partial:  # "Downsample (7 of 8 images)" on two lines: a one-column table keeps its width
+        return r"\shortstack[l]{" + tex_escape(partial.group(1)) + r"\\(" + tex_escape(partial.group(2)) + ")}"
     body = text.rstrip(HIGHER + LOWER)
     # a mark takes no width (\rlap): the marked number stays aligned on its column's decimal point
     marks = "".join(r"\rlap{" + tex_escape(m) + "}" for m in text[len(body):]) if j > 0 else tex_escape(text[len(body):])

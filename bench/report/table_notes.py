@@ -124,9 +124,12 @@ def fmt_ratio(ratio: float) -> str:
     return f"{ratio:g}"
 
 
-def biou_caption(cfg: BenchConfig) -> str:
-    """``BIoU (dilation ratio 0.02)``: the caption's words for the column, naming the ratio."""
-    return f"BIoU (dilation ratio {fmt_ratio(biou_ratio(cfg))})"
+def biou_caption(cfg: BenchConfig, caption: str, shown: bool) -> str:
+    """``caption`` (ending in ".") with `` (BIoU dilation ratio 0.02)`` before its period when the table
+    shows the BIoU column: every caption over BIoU names its ratio."""
+    if not shown:
+        return caption
+    return caption.removesuffix(".") + f" (BIoU dilation ratio {fmt_ratio(biou_ratio(cfg))})."
 
 
 def _biou_widths(cfg: BenchConfig, results: Sequence[UnitResult]) -> str:

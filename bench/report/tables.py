@@ -122,9 +122,9 @@ def table1(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     biou = biou_shown(cfg, rows)
     header = (["Method", "Input size", *(VARIANT_HEADERS[n] for n in names)] + (["Paper", "Δ"] if show else [])
               + ["mBA (%)", *([BIOU_HEADER] if biou else []), "Time (s)", "Memory (MiB)"])
-    what = f"Accuracy ({biou_caption(cfg)}), time" if biou else "Accuracy, time"
-    table = Table("table1", f"{what} and memory of one pass of the backbone against its input size, "
-                            f"and MagNet, on {info.name} {cfg.split}.", header, label="Table 1", small="2pt", wide=len(header) > 6)
+    caption = biou_caption(cfg, f"Accuracy, time and memory of one pass of the backbone against its input size, "
+                                f"and MagNet, on {info.name} {cfg.split}.", biou)
+    table = Table("table1", caption, header, label="Table 1", small="2pt", wide=len(header) > 6)
     for r in rows:
         body = (_variant_cells(cfg, info, r, names) + paper_cols(cfg, info, r, show, names)
                 + [fmt_pct(r.mba), *_biou_cells(cfg, r, biou), fmt_time_s(r), fmt_mem(r)] if r.status == "ok"
@@ -194,9 +194,9 @@ def table2(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     columns += [_Column(VARIANT_HEADERS[n], [variant_value(r, n, cfg, info) for r in rows]) for n in names]
     columns += [_Column(info.class_names[c], [r.iou[c] if r.status == "ok" and r.iou else float("nan") for r in rows])
                 for c in shown]
-    what = f"mBA, {biou_caption(cfg)} and per-class IoU" if biou else "mBA and per-class IoU"
-    table = Table("table2", f"{what} (%) of every method at input size {size} on {info.name} "
-                            f"{cfg.split}.", ["Method", *(c.header for c in columns)], label="Table 2",
+    what = "mBA, BIoU and per-class IoU" if biou else "mBA and per-class IoU"
+    table = Table("table2", biou_caption(cfg, f"{what} (%) of every method at input size {size} on {info.name} "
+                                              f"{cfg.split}.", biou), ["Method", *(c.header for c in columns)], label="Table 2",
                   rotate_header=True, rotate_from=1, wide=True, small="2pt", size="scriptsize")
     table.ours_names = [r.display for r in rows if r.method in ours]
     for i, r in enumerate(rows):
@@ -338,9 +338,9 @@ def table3(cfg: BenchConfig, info: DatasetInfo, results: dict[tuple[str, str], U
     biou = biou_shown(cfg, rows)
     header = (["Method", *(VARIANT_HEADERS[n] for n in names)] + (["Paper", "Δ"] if show else [])
               + ["mBA (%)", *([BIOU_HEADER] if biou else []), "Time (ms)", "Memory (MiB)"])
-    what = f"mIoU, mBA, {biou_caption(cfg)}, time" if biou else "mIoU, mBA, time"
-    table = Table("table3", f"{what} and memory per method at input size {format_size(cfg.input_size)} "
-                            f"on {info.name} {cfg.split}.", header, label="Table 3", small="3pt", wide=len(header) > 6)
+    what = "mIoU, mBA, BIoU, time" if biou else "mIoU, mBA, time"
+    table = Table("table3", biou_caption(cfg, f"{what} and memory per method at input size "
+                                              f"{format_size(cfg.input_size)} on {info.name} {cfg.split}.", biou), header, label="Table 3", small="3pt", wide=len(header) > 6)
     for r in placed:
         if not isinstance(r, UnitResult):
             table.cited.add(len(table.rows))
