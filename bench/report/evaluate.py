@@ -101,10 +101,10 @@ def _wrap(method: Method | Callable[..., Any], name: str | None, version: int, u
     """A Method subclass delegating to ``method`` (an object's ``refine`` or a callable)."""
     if isinstance(method, Method):
         cls = type(method)
-        key, display = name or f"{cls.name}-object", getattr(method, "label", None) or cls.display_name
+        key, display = name or f"{cls.name}-object", str(getattr(method, "label", None) or cls.display_name)
         coarse, backbone, target = cls.uses_coarse, cls.needs_backbone, method.refine
     else:
-        key = name or getattr(method, "__name__", "")
+        key = str(name or getattr(method, "__name__", ""))
         display, coarse, target = key, True if uses_coarse is None else uses_coarse, method
         backbone = coarse
         if not key or key == "<lambda>":

@@ -221,7 +221,7 @@ def default_name(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
 
 def _from_score_json(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Version 0 (``bench score --format json`` before this format) -> version 1: one row per unit and variant."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for unit in doc.get("units") or []:
         variants = [v for v in MIOU_VARIANTS if v in unit and (v == "miou" or not v.startswith("iou_"))] or ["miou"]
         base = {"dataset": doc.get("dataset"), "split": doc.get("split"), "method": unit.get("method"),
