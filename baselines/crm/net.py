@@ -216,11 +216,23 @@ class ImplicitDecoder(nn.Module):
         return self.layers(x)
 
 
+def axis_centres(n: int, index: torch.Tensor | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Pixel centres along an axis of ``n`` cells in [-1, 1] (of ``index``, default all cells), float32.
+
+    Computed as the release's ``make_coord``, ``(-1 + r) + 2r * i`` with ``r = 1/n`` (a float32
+    product and sum), not as ``-1 + (2i + 1)/n``: where a query sits on a feature-cell centre the
+    blending areas are float noise plus 1e-9 (at the last row and column all four shifted queries
+    clamp to one cell), so the last bits of the centres decide those weights.
+    """
+    r = 1.0 / n
+    i = torch.arange(n, device=device) if index is None else index
+    return (-1 + r) + (2 * r) * i.float()
+
+
 def grid_coords(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Pixel centres of an (h, w) grid in [-1, 1], row-major: (h*w, 2) float32 (row, col);
     the first is (-1 + 1/h, -1 + 1/w)."""
-    rows = -1 + (2 * torch.arange(h, device=device, dtype=torch.float32) + 1) / h
-    cols = -1 + (2 * torch.arange(w, device=device, dtype=torch.float32) + 1) / w
+    rows, cols = axis_centres(h, device=device), axis_centres(w, device=device)
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
 
 
@@ -332,7 +344,7 @@ class CRMNet(nn.Module):
                 shifted = torch.stack((coord[..., 0] + (vr / fh + SHIFT_EPS), coord[..., 1] + (vc / fw + SHIFT_EPS)), -1)
                 shifted = shifted.clamp(-1 + CLAMP_EPS, 1 - CLAMP_EPS)
                 ir, ic = nearest_index(shifted[..., 0], fh), nearest_index(shifted[..., 1], fw)
-                centre = torch.stack((-1 + (2 * ir + 1).float() / fh, -1 + (2 * ic + 1).float() / fw), -1)
+                centre = torch.stack((axis_centres(fh, ir), axis_centres(fw, ic)), -1)
                 rel = (coord - centre) * scale
                 hidden = torch.addmm(shared, rel.reshape(-1, 2), w_rel.t()).add_(cells[(base + ir * fw + ic).reshape(-1)])
                 preds.append(rest(hidden).reshape(b, q, 1))
