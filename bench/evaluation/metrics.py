@@ -204,7 +204,8 @@ class SegEvaluator:
             raise ValueError("this evaluator skips Boundary IoU (biou_ratio=None)")
         return class_counts(gt, pred, self.num_classes, self.ignore_index, self.biou_ratio)
 
-    def add(self, cm: np.ndarray, mba: float, biou: tuple[Sequence[int], Sequence[int]] | None = None) -> None:
+    def add(self, cm: np.ndarray, mba: float,
+            biou: tuple[Sequence[int] | np.ndarray, Sequence[int] | np.ndarray] | None = None) -> None:
         """Accumulate a per-image result (e.g. read back from records).
 
         Args:

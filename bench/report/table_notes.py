@@ -144,7 +144,8 @@ def biou_note(cfg: BenchConfig, info: DatasetInfo, results: Sequence[UnitResult]
     lacking = [r for r in ok if np.isnan(biou_value(r, cfg))]
     if ok and len(lacking) == len(ok):
         return (f"BIoU not shown: no row's records hold Boundary IoU counts at dilation ratio {ratio} (records "
-                f"written before they were recorded, or at another `biou_ratio`); a fresh `bench run` adds them.")
+                f"written before they were recorded, or at another `biou_ratio`); a run into a new `out_dir` "
+                f"records them (a resumed run keeps its records).")
     widths = _biou_widths(cfg, results)
     excluded = excluded_classes(cfg, info)
     over = (f"mean over the classes of the mIoU (class(es) {', '.join(map(str, excluded))} excluded)" if excluded
