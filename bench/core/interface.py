@@ -20,7 +20,11 @@ Coarse
     The coarse prediction every refiner starts from: the backbone run once on the whole image
     resized to the method's input size (the paper's "Downsample" stage), kept as class
     probabilities of shape (C, h, w), float32, on the method's device, *not* upsampled. Labels are
-    derived by argmax.
+    derived by argmax. On a coarse source given with the data (``coarse_sources``: BIG's FCN-8s,
+    DeepLabV3+, ... masks, ``Sample.coarse``) no backbone runs: the given map is passed as one-hot
+    probabilities (C, H, W) float32 at the image's **full** resolution, as CascadePSP, CRM and
+    SegRefiner read a BIG coarse mask (``bench.pipeline.unit.file_coarse``); a method must not
+    assume h, w is the input size.
 
 Method
     Built once as ``cls(cfg, ctx)`` (untimed: weights are loaded and moved to ``ctx.device``), then
