@@ -183,3 +183,24 @@ def test_other_data_matches_no_unit_and_is_flagged(tmp_path, capsys):
     assert any(f.startswith("data differ") for f in doc["flags"])
     assert all(not u["metrics"] for u in doc["units"])
     assert code == 1  # every unit ok in A has no counterpart: the gate cannot pass on nothing compared
+
+
+@pytest.mark.slow
+def test_two_real_runs_that_differ_by_one_option(tmp_path, capsys):
+    """Two tiny sweeps, guided_filter's radius 8 then 4: its accuracy moves, downsample's does not move at all."""
+    common = ["synthetic", "methods=[guided_filter,downsample]", "table1_methods=[]", "limit=5", "threads=1",
+              "isolate=false"]
+    assert main(["run", *common, f"out_dir={tmp_path / 'a'}"]) == 0
+    assert main(["run", *common, "guided_filter.radius=4", f"out_dir={tmp_path / 'b'}"]) == 0
+    capsys.readouterr()
+    _, doc = _json(tmp_path / "a", tmp_path / "b", capsys)
+    assert any(f"method_options.{EDITED}.radius: null → 4" in f for f in doc["flags"])
+    units = {u["method"]: u for u in doc["units"]}
+    assert set(units) == {EDITED, "downsample"} and all(u["n_shared"] == 5 for u in units.values())
+    accuracy = {m: {x["name"]: x for x in u["metrics"] if x["kind"] == "accuracy"} for m, u in units.items()}
+    for metric in ("miou", "mba"):  # the same inference on the same images: exactly no change
+        same = accuracy["downsample"][metric]
+        assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0 and same["verdict"] == "same"
+    assert accuracy[EDITED]["miou"]["a"] != accuracy[EDITED]["miou"]["b"]
+    assert accuracy[EDITED]["miou"]["diff"] == pytest.approx(accuracy[EDITED]["miou"]["b"]
+                                                              - accuracy[EDITED]["miou"]["a"])
