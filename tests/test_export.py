@@ -165,3 +165,11 @@ def test_bench_score_gains_time_and_memory(run_dir, capsys):
 def test_export_of_a_folder_that_is_no_run_is_a_user_error(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "--format", "csv"]) == 2
     assert "expected the out_dir of a bench run" in capsys.readouterr().err
+
+
+def test_the_schema_describes_exactly_the_columns_the_code_writes():
+    row = export.schema()["properties"]["rows"]["items"]
+    assert list(row["properties"]) == list(export.COLUMNS)
+    assert row["required"] == list(export.COLUMNS)
+    types = {k: [t for t in v["type"] if t != "null"] for k, v in row["properties"].items()}
+    assert types == {k: [t] for k, t in export.COLUMNS.items()}

@@ -9,13 +9,13 @@ from typing import Any
 
 def run(args: argparse.Namespace) -> int:
     """Print the comparison; 1 when ``--fail-on`` finds a regression, 2 for a bad folder or kind."""
-    from bench.report import compare
+    from bench.report import compare, compare_format
 
     kinds = compare.parse_kinds(args.fail_on)
     result = compare.compare(compare.load_run(args.run_a), compare.load_run(args.run_b),
                              n_resamples=args.resamples, seed=args.seed, time_factor=args.time_factor,
                              memory_factor=args.memory_factor)
-    print((compare.to_json if args.json else compare.to_markdown)(result, kinds), end="")
+    print((compare_format.to_json if args.json else compare_format.to_markdown)(result, kinds), end="")
     found = compare.regressions(result, kinds) if kinds else []
     for line in found:
         print(f"[bench] compare: regression: {line}", file=sys.stderr)

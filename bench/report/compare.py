@@ -37,11 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.core.config import BenchConfig, build, format_size, stable_hash
+from bench.core.config import BenchConfig, build, format_size
 from bench.core.errors import UserError
 from bench.evaluation import records, run_folder
 from bench.evaluation.metrics import iou_per_class, mean_iou
-from bench.evaluation.significance import MIN_PAIRED_IMAGES, paired_bootstrap, stack_images
+from bench.evaluation.significance import paired_bootstrap, stack_images
+from bench.report.export import WHERE_KEYS, coarse_name, weights_digest
 
 KINDS = ("accuracy", "time", "memory")
 TIME_FACTOR = 1.10  # asv compare's default --factor
@@ -50,8 +51,6 @@ NOISE_RULE = ("a time or memory ratio B/A is a change only when it lies outside 
               "{memory} for memory) and the two runs' spreads do not overlap (time: the interquartile ranges of the "
               "per-image times; memory: the [min, max] ranges of the per-image peaks); a ratio inside the runs' "
               "spread is noise")
-# keys of a run config that say where files go, not what is computed: never a config difference
-_WHERE_KEYS = ("out_dir", "tables_dir", "data_root", "checkpoint_dir", "method_checkpoint_dir", "reference_dir")
 
 UnitId = tuple[str, str, str]  # (method, "WxH", coarse source or "")
 
@@ -159,15 +158,6 @@ class Comparison:
 
 # --- reading a run ------------------------------------------------------------------------------------------------
 
-def _coarse_name(value: Any) -> str:
-    """The coarse source of a record (a name, or a mapping naming it); "" without one."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, Mapping):
-        return str(value.get("name") or value.get("source") or json.dumps(dict(value), sort_keys=True))
-    return str(value)
-
-
 def load_run(folder: str | Path) -> Run:
     """Read a run folder (``run.json`` and its records) for :func:`compare`.
 
@@ -211,7 +201,7 @@ def _unit(recs: Sequence[dict[str, Any]], label: str, key: str) -> Unit:
     method, size = str(first.get("method") or method), str(first.get("size") or size.split("/")[0])
     failure = records.unit_status(recs, key)
     status = "ok" if images else (str(failure["status"]) if failure else "not run")
-    return Unit(method, size, _coarse_name(first.get("coarse")), key, status,
+    return Unit(method, size, coarse_name(first.get("coarse")) or "", key, status,
                 str(first.get("display_name") or method), images, str((failure or {}).get("message", "")))
 
 
@@ -309,13 +299,8 @@ def _excluded(cfg: BenchConfig) -> tuple[int, ...]:
 
 
 def _weights(unit: Unit) -> str | None:
-    """A digest of the weights a unit's records name (``weights`` or ``provenance.weights`` /
-    ``released_weights``), None when they name none."""
-    first = next(iter(unit.images.values()), {})
-    prov = first.get("provenance") or {}
-    found = {k: v for k, v in (("weights", first.get("weights") or prov.get("weights")),
-                               ("released", (prov.get("released_weights") or {}).get("sha256"))) if v}
-    return stable_hash(found) if found else None
+    """The digest of the weights a unit's records name (:func:`bench.report.export.weights_digest`)."""
+    return weights_digest(next(iter(unit.images.values()), {}))
 
 
 def compare_units(ua: Unit | None, ub: Unit | None, absent: str, excluded: Sequence[int], *,
@@ -374,7 +359,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(a: BenchConfig, b: BenchConfig) -> list[str]:
     """``"key: A → B"`` for every config key whose value differs (where files go left out)."""
-    fa, fb = (_flatten(_plain({k: v for k, v in c.to_dict().items() if k not in _WHERE_KEYS})) for c in (a, b))
+    fa, fb = (_flatten(_plain({k: v for k, v in c.to_dict().items() if k not in WHERE_KEYS})) for c in (a, b))
     return [f"{k}: {json.dumps(fa.get(k))} → {json.dumps(fb.get(k))}" for k in sorted(set(fa) | set(fb))
             if fa.get(k) != fb.get(k)]
 
@@ -425,99 +410,27 @@ def regressions(result: Comparison, kinds: Sequence[str]) -> list[str]:
             out.append(f"{u.label}: ok in A, {u.status_b} in B")
         for m in u.metrics:
             if m.kind in kinds and m.verdict == "worse":
-                out.append(f"{u.label}: {_NAMES[m.name]} {_change_text(m)}")
+                out.append(f"{u.label}: {NAMES[m.name]} {change_text(m)}")
     return out
 
 
-# --- rendering ----------------------------------------------------------------------------------------------------
+# --- the words of a change ----------------------------------------------------------------------------------------------------
 
-_NAMES = {"miou": "mIoU (%)", "mba": "mBA (%)", "time_ms": "Time (ms, median)", "memory_mib": "Memory (MiB, peak)"}
+NAMES = {"miou": "mIoU (%)", "mba": "mBA (%)", "time_ms": "Time (ms, median)", "memory_mib": "Memory (MiB, peak)"}
 
 
-def _num(value: float, digits: int, scale: float = 1.0) -> str:
+def fmt_num(value: float, digits: int, scale: float = 1.0) -> str:
+    """``value * scale`` with ``digits`` decimals, "–" where undefined."""
     return "–" if value is None or not math.isfinite(value) else f"{scale * value:.{digits}f}"
 
 
-def _change_text(m: Metric) -> str:
+def change_text(m: Metric) -> str:
+    """B − A [low, high] in points (accuracy), or ``×ratio (spread A lo–hi, B lo–hi)`` (time, memory)."""
     if m.kind == "accuracy":
-        return f"{_num(m.diff, 2, 100)} [{_num(m.low, 2, 100)}, {_num(m.high, 2, 100)}]".replace("-", "−")
+        return f"{fmt_num(m.diff, 2, 100)} [{fmt_num(m.low, 2, 100)}, {fmt_num(m.high, 2, 100)}]".replace("-", "−")
     digits = 1 if m.kind == "time" else 0
-    return (f"×{_num(m.ratio, 3)} (spread A {_num(m.spread_a[0], digits)}–{_num(m.spread_a[1], digits)}, "
-            f"B {_num(m.spread_b[0], digits)}–{_num(m.spread_b[1], digits)})")
-
-
-def _side_text(run: Run) -> str:
-    p = run.provenance
-    sha = str(p.get("git_sha") or "unknown")[:10] + (" (uncommitted changes)" if p.get("git_dirty") else "")
-    return (f"`{run.folder}`: {run.identity_text}, git {sha}, torch {p.get('versions', {}).get('torch')}, "
-            f"{p.get('device_name') or p.get('device')}, {p.get('threads')} thread(s), {len(run.units)} unit(s)")
-
-
-def rules_text(result: Comparison) -> list[str]:
-    """The two rules the verdicts follow, as sentences."""
-    pct = f"{100 * result.level:g} %"
-    return [f"Accuracy: B − A in percentage points over the images both units share, with the {pct} percentile "
-            f"interval of a paired bootstrap over those images ({result.n_resamples} resamples, seed "
-            f"{result.seed}); a change when the interval excludes 0, no verdict under {MIN_PAIRED_IMAGES} shared "
-            f"images. mIoU: A's policy (absent classes -> {result.a.cfg.absent}).",
-            "Time and memory: " + NOISE_RULE.format(time=f"{result.time_factor:g}",
-                                                    memory=f"{result.memory_factor:g}") + "."]
-
-
-def to_markdown(result: Comparison, fail_on: Sequence[str] = ()) -> str:
-    """The comparison as Markdown: header (sides, flags, rules), a summary line, one row per unit and metric."""
-    lines = ["# bench compare", "", f"- A: {_side_text(result.a)}", f"- B: {_side_text(result.b)}"]
-    lines += [f"- **Flag**: {f}" for f in result.flags] or ["- No flag: same code, data, config and machine."]
-    lines += [f"- {t}" for t in rules_text(result)]
-    changed = [u for u in result.units if u.changed]
-    lines += ["", f"{len(result.units)} unit(s); changed: "
-              + (", ".join(u.label for u in changed) if changed else "none") + "."]
-    lines += ["", "| Unit | Metric | A | B | B − A [CI] or B/A | Verdict |", "|---|---|---|---|---|---|"]
-    for u in result.units:
-        n = f" (n={u.n_shared})" if u.metrics else ""
-        if not u.metrics:
-            why = "; ".join(u.flags) or "no results on both sides"
-            lines.append(f"| {u.label} | status | {u.status_a} | {u.status_b} | {why} | "
-                         f"{'changed' if u.status_a != u.status_b else 'same'} |")
-            continue
-        for j, m in enumerate(u.metrics):
-            scale, digits = (100.0, 2) if m.kind == "accuracy" else (1.0, 1 if m.kind == "time" else 0)
-            verdict = f"**{m.verdict}**" if m.verdict in ("better", "worse") else m.verdict
-            lines.append(f"| {u.label + n if j == 0 else ''} | {_NAMES[m.name]} | {_num(m.a, digits, scale)} | "
-                         f"{_num(m.b, digits, scale)} | {_change_text(m)} | {verdict} |")
-        for f in u.flags:
-            lines.append(f"| | flag | | | {f} | |")
-    if fail_on:
-        found = regressions(result, fail_on)
-        lines += ["", f"Regressions ({', '.join(fail_on)}): " + ("; ".join(found) if found else "none") + "."]
-    return "\n".join(lines) + "\n"
-
-
-def _json_num(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def to_json(result: Comparison, fail_on: Sequence[str] = ()) -> str:
-    """The comparison as JSON: fractions for accuracy, ms and MiB otherwise, null where undefined."""
-    def metric(m: Metric) -> dict[str, Any]:
-        return {"name": m.name, "kind": m.kind, "a": _json_num(m.a), "b": _json_num(m.b), "verdict": m.verdict,
-                **({"diff": _json_num(m.diff), "low": _json_num(m.low), "high": _json_num(m.high)}
-                   if m.kind == "accuracy" else
-                   {"ratio": _json_num(m.ratio), "spread_a": [_json_num(v) for v in m.spread_a],
-                    "spread_b": [_json_num(v) for v in m.spread_b]})}
-
-    data = {"schema": "magnet-bench/compare", "version": 1,
-            "a": {"folder": str(result.a.folder), "identity": result.a.identity,
-                  "git_sha": result.a.provenance.get("git_sha")},
-            "b": {"folder": str(result.b.folder), "identity": result.b.identity,
-                  "git_sha": result.b.provenance.get("git_sha")},
-            "flags": result.flags, "rules": rules_text(result),
-            "units": [{"method": u.method, "size": u.size, "coarse": u.coarse or None, "display": u.display,
-                       "status_a": u.status_a, "status_b": u.status_b, "n_a": u.n_a, "n_b": u.n_b,
-                       "n_shared": u.n_shared, "changed": u.changed, "flags": u.flags,
-                       "metrics": [metric(m) for m in u.metrics]} for u in result.units],
-            "fail_on": list(fail_on), "regressions": regressions(result, fail_on) if fail_on else []}
-    return json.dumps(data, indent=1) + "\n"
+    return (f"×{fmt_num(m.ratio, 3)} (spread A {fmt_num(m.spread_a[0], digits)}–{fmt_num(m.spread_a[1], digits)}, "
+            f"B {fmt_num(m.spread_b[0], digits)}–{fmt_num(m.spread_b[1], digits)})")
 
 
 def parse_kinds(text: str | None) -> list[str]:

@@ -7,8 +7,9 @@ folder given, recomputed from the records as the tables are (``bench.report.resu
   coarse source, null without one), ``variant`` (a name of
   :data:`bench.evaluation.metrics.MIOU_VARIANTS`: ``miou`` always, then the config's other
   ``metric_columns``), ``status``, ``message`` (a failed unit's reason, first line);
-- results: ``miou`` (the variant's value), ``mba``, ``iou_<class>`` per class (the config's
-  absent-class policy), all fractions in [0, 1]; ``n_images`` (scored), ``n_expected``;
+- results: ``miou`` (the variant's value), ``mba``, ``biou`` (Boundary IoU, null where the records
+  hold no band counts), ``iou_<class>`` per class (the config's absent-class policy), all
+  fractions in [0, 1]; ``n_images`` (scored), ``n_expected``;
 - cost: ``time_median_ms``, ``time_iqr_ms``, ``time_mean_ms`` (per-image ``time_ms``),
   ``memory_mib`` (Table 3's figure), ``mem_method``;
 - provenance: ``git_sha``, ``git_dirty``, ``torch``, ``device``, ``device_name``, ``threads``,
@@ -47,7 +48,7 @@ WHERE_KEYS = ("out_dir", "tables_dir", "data_root", "checkpoint_dir", "method_ch
 COLUMNS: dict[str, str] = {
     "dataset": "string", "split": "string", "method": "string", "display": "string", "input_size": "string",
     "coarse": "string", "variant": "string", "status": "string", "message": "string",
-    "miou": "number", "mba": "number", "n_images": "integer", "n_expected": "integer",
+    "miou": "number", "mba": "number", "biou": "number", "n_images": "integer", "n_expected": "integer",
     "time_median_ms": "number", "time_iqr_ms": "number", "time_mean_ms": "number", "memory_mib": "number",
     "mem_method": "string", "git_sha": "string", "git_dirty": "boolean", "torch": "string", "device": "string",
     "device_name": "string", "threads": "integer", "fingerprint": "string", "weights_digest": "string",
@@ -91,8 +92,8 @@ def weights_digest(record: Mapping[str, Any]) -> str | None:
     return stable_hash(found) if found else None
 
 
-def _coarse(record: Mapping[str, Any]) -> str | None:
-    value = record.get("coarse")
+def coarse_name(value: Any) -> str | None:
+    """The coarse source a record names (a name, or a mapping naming it); None without one."""
     if value in (None, ""):
         return None
     if isinstance(value, Mapping):
@@ -111,9 +112,10 @@ def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str])
     iou = result.iou if result.iou else [float("nan")] * len(info.class_names)
     lines = str(result.message or "").strip().splitlines()
     base = {"dataset": cfg.dataset, "split": cfg.split, "method": result.method, "display": result.display,
-            "input_size": result.size, "coarse": _coarse(first), "status": result.status,
+            "input_size": result.size, "coarse": coarse_name(first.get("coarse")), "status": result.status,
             "message": lines[-1] if lines and result.status != "ok" else None,
-            "mba": _num(result.mba), "n_images": result.n_images, "n_expected": result.n_total,
+            "mba": _num(result.mba), "biou": _num(getattr(result, "biou", None)),
+            "n_images": result.n_images, "n_expected": result.n_total,
             **time_memory(result), "git_sha": prov.get("git_sha"), "git_dirty": prov.get("git_dirty"),
             "torch": (prov.get("versions") or {}).get("torch"), "device": prov.get("device"),
             "device_name": prov.get("device_name"), "threads": prov.get("threads"),
