@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from bench.evaluation.metrics import ABSENT_POLICIES, mean_iou
-# the ratios live beside the accumulator (SegEvaluator) that imports this module lazily
-from bench.evaluation.metrics import CITYSCAPES_DILATION_RATIO as CITYSCAPES_DILATION_RATIO
-from bench.evaluation.metrics import DILATION_RATIO as DILATION_RATIO
+from bench.evaluation.policies import CITYSCAPES_DILATION_RATIO as CITYSCAPES_DILATION_RATIO
+from bench.evaluation.policies import DILATION_RATIO as DILATION_RATIO
+from bench.evaluation.policies import ABSENT_POLICIES, mean_iou
 
 
 def boundary_width(height: int, width: int, ratio: float = DILATION_RATIO) -> int:

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-ABSENT_POLICIES = ("nan", "zero")
-DILATION_RATIO = 0.02  # Boundary IoU: boundary-iou-api's COCO and LVIS default (fraction of the diagonal)
-CITYSCAPES_DILATION_RATIO = 0.005  # boundary-iou-api's Cityscapes instance and panoptic default
+from bench.evaluation.boundary import biou_per_class, class_counts
+from bench.evaluation.policies import ABSENT_POLICIES as ABSENT_POLICIES
+from bench.evaluation.policies import CITYSCAPES_DILATION_RATIO as CITYSCAPES_DILATION_RATIO
+from bench.evaluation.policies import DILATION_RATIO as DILATION_RATIO
+from bench.evaluation.policies import mean_iou as mean_iou
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> None:
@@ -88,15 +90,6 @@ def iou_per_class(cm: np.ndarray, absent: str = "nan") -> np.ndarray:
         return tp / np.maximum(union, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, tp / np.where(union > 0, union, 1.0), np.nan)
-
-
-def mean_iou(iou: np.ndarray, excluded: Sequence[int] = ()) -> float:
-    """NaN-ignoring mean over the classes not in ``excluded``; NaN when nothing is left."""
-    keep = np.ones(len(iou), dtype=bool)
-    keep[list(excluded)] = False
-    vals = np.asarray(iou, dtype=np.float64)[keep]
-    vals = vals[~np.isnan(vals)]
-    return float(vals.mean()) if vals.size else float("nan")
 
 
 def mba_radii(height: int, width: int) -> list[int]:
@@ -198,8 +191,6 @@ class SegEvaluator:
 
     def biou_counts(self, gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-image (C,) Boundary IoU band intersections and unions (pixels), without accumulating."""
-        from bench.evaluation.boundary import class_counts  # boundary imports this module's policies
-
         if self.biou_ratio is None:
             raise ValueError("this evaluator skips Boundary IoU (biou_ratio=None)")
         return class_counts(gt, pred, self.num_classes, self.ignore_index, self.biou_ratio)
@@ -234,8 +225,6 @@ class SegEvaluator:
         """Dataset metrics: ``miou``, ``iou`` (per class), ``mba``, ``mba_images``, ``mba_skipped``,
         ``mbiou`` (mean Boundary IoU over the kept classes, NaN when no image was counted), ``biou``
         (per class), ``biou_ratio`` and ``biou_images``."""
-        from bench.evaluation.boundary import biou_per_class
-
         iou = iou_per_class(self.cm, self.absent)
         biou = (biou_per_class(self.biou_inter, self.biou_union, self.absent) if self.biou_images
                 else np.full(self.num_classes, np.nan))
