@@ -1,7 +1,7 @@
 """The report page (``bench report``, ``bench.report.html``): cells equal the Markdown's, marks, outcomes, offline.
 
 The fast tests render hand-made tables and units. The slow ones run a small sweep (`bench run`
-synthetic, 2 images, Downsample and GF) and open its page in headless Chromium (Debian's
+synthetic, 2 images, Downsample, GF and MagNet-Fast) and open its page in headless Chromium (Debian's
 ``chromium``): no console message, every table cell equal to the run's Markdown tables, a header
 click sorts, an image click enlarges, and a screenshot. They skip when no Chromium is installed.
 ``UPDATE_REPORT_SCREENSHOT=docs/img/report.png`` saves the screenshot for the docs.
@@ -192,11 +192,12 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PAT
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A two-image sweep of Downsample and GF; its page written by `bench run` itself."""
+    """A two-image sweep of Downsample, GF and MagNet-Fast (so Table 2 has ours, previous and the
+    Improvement row); its page written by `bench run` itself."""
     from bench.cli import main as cli
 
     tmp = tmp_path_factory.mktemp("report")
-    code = cli.main(["run", "synthetic", "limit=2", "methods=[downsample,guided_filter]", "table1_sizes=[]",
+    code = cli.main(["run", "synthetic", "limit=2", "methods=[downsample,guided_filter,magnet_fast]", "table1_sizes=[]",
                      "threads=1", f"out_dir={tmp / 'runs'}", f"tables_dir={tmp / 'tables'}"])
     assert code == 0
     return tmp
@@ -245,6 +246,14 @@ def test_page_loads_in_chromium_without_console_messages_and_cells_equal_the_mar
     for name in ("table1", "table2", "table3", "comparison"):
         md = (run_dir / "tables" / f"{name}.md").read_text()
         assert dom.tables[name] == markdown_cells(md), name
+    # Table 2's marks: each bold Markdown cell is bold on the page, each italic one italic
+    md_rows = [ln.strip().strip("|").split(" | ") for ln in (run_dir / "tables" / "table2.md").read_text().splitlines()
+               if ln.startswith("|")][2:]
+    for i, row in enumerate(md_rows):
+        for j, cell in enumerate(row):
+            tags = dom.marks["table2"][i][j]
+            assert ("strong" in tags) == ("**" in cell) and ("em" in tags) == cell.strip().startswith("_"), (i, j)
+    assert any("strong" in t for row in dom.marks["table2"] for t in row)  # the run has ours (MagNet-Fast)
     # the check can fail: an error planted in a copy of the page shows in the log
     broken = tmp_path / "broken.html"
     broken.write_text(page.read_text().replace("</body>", "<script>notDefinedAnywhere();</script></body>"))
@@ -265,7 +274,7 @@ def test_a_header_click_sorts_and_an_image_click_enlarges(run_dir, tmp_path):
     header, rows = dom.tables["table3"]
     assert header[2] == "mBA (%)"
     mba = [float(r[2]) for r in rows]
-    assert mba == sorted(mba, reverse=True) and len(set(mba)) == 2  # first click: descending
+    assert mba == sorted(mba, reverse=True) and len(set(mba)) == 3  # first click: descending
     assert "open" in dom.ids["zoom"].get("class", "")
 
 
@@ -275,11 +284,11 @@ def test_screenshot(run_dir, tmp_path):
     from PIL import Image as PILImage
 
     shot = tmp_path / "report.png"
-    done = chromium("--window-size=1200,1500", f"--screenshot={shot}", (run_dir / "tables" / "report.html").as_uri(),
+    done = chromium("--window-size=1200,2000", f"--screenshot={shot}", (run_dir / "tables" / "report.html").as_uri(),
                     tmp=tmp_path)
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     with PILImage.open(shot) as im:
-        assert im.size == (1200, 1500)
+        assert im.size == (1200, 2000)
         colours = len(np.unique(np.asarray(im.convert("RGB").resize((300, 375))).reshape(-1, 3), axis=0))
         assert colours > 20  # a page, not a blank screen
         target = os.environ.get("UPDATE_REPORT_SCREENSHOT")
