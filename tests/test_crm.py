@@ -370,6 +370,26 @@ def test_refine_takes_the_class_of_highest_refined_probability(tiny_ctx):
     assert bool((out == 1).any()) and bool((out == 3).any())
 
 
+def test_object_only_refines_class_1_alone_and_thresholds_at_one_half(tiny_ctx, monkeypatch):
+    method = _method(tiny_ctx, CRMConfig(**TINY, scales=(1.0,), pad=0, object_only=True))
+    probs = torch.zeros(2, 4, 8)
+    probs[1, :, :3], probs[0, :, 3:] = 1, 1
+    seen = []
+    fake = torch.linspace(0, 1, 32).expand(16, 32)[None]
+
+    def refine_binary(image, masks):
+        seen.append(masks.clone())
+        return fake
+
+    monkeypatch.setattr(method, "refine_binary", refine_binary)
+    out = method.refine(np.zeros((16, 32, 3), np.uint8), Coarse(probs))
+    assert len(seen) == 1 and torch.equal(seen[0][0], upsampled_labels(probs, (16, 32)) == 1)
+    assert torch.equal(out, (fake[0] > 0.5).long())
+    many = Coarse(torch.softmax(torch.randn(3, 4, 8), 0))  # not two classes: per class as before
+    method.refine(np.zeros((16, 32, 3), np.uint8), many)
+    assert seen[-1].shape[0] == len(torch.unique(upsampled_labels(many.probs, (16, 32))))
+
+
 def test_mask_batches_equal_masks_alone(tiny_ctx):
     image = np.random.default_rng(1).integers(0, 255, (16, 24, 3), dtype=np.uint8)
     masks = torch.rand(3, 16, 24) > 0.5

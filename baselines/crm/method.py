@@ -16,7 +16,8 @@ Multi-class protocol (``refine``), as CascadePSP's here
     of highest refined probability (ties: lowest class id); classes absent from the coarse map are
     never refined or predicted; a one-class map is returned as is. ``min_confidence > 0`` keeps the
     coarse label where the best refined probability is below it. On the binary refinement track
-    (C = 2) this refines the object and the background mask and keeps the likelier.
+    (C = 2) this refines the object and the background mask and keeps the likelier; with
+    ``object_only`` the object mask alone is refined and thresholded at 0.5, as the release on BIG.
 
 Weights
     The released file (``model_45705``; a ``DataParallel`` state dict, keys ``module.feats...``,
@@ -76,6 +77,9 @@ class CRMConfig:
         suppress_empty: zero the output of a mask whose turn input is empty (``sum(m + 1) < 2``) [True].
         min_confidence: keep the coarse label where the best refined probability is below this
             (0 = plain argmax over the present classes).
+        object_only: on a two-class coarse map (the refinement track: class 1 is the object), refine
+            the object mask alone and label ``p > 0.5`` object, as the release on BIG (its
+            ``_01mask`` output) does, instead of refining both classes' masks (half the work).
         mask_batch_size: class masks per forward, the declared batch setting (``batch_option``;
             ``bench.core.batch``); 1 as the release refines one mask per call.
         iterations: training steps [45000].
@@ -110,6 +114,7 @@ class CRMConfig:
     chunk: int = 16384
     suppress_empty: bool = True
     min_confidence: float = 0.0
+    object_only: bool = False
     mask_batch_size: int = 1
     iterations: int = 400
     batch_size: int = 8
@@ -239,6 +244,8 @@ class CRM(Method):
             classes = torch.unique(labels)  # sorted ascending
             if classes.numel() == 1:
                 return labels
+            if self.cfg.object_only and coarse.probs.shape[0] == 2:
+                return (self.refine_binary(image, (labels == 1)[None])[0] > 0.5).long()
             probs = self.refine_binary(image, labels[None] == classes[:, None, None])
             return combine(probs, classes, labels, self.cfg.min_confidence)
 
