@@ -174,6 +174,22 @@ def test_differing_weights_and_config_are_flagged(tmp_path, capsys):
     assert not any(f.startswith("weights") for f in _json(a, b, capsys)[1]["flags"])
 
 
+def test_other_code_is_flagged_in_the_header(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+
+    def other_sha(rec: dict) -> None:
+        rec["provenance"]["git_sha"] = "0123456789abcdef"
+
+    for method in ("downsample", "patching", "densecrf", "guided_filter", "dgf", "pointrend", "segfix", "magnet_fast",
+                   "magnet_fast_paper", "magnet", "glnet"):
+        _edit_records(b, method, other_sha)
+    _, doc = _json(a, b, capsys)
+    sha_a = next(json.loads(line) for line in (a / "records.jsonl").read_text().splitlines()
+                 if '"image"' in line)["provenance"]["git_sha"]
+    assert [f for f in doc["flags"] if f.startswith("code differs")] == [f"code differs: git {sha_a[:10]} → 0123456789"]
+    assert _changed(doc) == {}
+
+
 def test_other_data_matches_no_unit_and_is_flagged(tmp_path, capsys):
     a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
     run = json.loads((b / "run.json").read_text())
