@@ -10,6 +10,7 @@ METHODS = {
     "segfix": "baselines.segfix.method:SegFix",
     "cascadepsp": "baselines.cascadepsp.method:CascadePSP",
     "glnet": "baselines.glnet.method:GLNetMethod",
+    "segrefiner": "baselines.segrefiner.method:SegRefiner",
     "crm": "baselines.crm.method:CRM",
     "isdnet": "baselines.isdnet.method:ISDNetMethod",
 }
