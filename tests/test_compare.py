@@ -183,10 +183,13 @@ def test_other_code_is_flagged_in_the_header(tmp_path, capsys):
     for method in ("downsample", "patching", "densecrf", "guided_filter", "dgf", "pointrend", "segfix", "magnet_fast",
                    "magnet_fast_paper", "magnet", "glnet"):
         _edit_records(b, method, other_sha)
+    _edit_records(b, "downsample", lambda rec: rec["provenance"].update(git_sha="fedcba9876543210"))
     _, doc = _json(a, b, capsys)
     sha_a = next(json.loads(line) for line in (a / "records.jsonl").read_text().splitlines()
                  if '"image"' in line)["provenance"]["git_sha"]
-    assert [f for f in doc["flags"] if f.startswith("code differs")] == [f"code differs: git {sha_a[:10]} → 0123456789"]
+    # downsample resumed under another commit: both shas of B are named
+    assert [f for f in doc["flags"] if f.startswith("code differs")] == [
+        f"code differs: git {sha_a[:10]} → 0123456789+fedcba9876"]
     assert _changed(doc) == {}
 
 

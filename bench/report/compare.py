@@ -368,14 +368,21 @@ def _ids(run: Run) -> set[str]:
     return {i for u in run.units.values() for i in u.images}
 
 
+def code_versions(run: Run) -> list[str]:
+    """The git shas (10 digits) of the image records of a run, sorted: a run resumed across commits has several."""
+    return sorted({str((r.get("provenance") or {}).get("git_sha"))[:10]
+                   for u in run.units.values() for r in u.images.values()})
+
+
 def run_flags(a: Run, b: Run, units: Sequence[UnitComparison]) -> list[str]:
     """What makes A and B differ besides the units' results: code, weights, data, config, machine."""
     pa, pb = a.provenance, b.provenance
     flags = []
-    sha_a, sha_b = pa.get("git_sha"), pb.get("git_sha")
+    sha_a, sha_b = code_versions(a), code_versions(b)
     if sha_a != sha_b:
-        flags.append(f"code differs: git {str(sha_a)[:10]} → {str(sha_b)[:10]}")
-    dirty = [side for side, p in (("A", pa), ("B", pb)) if p.get("git_dirty")]
+        flags.append(f"code differs: git {'+'.join(sha_a)} → {'+'.join(sha_b)}")
+    dirty = [side for side, run in (("A", a), ("B", b))
+             if any((r.get("provenance") or {}).get("git_dirty") for u in run.units.values() for r in u.images.values())]
     if dirty:
         flags.append(f"uncommitted changes in the code of {' and '.join(dirty)}")
     weights = [u.label for u in units if any(f.startswith("weights differ") for f in u.flags)]

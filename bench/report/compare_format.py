@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.evaluation.significance import MIN_PAIRED_IMAGES
-from bench.report.compare import NAMES, NOISE_RULE, Comparison, Metric, Run, change_text, fmt_num, regressions
+from bench.report.compare import (NAMES, NOISE_RULE, Comparison, Metric, Run, change_text, code_versions, fmt_num,
+                                   regressions)
 
 
 def _side_text(run: Run) -> str:
     p = run.provenance
-    sha = str(p.get("git_sha") or "unknown")[:10] + (" (uncommitted changes)" if p.get("git_dirty") else "")
+    sha = "+".join(code_versions(run)) or "unknown"
     return (f"`{run.folder}`: {run.identity_text}, git {sha}, torch {p.get('versions', {}).get('torch')}, "
             f"{p.get('device_name') or p.get('device')}, {p.get('threads')} thread(s), {len(run.units)} unit(s)")
 
