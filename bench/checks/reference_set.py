@@ -99,6 +99,15 @@ def unit_metrics(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
         if res.status == "ok":
             entry.update(miou=res.miou, mba=res.mba, iou=dict(zip(names, res.iou)))
         out[f"{method}@{size}"] = entry
+    if cfg.track == "refinement":  # every (method, size, source) of the track: pooled IoU, mBA, BIoU
+        from bench.report.big_tables import track_units
+
+        for u in track_units(cfg.out_path):
+            label = f"{u.method}@{u.size}" + (f"/{u.source}" if u.source != "backbone" else "")
+            track = {"status": u.status, "n_images": u.score.n_images if u.score else 0, "display": u.display}
+            if u.score is not None:
+                track.update(object_iou=u.score.iou, mba=u.score.mba, biou=u.score.biou)
+            out[label] = {**out.get(label, {}), **track}
     return json.loads(json.dumps(out), parse_constant=lambda _: None)  # NaN -> null
 
 
@@ -163,9 +172,15 @@ def _sweep_and_render(cfg: BenchConfig) -> None:
     from bench.report.tables import render
 
     results = run_sweep(cfg)
-    failed = {f"{m}@{format_size(s)}": v for (m, s), v in results.items() if v not in ("ok", "done")}
+    failed = {f"{u[0]}@{format_size(u[1])}" + "".join(f"/{x}" for x in u[2:]): v  # (method, size[, source])
+              for u, v in results.items() if v not in ("ok", "done")}
     if failed:
         raise RuntimeError(f"evaluation failed for {failed}; see {cfg.out_path}")
+    if cfg.track == "refinement":  # the track's tables (bench.report.big_tables), not the semantic ones
+        from bench.report.big_tables import render_track
+
+        render_track(cfg)
+        return
     render(cfg, load_results(cfg))
 
 
