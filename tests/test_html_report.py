@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.core.config import REPO_DIR
 from bench.report.html import Report, outcomes, render, table_html
 from bench.report.table_format import to_markdown
 from bench.report.table_model import Table, UnitResult
@@ -115,7 +116,8 @@ def _table() -> Table:
     t.bold = {(3, 1)}
     t.rule_before = {3}
     t.cited = {2}
-    t.notes = ["mIoU: `miou_dataset` <over> the confusion matrix.", "Time: median ms & IQR."]
+    t.notes = ["mIoU: `miou_dataset` <over> the confusion matrix.", "Time: median ms & IQR.",
+               f"PARTIAL: Patching: val_0001 ({REPO_DIR / 'results' / 'runs' / 'x' / 'img.png'} is truncated)."]
     return t
 
 
@@ -133,6 +135,7 @@ def test_table_cells_and_marks_equal_the_markdown():
     assert "strong" in marks[3][1]  # `bold` cells are bold
     html_text = table_html(t)
     assert "<code>miou_dataset</code> &lt;over&gt;" in html_text and "&amp; IQR" in html_text  # notes escaped
+    assert str(REPO_DIR) not in html_text and "(results/runs/x/img.png is truncated)" in html_text  # as in the .md
     # the Improvement row (from the first rule on) sits in the body that never sorts
     assert re.search(r'<tbody class="fixed"><tr><td>Improvement</td>', html_text)
     assert '<tr class="cited"><td>Patching' in html_text

@@ -36,6 +36,7 @@ from typing import Any
 from bench.core.config import BenchConfig, file_digest, stable_hash
 from bench.report.html_assets import CSS, JS, PAGE
 from bench.report.outcome import category
+from bench.report.table_format import relative_paths
 from bench.report.table_model import STATUS_TEXT, Table, UnitResult, short_name
 
 REPORT_NAME = "report.html"
@@ -227,7 +228,7 @@ def inline(text: str) -> str:
 
 def _cell(table: Table, i: int, j: int, text: str) -> str:
     """A ``<td>``: its text as the Markdown cell's, the Markdown's bold/italic marks, the LaTeX's colours."""
-    body, classes = html.escape(text, quote=False), []
+    body, classes = html.escape(relative_paths(text), quote=False), []
     marked = bool(text) and text != "–"  # the Markdown leaves empty and dash cells unmarked
     if marked and ((i, j) in table.bold or (i, j) in table.best_ours):
         body = f"<strong>{body}</strong>"
@@ -241,7 +242,7 @@ def _cell(table: Table, i: int, j: int, text: str) -> str:
 def table_html(table: Table) -> str:
     """A sortable ``<table>``: rows before the first rule sort, the rows from it on (Improvement, cited) stay."""
     first_rule = min(table.rule_before, default=len(table.rows))
-    head = "".join(f"<th class=\"sortable\" scope=\"col\">{html.escape(h)}</th>" for h in table.header)
+    head = "".join(f"<th class=\"sortable\" scope=\"col\">{html.escape(relative_paths(h))}</th>" for h in table.header)
     bodies: list[list[str]] = [[], []]
     for i, row in enumerate(table.rows):
         classes = " ".join(c for c, on in (("cited", i in table.cited),
@@ -250,9 +251,9 @@ def table_html(table: Table) -> str:
         bodies[i >= first_rule].append(f"<tr class=\"{classes}\">{cells}</tr>" if classes else f"<tr>{cells}</tr>")
     title = f"{table.label}: {table.caption}" if table.label else table.caption
     fixed = f"<tbody class=\"fixed\">{''.join(bodies[1])}</tbody>" if bodies[1] else ""
-    notes = "".join(f"<li>{inline(n)}</li>" for n in table.notes)
+    notes = "".join(f"<li>{inline(relative_paths(n))}</li>" for n in table.notes)
     return (f"<section id=\"{table.name}\"><div class=\"scroll\"><table class=\"bench\" data-name=\"{table.name}\">"
-            f"<caption>{html.escape(title)}</caption><thead><tr>{head}</tr></thead>"
+            f"<caption>{html.escape(relative_paths(title))}</caption><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(bodies[0])}</tbody>{fixed}</table></div>"
             + (f"<ul class=\"notes\">{notes}</ul>" if notes else "") + "</section>")
 
