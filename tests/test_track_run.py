@@ -141,3 +141,16 @@ def test_an_isolated_unit_gets_its_source_in_the_worker(tmp_path):
     recs = [json.loads(ln) for ln in (out / "records.jsonl").read_text().splitlines()]
     assert {r["coarse_source"] for r in recs if r["type"] == "image"} == {"psp"}
     assert len([r for r in recs if r["type"] == "image"]) == len(STEMS)
+
+
+def test_empty_coarse_masks_are_counted_and_listed(tmp_path):
+    import cv2
+    import numpy as np
+
+    root = write_big(tmp_path / "big", "cascadepsp")
+    seg = root / "psp" / "obj_b_seg.png"
+    cv2.imwrite(str(seg), np.zeros_like(cv2.imread(str(seg), cv2.IMREAD_GRAYSCALE)))
+    out = _run(tmp_path, root, "methods=[downsample]")
+    notes = (out / "tables" / "track.md").read_text()
+    assert "Objects with an empty coarse mask (scored like the others): psp: 1 (obj_b)." in notes
+    assert "fcn: " not in notes.split("empty coarse mask")[1].split("\n")[0]  # a source without one is not listed
