@@ -97,7 +97,8 @@ class SegRefinerConfig:
             [40000, 1 per GPU x 8, 4e-4, 0, (20000, 35000), 0.5, adamw].
         offline_prob: chance that a view's coarse mask is the backbone's coarse prediction rather
             than a perturbed ground truth [0.5: the release's "expanded" masks].
-        iou_min, iou_max: target IoU of the perturbed ground truth, drawn uniformly [0.8: fixed].
+        iou_min, iou_max: target IoU of the perturbed ground truth, drawn from
+            ``U[iou_min, iou_max)``; equal values fix it [0.8, 0.8].
         patch_tries: draws for a full-resolution patch holding both labels [unbounded].
         seed: seed of the training samples, the corruption and the initialisation.
     """
@@ -130,8 +131,8 @@ class SegRefinerConfig:
     gamma: float = 0.5
     optimizer: str = "adamw"
     offline_prob: float = 0.5
-    iou_min: float = 0.7
-    iou_max: float = 0.95
+    iou_min: float = 0.8
+    iou_max: float = 0.8
     patch_tries: int = 20
     seed: int = 0
 

@@ -8,13 +8,16 @@ Samples (HR-SegRefiner's ``LoadPatchData``; one class of a labelled image is the
       uniformly between the box and the image border), resized to ``model_size`` squared;
     * the patch: a random ``model_size``-pixel full-resolution window holding both labels (up to
       ``patch_tries`` draws; a sample without one contributes only its object crop).
-    Images are resized bilinearly, masks by nearest; both views are flipped with probability 0.5.
+    Images are resized bilinearly, masks by nearest; each view is flipped with probability 0.5.
     Each view's coarse mask is, with probability ``offline_prob``, the "offline" coarse mask and
-    otherwise the GT perturbed by :func:`perturb` towards an IoU drawn from
-    ``U[iou_min, iou_max)``. The release's offline masks are perturbed GT and "expanded" (filled
-    outer contours, then perturbed) masks of ThinObject-5K/DIS; ours are the backbone's own
-    coarse prediction of the class (its probabilities upsampled bilinearly, the argmax == class),
-    i.e. the masks the method refines at test time (a harness choice, stated in the docs).
+    otherwise the view's GT perturbed by CascadePSP's boundary modification
+    (``baselines.common.perturb.modify_boundary``, as the release's ``loading.py``) towards an IoU
+    of ``iou_min`` (drawn from ``U[iou_min, iou_max)`` when ``iou_max > iou_min``), at the view's
+    resolution (the release perturbs its 256-px patches at that size too). The release's offline
+    masks are perturbed GT and "expanded" (filled outer contours, then perturbed) masks of
+    ThinObject-5K/DIS; ours are the backbone's own coarse prediction of the class (its
+    probabilities upsampled bilinearly, argmax == class), i.e. the masks the method refines at
+    test time (a harness choice, stated in the docs).
 
 Diffusion: t uniform in 0..5, ``x_t`` from :func:`~baselines.segrefiner.diffusion.q_sample`, the
 UNet sees ``image ⊕ x_t`` and t and predicts the clean mask's logits.
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from baselines.common.perturb import modify_boundary
 from baselines.segrefiner.diffusion import q_sample, schedule
 from bench.core.interface import IMAGENET_MEAN, IMAGENET_STD
 from bench.training import loop, resume
@@ -58,60 +62,23 @@ def segrefiner_loss(logits: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tenso
     return bce + TEXTURE_WEIGHT * texture, {"bce": float(bce.detach()), "texture": float(texture.detach())}
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
-
-
-def perturb(gt: np.ndarray, iou_target: float, rng: np.random.Generator, rounds: int = 60) -> np.ndarray:
-    """A coarse version of a binary mask: boundary coarsening then local morphology.
-
-    Our own stand-in for the boundary modification the release takes from CascadePSP: the mask is
-    area-downsampled by a factor in [4, 16) and upsampled bilinearly (``> 0.5``), the way
-    low-resolution predictions lose boundaries, then rounds of four random rectangles are
-    dilated or eroded with a random 3..9 ellipse until the IoU with ``gt`` is below
-    ``iou_target`` (at most ``rounds`` rounds).
-
-    Args:
-        gt: (H, W) bool.
-        iou_target: stop once IoU(result, gt) < this.
-        rng: the random source.
-
-    Returns:
-        (H, W) bool.
-    """
-    h, w = gt.shape
-    f = float(rng.uniform(4, 16))
-    small = cv2.resize(gt.astype(np.float32), (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-    seg = out.astype(np.uint8)
-    for _ in range(rounds):
-        if _iou(seg > 0, gt) < iou_target:
-            break
-        for _ in range(4):
-            x1, y1 = int(rng.integers(w)), int(rng.integers(h))
-            x2, y2 = int(rng.integers(x1 + 1, w + 1)), int(rng.integers(y1 + 1, h + 1))
-            k = int(rng.integers(3, 10))
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-            op = cv2.dilate if rng.random() < 0.5 else cv2.erode
-            seg[y1:y2, x1:x2] = op(np.ascontiguousarray(seg[y1:y2, x1:x2]), kernel)
-    return seg > 0
-
-
-def _view(image: np.ndarray, gt: np.ndarray, coarse: np.ndarray, box: tuple[int, int, int, int], size: int,
+def _view(image: np.ndarray, gt: np.ndarray, offline: np.ndarray, box: tuple[int, int, int, int], size: int,
           flip: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One view resized to ``size`` squared: (3, S, S) normalised image, (S, S) bool target, (S, S)
+    bool offline coarse mask (bilinear for the image, nearest for the masks)."""
     x1, y1, x2, y2 = box
     im = cv2.resize(np.ascontiguousarray(image[y1:y2, x1:x2]), (size, size), interpolation=cv2.INTER_LINEAR)
-    g = cv2.resize(gt[y1:y2, x1:x2].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
-    c = cv2.resize(coarse[y1:y2, x1:x2].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST)
+    g = cv2.resize(gt[y1:y2, x1:x2].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    c = cv2.resize(offline[y1:y2, x1:x2].astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
     if flip:
         im, g, c = im[:, ::-1], g[:, ::-1], c[:, ::-1]
     mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     im = ((im.astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)
-    return np.ascontiguousarray(im), g[None].astype(np.float32), c[None].astype(np.float32)
+    return np.ascontiguousarray(im), np.ascontiguousarray(g), np.ascontiguousarray(c)
 
 
 def _margin(lo: int, hi: int, end: int, rng: np.random.Generator) -> tuple[int, int]:
+    """The release's random object margins: start uniform in [0, lo), end uniform in [hi, end)."""
     a = 0 if lo == 0 else int(rng.integers(0, lo))
     b = end if hi == end else int(rng.integers(hi, end))
     return a, max(b, a + 1)
@@ -137,39 +104,31 @@ def make_views(image: np.ndarray, label: np.ndarray, offline: np.ndarray, cfg: A
     if classes.size == 0:
         classes = np.unique(offline)
     c = int(rng.choice(classes))
-    gt = label == c
+    gt, off = label == c, offline == c
     H, W = gt.shape
     size = int(cfg.model_size)
-
-    def coarse_of(part_gt: np.ndarray, part_offline: np.ndarray) -> np.ndarray:
-        if rng.random() < cfg.offline_prob:
-            return part_offline == c
-        return perturb(part_gt, float(rng.uniform(cfg.iou_min, cfg.iou_max)), rng)
-
-    views = []
+    boxes = []
     ys, xs = np.nonzero(gt) if gt.any() else np.nonzero(np.ones_like(gt))
     x1, x2 = _margin(int(xs.min()), int(xs.max()) + 1, W, rng)
     y1, y2 = _margin(int(ys.min()), int(ys.max()) + 1, H, rng)
-    box = (x1, y1, x2, y2)
-    views.append(_view(image, gt, _full_coarse(gt, offline, c, box, coarse_of), box, size, bool(rng.random() < 0.5)))
+    boxes.append((x1, y1, x2, y2))
     ph, pw = min(size, H), min(size, W)
     for _ in range(int(cfg.patch_tries)):
         py, px = int(rng.integers(0, H - ph + 1)), int(rng.integers(0, W - pw + 1))
         part = gt[py:py + ph, px:px + pw]
         if part.any() and not part.all():
-            box = (px, py, px + pw, py + ph)
-            views.append(_view(image, gt, _full_coarse(gt, offline, c, box, coarse_of), box, size,
-                               bool(rng.random() < 0.5)))
+            boxes.append((px, py, px + pw, py + ph))
             break
+    views = []
+    for box in boxes:
+        im, g, o = _view(image, gt, off, box, size, bool(rng.random() < 0.5))
+        if rng.random() < cfg.offline_prob:
+            coarse = o
+        else:  # CascadePSP's boundary modification, as the release's loading.py (at the view's resolution)
+            iou = float(rng.uniform(cfg.iou_min, cfg.iou_max)) if cfg.iou_max > cfg.iou_min else float(cfg.iou_min)
+            coarse = modify_boundary(g.astype(np.uint8) * 255, iou, rng) > 127
+        views.append((im, g[None].astype(np.float32), coarse[None].astype(np.float32)))
     return views
-
-
-def _full_coarse(gt: np.ndarray, offline: np.ndarray, c: int, box: tuple[int, int, int, int], coarse_of: Any) -> np.ndarray:
-    """A full-size coarse mask whose ``box`` holds the view's coarse mask (the rest is unused)."""
-    x1, y1, x2, y2 = box
-    out = np.zeros_like(gt)
-    out[y1:y2, x1:x2] = coarse_of(gt[y1:y2, x1:x2], offline[y1:y2, x1:x2])
-    return out
 
 
 def make_batch(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Any, ignore_index: int | None,
