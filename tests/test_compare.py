@@ -223,3 +223,34 @@ def test_two_real_runs_that_differ_by_one_option(tmp_path, capsys):
     assert accuracy[EDITED]["miou"]["a"] != accuracy[EDITED]["miou"]["b"]
     assert accuracy[EDITED]["miou"]["diff"] == pytest.approx(accuracy[EDITED]["miou"]["b"]
                                                               - accuracy[EDITED]["miou"]["a"])
+
+
+def _add_source_unit(folder: Path, source: str, edit=None) -> None:
+    """A copy of guided_filter's unit on a coarse source given with the data (``guided_filter@128x64/<source>``)."""
+    run = json.loads((folder / "run.json").read_text())
+    key = run["units"][f"{EDITED}@128x64"]
+    recs = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
+    extra = [{**json.loads(json.dumps(r)), "unit_key": f"{source}-key", "coarse_source": source}
+             for r in recs if r.get("unit_key") == key]
+    for r in extra:
+        if edit and r.get("type") == "image":
+            edit(r)
+    with open(folder / "records.jsonl", "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in extra)
+    run["units"][f"{EDITED}@128x64/{source}"] = f"{source}-key"
+    (folder / "run.json").write_text(json.dumps(run))
+
+
+def test_units_on_coarse_sources_are_matched_by_source(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    _add_source_unit(a, "psp")
+    _add_source_unit(b, "psp", _worse_cm)
+    _add_source_unit(b, "ocr")
+    _, doc = _json(a, b, capsys)
+    # the worse copy on source psp is the only change; the backbone-sourced unit is unchanged
+    assert {(u["method"], u["coarse"]): u["changed"] for u in doc["units"] if u["method"] == EDITED} == {
+        (EDITED, None): False, (EDITED, "psp"): True, (EDITED, "ocr"): True}
+    ocr = next(u for u in doc["units"] if u["coarse"] == "ocr")
+    assert (ocr["status_a"], ocr["status_b"], ocr["metrics"]) == ("absent", "ok", [])
+    psp = next(u for u in doc["units"] if u["coarse"] == "psp")
+    assert [m["name"] for m in psp["metrics"] if m["verdict"] != "same"] == ["miou"]

@@ -173,3 +173,22 @@ def test_the_schema_describes_exactly_the_columns_the_code_writes():
     assert row["required"] == list(export.COLUMNS)
     types = {k: [t for t in v["type"] if t != "null"] for k, v in row["properties"].items()}
     assert types == {k: [t] for k, t in export.COLUMNS.items()}
+
+
+@needs_run
+def test_a_unit_on_a_coarse_source_given_with_the_data_is_a_row_of_its_own(run_dir, rows, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    run = json.loads((copy / "run.json").read_text())
+    key = run["units"]["guided_filter@128x64"]
+    extra = [{**r, "unit_key": "psp-key", "coarse_source": "psp"} for r in _records(copy) if r.get("unit_key") == key]
+    with open(copy / "records.jsonl", "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in extra)
+    run["units"]["guided_filter@128x64/psp"] = "psp-key"
+    (copy / "run.json").write_text(json.dumps(run))
+    out = export.run_rows(copy)
+    assert len(out) == len(rows) + 1
+    by = {(r["method"], r["coarse"]): r for r in out}
+    psp, own = by[("guided_filter", "psp")], by[("guided_filter", None)]
+    assert psp["unit_key"] == "psp-key" and own["unit_key"] == key
+    assert psp["miou"] == own["miou"] and psp["n_images"] == own["n_images"] == 6

@@ -2,7 +2,8 @@
 
 Units are matched by (dataset identity, method, input size, coarse source): the dataset identity
 is the run config's ``dataset``, ``split`` and ``data`` options (``run.json``); the coarse source
-is the records' ``coarse`` field where they carry one. For every matched unit and metric the
+is that of a coarse map given with the data (``method@WxH/source`` in ``run.json``, the records'
+``coarse_source``); the harness's own backbone pass and records written before sources match. For every matched unit and metric the
 output gives A, B and B − A, all over the images both units share (paired on ``image_id``):
 
 - Accuracy (mIoU with A's absent-class policy and excluded classes, and mBA): B − A with the
@@ -28,6 +29,7 @@ passes on a unit it could not compare); the command exits 1 when there is one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -37,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.core.config import BenchConfig, build, format_size
+from bench.core.config import BenchConfig, build
 from bench.core.errors import UserError
 from bench.evaluation import records, run_folder
 from bench.evaluation.metrics import iou_per_class, mean_iou
 from bench.evaluation.significance import paired_bootstrap, stack_images
-from bench.report.export import WHERE_KEYS, coarse_name, weights_digest
+from bench.report.export import WHERE_KEYS, coarse_name, parse_label, run_units, weights_digest
 
 KINDS = ("accuracy", "time", "memory")
 TIME_FACTOR = 1.10  # asv compare's default --factor
@@ -175,12 +177,8 @@ def load_run(folder: str | Path) -> Run:
     except (KeyError, ValueError, TypeError) as err:
         raise UserError(f"{path / run_folder.RUN_FILE}: config does not build ({err})") from err
     recs = run_folder.restrict(records.load(path), data.get("image_ids"))
-    stored = dict(data.get("units") or {})
-    pairs = list(stored.items()) or [(f"{m}@{s}", k) for (m, s), k in run_folder.latest_keys(recs).items()]
-    order = [f"{m}@{format_size(s)}" for m, s in cfg.units()]  # the config's order, as the tables
-    pairs.sort(key=lambda p: order.index(p[0]) if p[0] in order else len(order))
     units: dict[UnitId, Unit] = {}
-    for label, key in pairs:
+    for label, key in run_units(dataclasses.replace(cfg, out_dir=str(path)), recs):  # the config's order
         unit = _unit(recs, label, key)
         units[(unit.method, unit.size, unit.coarse)] = unit
     first = next((r for r in recs if r.get("type") == "image" and r.get("status") == "ok"), {})
@@ -196,12 +194,12 @@ def _plain(value: Any) -> Any:
 def _unit(recs: Sequence[dict[str, Any]], label: str, key: str) -> Unit:
     images = records.latest_by_image(recs, key)
     mine = [r for r in recs if r.get("unit_key") == key]
-    method, _, size = label.rpartition("@")
+    method, size, source = parse_label(label)
     first = next(iter(images.values()), mine[-1] if mine else {})
-    method, size = str(first.get("method") or method), str(first.get("size") or size.split("/")[0])
     failure = records.unit_status(recs, key)
     status = "ok" if images else (str(failure["status"]) if failure else "not run")
-    return Unit(method, size, coarse_name(first.get("coarse")) or "", key, status,
+    coarse = source or coarse_name(first.get("coarse_source")) or ""
+    return Unit(str(first.get("method") or method), str(first.get("size") or size), coarse, key, status,
                 str(first.get("display_name") or method), images, str((failure or {}).get("message", "")))
 
 

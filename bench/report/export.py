@@ -3,8 +3,9 @@
 One row per (dataset, split, method, input size, mIoU variant[, coarse source]) of every run
 folder given, recomputed from the records as the tables are (``bench.report.results.load_results``):
 
-- what: ``dataset``, ``split``, ``method``, ``display``, ``input_size``, ``coarse`` (the records'
-  coarse source, null without one), ``variant`` (a name of
+- what: ``dataset``, ``split``, ``method``, ``display``, ``input_size``, ``coarse`` (the coarse
+  source given with the data, ``method@WxH/source`` in ``run.json``; null for the harness's own
+  backbone pass), ``variant`` (a name of
   :data:`bench.evaluation.metrics.MIOU_VARIANTS`: ``miou`` always, then the config's other
   ``metric_columns``), ``status``, ``message`` (a failed unit's reason, first line);
 - results: ``miou`` (the variant's value), ``mba``, ``biou`` (Boundary IoU, null where the records
@@ -34,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import BenchConfig, build, stable_hash
+from bench.core.config import BACKBONE_SOURCE, BenchConfig, build, stable_hash
 from bench.core.errors import UserError
 from bench.evaluation.metrics import MIOU_VARIANTS, metric_variant
 
@@ -93,15 +94,24 @@ def weights_digest(record: Mapping[str, Any]) -> str | None:
 
 
 def coarse_name(value: Any) -> str | None:
-    """The coarse source a record names (a name, or a mapping naming it); None without one."""
-    if value in (None, ""):
+    """The coarse source a record's ``coarse_source`` names when it is a map given with the data; None
+    for the harness's own backbone pass (``backbone``, or records written before coarse sources)."""
+    if value in (None, "", BACKBONE_SOURCE):
         return None
     if isinstance(value, Mapping):
         return str(value.get("name") or value.get("source") or json.dumps(dict(value), sort_keys=True))
     return str(value)
 
 
-def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str]) -> list[dict[str, Any]]:
+def parse_label(label: str) -> tuple[str, str, str | None]:
+    """``"magnet@128x64"`` -> ``("magnet", "128x64", None)``; ``"segfix@128x64/psp"`` -> ``(..., "psp")``."""
+    method, _, rest = label.rpartition("@")
+    size, _, source = rest.partition("/")
+    return method, size, source or None
+
+
+def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str],
+              coarse: str | None = None) -> list[dict[str, Any]]:
     """The rows of one unit (a :class:`bench.report.table_model.UnitResult`): one per mIoU variant."""
     from bench.report.score import time_memory
     from bench.report.table_notes import excluded_classes
@@ -112,7 +122,7 @@ def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str])
     iou = result.iou if result.iou else [float("nan")] * len(info.class_names)
     lines = str(result.message or "").strip().splitlines()
     base = {"dataset": cfg.dataset, "split": cfg.split, "method": result.method, "display": result.display,
-            "input_size": result.size, "coarse": coarse_name(first.get("coarse")), "status": result.status,
+            "input_size": result.size, "coarse": coarse or coarse_name(first.get("coarse_source")), "status": result.status,
             "message": lines[-1] if lines and result.status != "ok" else None,
             "mba": _num(result.mba), "biou": _num(getattr(result, "biou", None)),
             "n_images": result.n_images, "n_expected": result.n_total,
@@ -127,18 +137,38 @@ def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str])
             for v in variants]
 
 
+def run_units(cfg: BenchConfig, recs: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``[(label, unit_key)]`` of a run folder in the config's order: ``run.json``'s units (a coarse source
+    given with the data included, ``method@WxH/source``), else the latest key recorded per unit."""
+    from bench.core.config import format_size
+    from bench.evaluation import run_folder
+
+    stored = dict((run_folder.read(cfg.out_path) or {}).get("units") or {})
+    pairs = list(stored.items()) or [(f"{m}@{s}", k) for (m, s), k in run_folder.latest_keys(recs).items()]
+    order = [f"{m}@{format_size(s)}" for m, s in cfg.units()]
+    return sorted(pairs, key=lambda p: (order.index(p[0].split("/")[0]) if p[0].split("/")[0] in order
+                                        else len(order), p[0]))
+
+
 def run_rows(folder: str | Path) -> list[dict[str, Any]]:
     """Every row of one run folder, in the config's unit order (columns in :func:`ordered`'s order)."""
     from bench.data import dataset_info
-    from bench.report.results import load_results
-    from bench.report.table_notes import metric_columns
+    from bench.evaluation import records, run_folder
+    from bench.report.table_model import aggregate
+    from bench.report.table_notes import excluded_classes, metric_columns
 
     cfg = run_config(folder)
     info = dataset_info(cfg)
     variants = list(dict.fromkeys(["miou", *metric_columns(cfg, info)]))
+    recs = run_folder.restrict(records.load(cfg.out_path), run_folder.image_ids(cfg))
+    names = {r["unit_key"]: r["display_name"] for r in recs if r.get("display_name") and r.get("unit_key")}
+    excluded = excluded_classes(cfg, info)
     rows = []
-    for result in load_results(cfg).values():
-        rows.extend(unit_rows(cfg, info, result, variants))
+    for label, key in run_units(cfg, recs):
+        method, size, source = parse_label(label)
+        # the tables' own aggregation (bench.report.results.collect does the same per (method, size))
+        result = aggregate(recs, key, method, size, info, cfg.absent, excluded, names.get(key, method))
+        rows.extend(unit_rows(cfg, info, result, variants, source))
     return [ordered(r) for r in rows]
 
 
