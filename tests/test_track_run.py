@@ -154,3 +154,10 @@ def test_empty_coarse_masks_are_counted_and_listed(tmp_path):
     notes = (out / "tables" / "track.md").read_text()
     assert "Objects with an empty coarse mask (scored like the others): psp: 1 (obj_b)." in notes
     assert "fcn: " not in notes.split("empty coarse mask")[1].split("\n")[0]  # a source without one is not listed
+
+
+def test_a_big_run_prints_the_published_table_as_cited(tmp_path):
+    root = write_big(tmp_path / "big", "segrefiner")
+    out = _run(tmp_path, root, "methods=[downsample]")
+    cited = (out / "tables" / "big_published.md").read_text()
+    assert "Cited, not measured here" in cited and "| Avg Improve | 0.00/0.00 | 0.47/3.30 |" in cited

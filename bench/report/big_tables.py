@@ -311,7 +311,8 @@ def _track_cell(unit: TrackUnit | None) -> BigCell:
 
 
 def track_tables(cfg: Any, units: Sequence[TrackUnit]) -> list[Table]:
-    """The track's tables of one run: scores in the papers' layout, then each method's time and memory.
+    """The track's tables of one run: scores in the papers' layout, each method's time and memory, and
+    (dataset ``big``) SegRefiner's published BIG table, cited.
 
     Args:
         cfg: the run's config (``input_size``, ``methods``, ``dataset``, ``data``, ``biou_ratio``).
@@ -371,7 +372,10 @@ def track_tables(cfg: Any, units: Sequence[TrackUnit]) -> list[Table]:
                f"source, BIoU dilation ratio {ratio:g}")
     table = big_table(cells, columns, name=TRACK_TABLE, caption=caption, notes=notes, biou=True,
                       first="Coarse source", label="Track")
-    return [table, _cost_table(cfg, mine, [COARSE_METHOD, *refiners])]
+    tables = [table, _cost_table(cfg, mine, [COARSE_METHOD, *refiners])]
+    if cfg.dataset == "big":  # a BIG folder: the papers' numbers beside it, every row cited
+        tables.append(published_table())
+    return tables
 
 
 def _cost_table(cfg: Any, units: Sequence[TrackUnit], methods: Sequence[str]) -> Table:
