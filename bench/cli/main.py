@@ -5,7 +5,7 @@ Overrides are ``key=value`` (YAML scalars or ``[a, b]``): ``limit=2``, ``device=
 ``backbone_train.iterations=20``; ``python -m bench keys [DATASET]`` lists every key.
 
 Exit codes: 0 every unit complete; 1 a unit failed, is partial, lacks weights, has stale weights
-(or the figures failed); 2 a user error (an unknown name or key, a bad value, a missing data
+(or the figures or the report page failed); 2 a user error (an unknown name or key, a bad value, a missing data
 folder, units without weights while train is off), printed as one line before anything runs
 (``--debug`` shows the traceback); 130 / 143 interrupted by SIGINT / SIGTERM (the command resumes).
 `run` and `train` print their plan first (docs/plan-and-errors.md); ``--dry-run`` prints it alone.

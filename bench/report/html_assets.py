@@ -39,6 +39,8 @@ table.bench tr.rule td { border-top: 2px solid #9aa0a6; }
 table.bench tr.cited td:not(:first-child) { font-style: italic; color: #555; }
 td.best-ours strong { color: var(--red); }
 td.best-previous em { color: var(--blue); }
+table.outcome td, table.outcome th { text-align: left !important; }
+table.outcome td:last-child { white-space: normal; min-width: 320px; }
 ul.notes { font-size: 13px; color: #444; margin: 4px 0 14px; padding-left: 20px; max-width: 1200px; }
 .legend span { margin-right: 16px; }
 .cat-ok { color: var(--ok); font-weight: 600; }
