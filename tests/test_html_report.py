@@ -297,3 +297,20 @@ def test_screenshot(run_dir, tmp_path):
         target = os.environ.get("UPDATE_REPORT_SCREENSHOT")
         if target:  # the docs' copy: a palette PNG, small enough to commit
             im.convert("RGB").quantize(colors=128).save(target, optimize=True)
+
+
+def test_report_needs_a_run_folder_and_a_page_failure_is_reported(tmp_path, monkeypatch, capsys):
+    import bench.report.html
+    from bench.cli import main as cli
+    from bench.cli.report import after_run
+
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'run.json'}: not found; expected the out_dir of a bench run" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(bench.report.html, "write_report", broken)
+    assert after_run(object(), {}) == 1  # `bench run` exits 1, its records and tables kept
+    err = capsys.readouterr().err
+    assert "REPORT PAGE FAILED" in err and "template exploded" in err
