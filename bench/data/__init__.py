@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DATASETS = Registry("dataset", {
     "big": "bench.data.big:Big",
+    "big_synthetic": "bench.data.big_synthetic:BigSynthetic",
     "cityscapes": "bench.data.cityscapes:Cityscapes",
     "deepglobe": "bench.data.deepglobe:DeepGlobe",
     "folder": "bench.data.folder:Folder",
