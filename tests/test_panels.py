@@ -234,3 +234,17 @@ def test_crop_panel_png_is_screen_wide_and_the_font_follows_the_width(tmp_path, 
     image = cv.imread(str(path))
     assert image is not None and image.shape[1] <= SCREEN_PX and image.shape[1] == wide.width
     assert image.std() > 10
+
+
+def test_show_draws_the_layout_it_is_asked_for(tmp_path, capsys):
+    cfg = _cfg(tmp_path)
+    _save_fake_maps(cfg, ["downsample"], ["val_0000"])
+    args = ["show", "synthetic", "data.size=128x64", "data.n_images=3", "input_size=32x16", f"out_dir={cfg.out_path}",
+            f"tables_dir={cfg.tables_path}", "--methods", "downsample", "--images", "val_0000", "--crops", "1"]
+    assert cli.main([*args, "--layout", "grid"]) == 0
+    assert sorted(p.name for p in (cfg.tables_path / "panels").iterdir()) == ["val_0000.png"]
+    assert cli.main(args) == 0  # the default: one panel per crop
+    assert sorted(p.name for p in (cfg.tables_path / "panels").iterdir()) == ["val_0000.crop1.png", "val_0000.png"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*args, "--layout", "mosaic"])
+    assert stop.value.code == 2 and "invalid choice: 'mosaic'" in capsys.readouterr().err
