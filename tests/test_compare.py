@@ -221,6 +221,10 @@ def test_two_real_runs_that_differ_by_one_option(tmp_path, capsys):
         same = accuracy["downsample"][metric]
         assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0 and same["verdict"] == "same"
     assert accuracy[EDITED]["miou"]["a"] != accuracy[EDITED]["miou"]["b"]
+    # the records name the weights they were made with: the same backbone on both sides, no weights flag
+    first = json.loads((tmp_path / "a" / "records.jsonl").read_text().splitlines()[0])
+    assert set(first["provenance"]["weights"]) == {"backbone"}
+    assert not any(f.startswith("weights") for f in doc["flags"])
     assert accuracy[EDITED]["miou"]["diff"] == pytest.approx(accuracy[EDITED]["miou"]["b"]
                                                               - accuracy[EDITED]["miou"]["a"])
 

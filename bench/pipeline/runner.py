@@ -43,13 +43,14 @@ from bench.evaluation import records, run_folder
 from bench.weights import reference
 from bench.weights.sidecar import StaleCheckpoint
 from bench.core.batch import batch_setting
-from bench.core.config import BACKBONE_SOURCE, BenchConfig, build, format_size
+from bench.core.config import BACKBONE_SOURCE, BenchConfig, build, file_digest, format_size
 from bench.core.interface import Method, MethodContext
 from bench.evaluation.predictions import save_unit_predictions
 from bench.core.registry import MethodUnavailable, resolve
 from bench.core.status import Status, parse
 from bench.data.splits import open_split
-from bench.pipeline.unit import (MissingCheckpoint, display_name, expected_ids, from_file, key_of, load_sample,
+from bench.pipeline.unit import (MissingCheckpoint, checkpoint_files, display_name, expected_ids, from_file, key_of,
+                                 load_sample,
                                  method_config, predict, prepare, score_image, setup_torch, sweep_units, unit_full_size,
                                  unresolved_key)
 
@@ -174,6 +175,8 @@ def _sweep_images(cfg: BenchConfig, unit: Unit, cls: type[Method], ukey: str, da
 
     prov.update(released_provenance(cfg))  # {} unless released_weights= is set
     name, size, source = unit
+    # digests of the weights the unit loads (as in its key): bench compare flags other weights, bench export lists them
+    prov["weights"] = {k: file_digest(p) for k, p in checkpoint_files(cfg, cls, method.cfg, ctx, source).items()}
     out, ids, expected = records_file(cfg), dataset.ids(), n_expected(cfg, dataset)
     events, label = events_file(cfg), unit_label(*unit)
     status, warm = Status.OK, False
