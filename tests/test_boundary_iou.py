@@ -194,3 +194,36 @@ def test_values_outside_the_class_set_are_refused():
     pred = np.full((4, 4), 3, np.uint8)
     with pytest.raises(ValueError, match=r"prediction values \[3\]"):
         class_counts(gt, pred, 3)
+
+
+def _per_class_counts(gt, pred, num_classes, ignore_index, d):
+    """The semantic variant class by class: the inner band of each class's mask, ignore removed after."""
+    valid = np.ones(gt.shape, bool) if ignore_index is None else gt != ignore_index
+    inter, union = np.zeros(num_classes, int), np.zeros(num_classes, int)
+    for c in range(num_classes):
+        bg, bp = _chebyshev_band(gt == c, d) & valid, _chebyshev_band(pred == c, d) & valid
+        inter[c], union[c] = (bg & bp).sum(), (bg | bp).sum()
+    return inter, union
+
+
+def test_whole_map_form_equals_the_per_class_form():
+    # class_counts erodes and dilates the whole label map once (not once per class): on random label
+    # maps with ignored pixels, border contact and absent classes it must count what the per-class
+    # definition counts. Catches: the border left neutral, ignore not a label of its own, an
+    # intersection that does not require the same class in both maps.
+    rng = np.random.default_rng(5)
+    for k in range(40):
+        h, w = rng.integers(6, 60, size=2)
+        c = int(rng.integers(2, 7))
+        small = rng.integers(0, c, (max(1, h // 5), max(1, w // 5)))
+        gt = cv2.resize(small.astype(np.uint8), (int(w), int(h)), interpolation=cv2.INTER_NEAREST)
+        pred = gt.copy()
+        flip = rng.random(gt.shape) < 0.15
+        pred[flip] = rng.integers(0, c, int(flip.sum()))
+        if k % 2:
+            gt[rng.random(gt.shape) < 0.05] = 255
+        for ratio in (DILATION_RATIO, 0.05, 0.1):
+            d = boundary_width(int(h), int(w), ratio)
+            got = class_counts(gt, pred, c, ignore_index=255, ratio=ratio)
+            want = _per_class_counts(gt, pred, c, 255, d)
+            assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist(), (k, ratio)

@@ -120,20 +120,48 @@ def boundary_iou(gt: np.ndarray, pred: np.ndarray, ratio: float = DILATION_RATIO
     return ratio_or_nan(*binary_counts(gt, pred, ratio))
 
 
+def label_band(codes: np.ndarray, d: int) -> np.ndarray:
+    """The pixels of a label map that lie in the inner band of their own label.
+
+    A pixel labelled L is in ``band(codes == L)`` iff some pixel within Chebyshev distance ``d``
+    has another label or lies outside the image: iff the (2d+1)x(2d+1) window's minimum or
+    maximum differs from L. With every code >= 1 and a zero border for the minimum, that is one
+    square erosion and one square dilation of the whole map, whatever the number of classes
+    (the per-class form erodes each class's mask apart: 2C erosions an image).
+
+    Args:
+        codes: (H, W) uint16 labels, every value >= 1.
+        d: band width in pixels, >= 1.
+
+    Returns:
+        (H, W) bool.
+    """
+    if d < 1:
+        raise ValueError(f"the band width d must be >= 1, got {d}")
+    kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
+    low = cv2.erode(codes, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    high = cv2.dilate(codes, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return (low != codes) | (high != codes)
+
+
 def class_counts(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int | None = 255,
                  ratio: float = DILATION_RATIO) -> tuple[np.ndarray, np.ndarray]:
     """Per-class boundary intersection and union counts of one label map (the semantic variant).
 
+    ``band(gt == c)`` and ``band(pred == c)`` for every class c at once (:func:`label_band`: one
+    erosion and one dilation per map); ignored ground-truth pixels are a label of their own in
+    the geometry ("not c" for every c) and are then removed from both bands.
+
     Args:
         gt: (H, W) integer labels in ``0..C-1`` or ``ignore_index``.
         pred: (H, W) integer predictions in ``0..C-1``.
-        num_classes: C.
+        num_classes: C (at most 65533).
         ignore_index: ground-truth value removed from both bands (after the geometry), or None.
         ratio: dilation ratio; one d for every class, from (H, W).
 
     Returns:
-        ``(inter, union)``: two (C,) int64 arrays of pixel counts. A class present in neither map
-        has 0 and 0 (only the classes present are eroded: one erosion per present class and map).
+        ``(inter, union)``: two (C,) int64 arrays of pixel counts; a class present in neither map
+        has 0 and 0.
 
     Raises:
         ValueError: shapes differ, or a value lies outside the class set (listed).
@@ -147,15 +175,21 @@ def class_counts(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_inde
         if bad.any():
             raise ValueError(f"{name} values {np.unique(vals[bad])[:10].tolist()} outside the class set "
                              f"0..{num_classes - 1} (ignore_index={ignore_index})")
+    if num_classes > 65533:
+        raise ValueError(f"Boundary IoU takes at most 65533 classes, got {num_classes}")
     d = boundary_width(gt.shape[0], gt.shape[1], ratio)
-    inter = np.zeros(num_classes, np.int64)
-    union = np.zeros(num_classes, np.int64)
-    present = np.union1d(np.unique(gt[valid]), np.unique(pred))
-    for c in present.astype(np.int64).tolist():
-        band_g = inner_band(gt == c, d) & valid
-        band_p = inner_band(pred == c, d) & valid
-        inter[c] = np.count_nonzero(band_g & band_p)
-        union[c] = np.count_nonzero(band_g | band_p)
+    # codes 1..C for the classes, C + 1 for ignored pixels: >= 1, as label_band needs
+    g_codes = gt.astype(np.uint16)  # valid values are checked to lie in 0..C-1 above
+    g_codes += 1
+    g_codes[~valid] = num_classes + 1
+    p_codes = pred.astype(np.uint16)
+    p_codes += 1
+    band_g = label_band(g_codes, d) & valid
+    band_p = label_band(p_codes, d) & valid
+    both = band_g & band_p & (g_codes == p_codes)
+    inter = np.bincount(g_codes[both] - 1, minlength=num_classes).astype(np.int64)
+    union = (np.bincount(g_codes[band_g] - 1, minlength=num_classes)
+             + np.bincount(p_codes[band_p] - 1, minlength=num_classes)).astype(np.int64) - inter
     return inter, union
 
 
