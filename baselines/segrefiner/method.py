@@ -294,7 +294,7 @@ class SegRefiner(Method):
         for i in range(len(train_set)):
             s = train_set[i]
             image = np.asarray(s.image)
-            coarse = compute_coarse(ctx.backbone, image, tuple(ctx.input_size), device)
+            coarse = compute_coarse(ctx.backbone, image, ctx.input_size, device)
             offline = upsampled_labels(coarse.probs, image.shape[:2]).cpu().numpy()
             samples.append((image, np.asarray(s.label), offline))
         path = Path(paths["segrefiner"])
