@@ -222,3 +222,18 @@ def test_record_confusion_matrix_unchanged():
     gt, pred = _second()
     rec = score_image(SimpleNamespace(label=gt), pred, INFO)
     assert rec["cm"] == confusion_matrix(gt, pred, 4, 255).tolist()
+
+
+def test_seg_evaluator_ratio_option_and_skip():
+    gt, pred = _second()
+    skip = SegEvaluator(4, biou_ratio=None)
+    skip.update(gt, pred)
+    out = skip.compute()
+    assert out["biou_images"] == 0 and np.isnan(out["mbiou"]) and out["miou"] == out["miou"]
+    wide = SegEvaluator(4, biou_ratio=0.05)
+    wide.update(gt, pred)
+    assert wide.compute()["mbiou"] == pytest.approx(_pooled([(gt, pred)], 4, 0.05), abs=1e-12)
+    with pytest.raises(ValueError, match="biou_ratio"):
+        SegEvaluator(4, biou_ratio=0.0)
+    with pytest.raises(ValueError, match="absent"):
+        SegEvaluator(4, absent="maybe")
