@@ -161,3 +161,10 @@ def test_a_big_run_prints_the_published_table_as_cited(tmp_path):
     out = _run(tmp_path, root, "methods=[downsample]")
     cited = (out / "tables" / "big_published.md").read_text()
     assert "Cited, not measured here" in cited and "| Avg Improve | 0.00/0.00 | 0.47/3.30 |" in cited
+
+
+def test_rows_follow_the_sweep_s_source_order_not_run_json_s_sorted_keys(tmp_path):
+    root = write_big(tmp_path / "big", "cascadepsp")
+    out = _run(tmp_path, root, "methods=[downsample]", "coarse_sources=[psp, fcn]")
+    assert [u.source for u in track_units(out)] == ["psp", "fcn"]  # from the records' order
+    assert list(_rows((out / "tables" / "track.md").read_text())) == ["psp", "fcn", "Avg Improve"]

@@ -270,7 +270,8 @@ def parse_label(label: str) -> tuple[str, str, str]:
 
 
 def track_units(out_dir: str | Path) -> list[TrackUnit]:
-    """Every unit of the run folder ``out_dir`` (``run.json``'s ``units``, in sweep order) from its records alone.
+    """Every unit of the run folder ``out_dir`` (``run.json``'s ``units``) from its records alone, in the order
+    their records were first appended (the sweep's: source by source), units without records last.
 
     Raises:
         UserError: no ``run.json`` with units (not a run folder, or a sweep that never started).
@@ -283,8 +284,10 @@ def track_units(out_dir: str | Path) -> list[TrackUnit]:
     if not units:
         raise UserError(f"{out_dir}: no run.json with units; expected the out_dir of a bench run of a track config")
     recs = run_folder.restrict(records.load(Path(out_dir)), data.get("image_ids"))
+    # sweep order (run.json's keys are sorted): the order the records were appended in, then the unrecorded
+    first = {str(r.get("unit_key")): i for i, r in reversed(list(enumerate(recs)))}
     out = []
-    for label, key in units.items():
+    for label, key in sorted(units.items(), key=lambda kv: first.get(kv[1], len(recs))):
         name, size, source = parse_label(label)
         images = records.latest_by_image(recs, key)
         failure = records.unit_status(recs, key)
@@ -325,7 +328,8 @@ def track_tables(cfg: Any, units: Sequence[TrackUnit]) -> list[Table]:
     """
     size = f"{int(cfg.input_size[0])}x{int(cfg.input_size[1])}"
     mine = [u for u in units if u.size == size]
-    sources = list(dict.fromkeys(u.source for u in mine))
+    found = list(dict.fromkeys(u.source for u in mine))
+    sources = [s for s in cfg.coarse_sources or () if s in found] + [s for s in found if s not in (cfg.coarse_sources or ())]
     by = {(u.method, u.source): u for u in mine}
     refiners = [m for m in dict.fromkeys(cfg.methods) if m != COARSE_METHOD and any(u.method == m for u in mine)]
     names = {m: next(u.display for u in mine if u.method == m) for m in refiners}
