@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.cli.main import main
@@ -258,3 +259,35 @@ def test_units_on_coarse_sources_are_matched_by_source(tmp_path, capsys):
     assert (ocr["status_a"], ocr["status_b"], ocr["metrics"]) == ("absent", "ok", [])
     psp = next(u for u in doc["units"] if u["coarse"] == "psp")
     assert [m["name"] for m in psp["metrics"] if m["verdict"] != "same"] == ["miou"]
+
+
+def _band_counts(worse: bool = False):
+    """Boundary IoU counts planted in a record (half the confusion counts, a third of the intersections off if worse)."""
+    def edit(rec: dict) -> None:
+        cm = np.asarray(rec["cm"])
+        inter, union = np.diag(cm) // 2, (cm.sum(0) + cm.sum(1) - np.diag(cm)) // 2
+        rec["biou_inter"] = (inter - inter // 3 if worse else inter).tolist()
+        rec["biou_union"] = union.tolist()
+        rec["biou_ratio"] = 0.02
+    return edit
+
+
+def test_boundary_iou_is_compared_where_both_sides_have_its_counts(tmp_path, capsys):
+    a, b = _copy(tmp_path, "a"), _copy(tmp_path, "b")
+    _edit_records(a, EDITED, _band_counts())
+    _edit_records(b, EDITED, _band_counts(worse=True))
+    _edit_records(a, "downsample", _band_counts())  # only A has them for downsample: no BIoU row there
+    code, doc = _json(a, b, capsys, "--fail-on", "accuracy")
+    assert code == 1 and _changed(doc) == {f"{EDITED}@128x64": ["biou"]}
+    units = {u["method"]: u for u in doc["units"] if u["size"] == "128x64"}
+    assert "biou" not in [m["name"] for m in units["downsample"]["metrics"]]
+    biou = next(m for m in units[EDITED]["metrics"] if m["name"] == "biou")
+    # the pooled value, by hand: class counts summed over the six images, NaN classes left out
+    recs = [json.loads(line) for line in (b / "records.jsonl").read_text().splitlines()]
+    mine = [r for r in recs if r.get("method") == EDITED and r.get("type") == "image"]
+    inter = np.sum([r["biou_inter"] for r in mine], 0).astype(float)
+    union = np.sum([r["biou_union"] for r in mine], 0).astype(float)
+    assert biou["b"] == pytest.approx(float(np.mean(inter[union > 0] / union[union > 0])))
+    assert biou["verdict"] == "worse" and biou["low"] <= biou["diff"] <= biou["high"] < 0
+    _edit_records(b, EDITED, _band_counts())
+    assert _changed(_json(a, b, capsys)[1]) == {}

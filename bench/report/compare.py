@@ -3,10 +3,12 @@
 Units are matched by (dataset identity, method, input size, coarse source): the dataset identity
 is the run config's ``dataset``, ``split`` and ``data`` options (``run.json``); the coarse source
 is that of a coarse map given with the data (``method@WxH/source`` in ``run.json``, the records'
-``coarse_source``); the harness's own backbone pass and records written before sources match. For every matched unit and metric the
-output gives A, B and B − A, all over the images both units share (paired on ``image_id``):
+``coarse_source``); the harness's own backbone pass and records written before sources match.
+For every matched unit and metric the output gives A, B and B − A, all over the images both units
+share (paired on ``image_id``):
 
-- Accuracy (mIoU with A's absent-class policy and excluded classes, and mBA): B − A with the
+- Accuracy (mIoU with A's absent-class policy and excluded classes, mBA, and Boundary IoU where
+  both sides' records hold its band counts, at one dilation ratio): B − A with the
   percentile interval of a paired bootstrap over the shared images
   (:func:`bench.evaluation.significance.paired_bootstrap`: 1000 resamples, seed 0, 95 %). A
   difference is a change when the interval excludes 0; with fewer than
@@ -43,7 +45,9 @@ from bench.core.config import BenchConfig, build
 from bench.core.errors import UserError
 from bench.evaluation import records, run_folder
 from bench.evaluation.metrics import iou_per_class, mean_iou
-from bench.evaluation.significance import paired_bootstrap, stack_images
+from bench.evaluation.boundary import biou_per_class
+from bench.evaluation.significance import (MIN_PAIRED_IMAGES, DiffInterval, paired_bootstrap, resample_counts,
+                                           stack_images)
 from bench.report.export import WHERE_KEYS, coarse_name, parse_label, run_units, weights_digest
 
 KINDS = ("accuracy", "time", "memory")
@@ -270,18 +274,68 @@ def _accuracy_metrics(ua: Unit, ub: Unit, ids: Sequence[str], absent: str, exclu
                        mean_iou(iou_per_class(cm_b.sum(0), absent), excluded)),
               "mba": (float(np.nanmean(mba_a)) if np.isfinite(mba_a).any() else float("nan"),
                       float(np.nanmean(mba_b)) if np.isfinite(mba_b).any() else float("nan"))}
-    out = []
-    for name, interval in (("miou", boot.miou), ("mba", boot.mba)):
-        a, b = values[name]
-        if not boot.markable or not math.isfinite(interval.low):
-            verdict = "no verdict"
-        elif interval.excludes_zero:
-            verdict = "better" if interval.low > 0 else "worse"
-        else:
-            verdict = "same"
-        out.append(Metric(name, float(a), float(b), verdict, diff=interval.diff, low=interval.low,
-                          high=interval.high))
-    return out
+    out = [_accuracy(name, *values[name], interval, boot.markable)
+           for name, interval in (("miou", boot.miou), ("mba", boot.mba))]
+    biou = _biou_metric(ua, ub, ids, absent, excluded, n_resamples, seed, level)
+    return out + ([biou] if biou is not None else [])
+
+
+def _accuracy(name: str, a: float, b: float, interval: DiffInterval, markable: bool) -> Metric:
+    """An accuracy metric's verdict: better/worse when the interval of B − A excludes 0."""
+    if not markable or not math.isfinite(interval.low):
+        verdict = "no verdict"
+    elif interval.excludes_zero:
+        verdict = "better" if interval.low > 0 else "worse"
+    else:
+        verdict = "same"
+    return Metric(name, float(a), float(b), verdict, diff=interval.diff, low=interval.low, high=interval.high)
+
+
+def _band_counts(images: Mapping[str, Mapping[str, Any]],
+                 ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(N, C) Boundary IoU intersections and unions of ``ids`` and their one dilation ratio; None when an
+    image lacks counts (records written before them) or the ratios differ."""
+    recs = [images[i] for i in ids]
+    if any(r.get("biou_inter") is None or r.get("biou_union") is None for r in recs):
+        return None
+    ratios = {float(r.get("biou_ratio", float("nan"))) for r in recs}
+    if len(ratios) != 1:
+        return None
+    return (np.asarray([r["biou_inter"] for r in recs], dtype=np.float64),
+            np.asarray([r["biou_union"] for r in recs], dtype=np.float64), ratios.pop())
+
+
+def _mean_biou(inter: np.ndarray, union: np.ndarray, absent: str, excluded: Sequence[int]) -> np.ndarray:
+    """Mean Boundary IoU of each row of pooled (B, C) counts (the tables' rules); NaN where no class is left."""
+    per = biou_per_class(inter, union, absent)
+    keep = np.ones(per.shape[-1], dtype=bool)
+    keep[list(excluded)] = False
+    per = per[..., keep]
+    n = (~np.isnan(per)).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(per, -1) / np.maximum(n, 1), np.nan)
+
+
+def _biou_metric(ua: Unit, ub: Unit, ids: Sequence[str], absent: str, excluded: Sequence[int], n_resamples: int,
+                 seed: int, level: float) -> Metric | None:
+    """Boundary IoU B − A with the same paired bootstrap (the band counts re-summed per resample); None
+    when either side lacks the counts, and no verdict when the two were scored at other dilation ratios."""
+    ca, cb = _band_counts(ua.images, ids), _band_counts(ub.images, ids)
+    if ca is None or cb is None:
+        return None
+    (ia, na, ra), (ib, nb, rb) = ca, cb
+    a = float(_mean_biou(ia.sum(0), na.sum(0), absent, excluded))
+    b = float(_mean_biou(ib.sum(0), nb.sum(0), absent, excluded))
+    counts = resample_counts(len(ids), n_resamples, seed).astype(np.float64)
+    boot = (_mean_biou(counts @ ib, counts @ nb, absent, excluded)
+            - _mean_biou(counts @ ia, counts @ na, absent, excluded))
+    finite = boot[np.isfinite(boot)]
+    if finite.size == 0 or ra != rb:
+        return Metric("biou", a, b, "no verdict", diff=b - a)
+    tail = 100 * (1 - level) / 2
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+    return _accuracy("biou", a, b, DiffInterval(b - a, low, high, bool(low > 0 or high < 0)),
+                     len(ids) >= MIN_PAIRED_IMAGES)
 
 
 def _excluded(cfg: BenchConfig) -> tuple[int, ...]:
@@ -380,7 +434,8 @@ def run_flags(a: Run, b: Run, units: Sequence[UnitComparison]) -> list[str]:
     if sha_a != sha_b:
         flags.append(f"code differs: git {'+'.join(sha_a)} → {'+'.join(sha_b)}")
     dirty = [side for side, run in (("A", a), ("B", b))
-             if any((r.get("provenance") or {}).get("git_dirty") for u in run.units.values() for r in u.images.values())]
+             if any((r.get("provenance") or {}).get("git_dirty")
+                    for u in run.units.values() for r in u.images.values())]
     if dirty:
         flags.append(f"uncommitted changes in the code of {' and '.join(dirty)}")
     weights = [u.label for u in units if any(f.startswith("weights differ") for f in u.flags)]
@@ -419,9 +474,10 @@ def regressions(result: Comparison, kinds: Sequence[str]) -> list[str]:
     return out
 
 
-# --- the words of a change ----------------------------------------------------------------------------------------------------
+# --- the words of a change --------------------------------------------------------------------------------------------
 
-NAMES = {"miou": "mIoU (%)", "mba": "mBA (%)", "time_ms": "Time (ms, median)", "memory_mib": "Memory (MiB, peak)"}
+NAMES = {"miou": "mIoU (%)", "mba": "mBA (%)", "biou": "BIoU (%)", "time_ms": "Time (ms, median)",
+         "memory_mib": "Memory (MiB, peak)"}
 
 
 def fmt_num(value: float, digits: int, scale: float = 1.0) -> str:

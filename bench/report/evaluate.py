@@ -97,7 +97,8 @@ class _Wrapped(Method):
         return out.to(device=self.device, dtype=torch.int64)
 
 
-def _wrap(method: Method | Callable[..., Any], name: str | None, version: int, uses_coarse: bool | None) -> type[Method]:
+def _wrap(method: Method | Callable[..., Any], name: str | None, version: int,
+          uses_coarse: bool | None) -> type[Method]:
     """A Method subclass delegating to ``method`` (an object's ``refine`` or a callable)."""
     if isinstance(method, Method):
         cls = type(method)

@@ -122,7 +122,8 @@ def unit_rows(cfg: BenchConfig, info: Any, result: Any, variants: Sequence[str],
     iou = result.iou if result.iou else [float("nan")] * len(info.class_names)
     lines = str(result.message or "").strip().splitlines()
     base = {"dataset": cfg.dataset, "split": cfg.split, "method": result.method, "display": result.display,
-            "input_size": result.size, "coarse": coarse or coarse_name(first.get("coarse_source")), "status": result.status,
+            "input_size": result.size, "coarse": coarse or coarse_name(first.get("coarse_source")),
+            "status": result.status,
             "message": lines[-1] if lines and result.status != "ok" else None,
             "mba": _num(result.mba), "biou": _num(getattr(result, "biou", None)),
             "n_images": result.n_images, "n_expected": result.n_total,
@@ -341,7 +342,8 @@ def _validate_light(doc: Mapping[str, Any]) -> None:
             kind = COLUMNS.get(key, "number" if key.startswith("iou_") else "")
             if not kind:
                 raise ValueError(f"results document invalid at rows/{i}: unknown column {key!r}")
-            ok = value is None or (isinstance(value, _PY_TYPES[kind]) and (kind == "boolean" or not isinstance(value, bool)))
+            ok = value is None or (isinstance(value, _PY_TYPES[kind])
+                                   and (kind == "boolean" or not isinstance(value, bool)))
             if not ok:
                 raise ValueError(f"results document invalid at rows/{i}/{key}: {value!r} is not a {kind}")
 
