@@ -333,3 +333,26 @@ def test_method_contract(tmp_path):
     method = contract.build("segrefiner", SegRefiner, ctx, dataset)
     contract.check_class("segrefiner", SegRefiner)
     contract.check_refine("segrefiner", SegRefiner, method, ctx, dataset)
+
+
+def test_object_only_refines_class_1_alone_and_thresholds_at_one_half(method_factory, monkeypatch):
+    method, ctx = method_factory(object_only=True)
+    image, _ = _coarse(ctx)
+    probs = torch.zeros(2, 16, 32)
+    probs[1, :, 10:20] = 1
+    probs[0] = 1 - probs[1]
+    seen = []
+
+    def fake(image, mask, seed):
+        seen.append(mask.clone())
+        out = torch.zeros(mask.shape)
+        out[:, 40:60] = 0.5  # exactly one half counts as object (the release's >= 0.5)
+        out[:, 60:80] = 0.49
+        return out
+
+    monkeypatch.setattr(method, "refine_binary", fake)
+    labels = method.refine(image, Coarse(probs))
+    assert len(seen) == 1 and torch.equal(seen[0], upsampled_labels(probs, (64, 128)) == 1)
+    expected = torch.zeros(64, 128, dtype=torch.int64)
+    expected[:, 40:60] = 1
+    assert torch.equal(labels, expected)

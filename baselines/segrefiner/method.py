@@ -8,7 +8,8 @@ Parts: the denoiser (``unet``), the schedule, sampler and high-resolution infere
 Multi-class protocol (``refine``), as CascadePSP runs on the semantic tracks
     The coarse probabilities are upsampled to the image size (bilinear, align_corners=False);
     their argmax is the coarse label map. Each present class is one binary mask, refined alone
-    (global step at ``model_size``, one local step on the uncertain patches, paste). The release
+    (global step at ``model_size``, one local step on the uncertain patches, paste). On the
+    refinement track (two classes) ``object_only`` refines the object mask alone, as the release. The release
     outputs the pasted mask ``>= 0.5``; here the pasted *probabilities* are kept (thresholding
     them at 0.5 is exactly the release's mask: ``diffusion.paste``) and a pixel takes the present
     class of highest refined probability (ties: lowest class id). A class with at most
@@ -93,6 +94,9 @@ class SegRefinerConfig:
         sample_seed: seed of the sampler's draws (combined with each image and class).
         samples: seeds averaged per mask (1 = one draw, as the release).
         min_confidence: keep the coarse label where the best refined probability is below this.
+        object_only: on a two-class coarse map (the refinement track: class 1 is the object),
+            refine the object mask alone and take it ``>= 0.5``, as the release on BIG (half the
+            work); False refines both masks and takes the likelier.
         iterations, batch_size, lr, weight_decay, milestones, gamma, optimizer: training schedule
             [40000, 1 per GPU x 8, 4e-4, 0, (20000, 35000), 0.5, adamw].
         offline_prob: chance that a view's coarse mask is the backbone's coarse prediction rather
@@ -123,6 +127,7 @@ class SegRefinerConfig:
     sample_seed: int = 0
     samples: int = 1
     min_confidence: float = 0.0
+    object_only: bool = False
     iterations: int = 160
     batch_size: int = 6
     lr: float = 2e-3
@@ -258,19 +263,27 @@ class SegRefiner(Method):
             if classes.numel() == 1:
                 return labels
             key = image_key(image, labels)
+            if self.cfg.object_only and coarse.probs.shape[0] == 2:
+                classes = classes[classes == 1]
             runs = []
             for k in range(self.cfg.samples):
                 runs.append(torch.stack([self.refine_binary(image, labels == c, mask_seed(self.cfg.sample_seed + k, key, int(c)))
                                          for c in classes]))
             probs = torch.stack(runs).mean(0)
-            out = combine(probs, classes, labels, self.cfg.min_confidence)
+            out = self._labels(probs, classes, labels)
             if len(runs) > 1:
-                differ = torch.stack([(combine(r, classes, labels, self.cfg.min_confidence) != out).float().mean()
-                                      for r in runs])
+                differ = torch.stack([(self._labels(r, classes, labels) != out).float().mean() for r in runs])
                 self.last_spread = (float(differ.mean()), float(differ.std()))
                 log.debug("segrefiner: %d seeds, single-seed labels differ from the mean on %.4f ± %.4f of the pixels",
                           len(runs), *self.last_spread)
             return out
+
+    def _labels(self, probs: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(K, H, W) refined probabilities -> (H, W) int64 labels: the object ``>= 0.5`` under
+        ``object_only`` on a two-class map, else :func:`combine`."""
+        if self.cfg.object_only and classes.tolist() == [1]:
+            return (probs[0] >= 0.5).long()
+        return combine(probs, classes, labels, self.cfg.min_confidence)
 
     @classmethod
     def checkpoints(cls, cfg: SegRefinerConfig, ctx: MethodContext) -> dict[str, Path]:
