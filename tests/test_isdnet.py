@@ -147,7 +147,7 @@ def test_seven_loss_terms_present_finite_and_weighted():
     all_pixels = F.cross_entropy(fcn, y, ignore_index=255, reduction="sum") / y.numel()  # mmseg 0.16's mean
     assert torch.allclose(terms["aux.loss_seg"], 0.4 * all_pixels)
     assert torch.allclose(seg_ce(o.fcn_logits, y, 255, "valid"), F.cross_entropy(fcn, y, ignore_index=255))
-    assert float(terms["aux_4.fa_loss"]) > 0
+    assert float(terms["aux_4.fa_loss"].detach()) > 0
 
 
 def test_affinity_loss_does_not_reach_the_sr_branch():
