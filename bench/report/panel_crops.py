@@ -6,7 +6,7 @@ few pixels high. A crop panel shows one crop only:
 
 - per block of at most :data:`MAX_COLUMNS` columns, a row of label maps (image | ground truth |
   coarse | each method, in the dataset's palette) and under it the error maps against the coarse
-  map (:data:`bench.report.panels.ERROR_COLOURS`: green fixed, red broken);
+  map (:data:`bench.report.panel_maps.ERROR_COLOURS`: green fixed, red broken);
 - more methods wrap into further blocks below, so the width stays at most :data:`SCREEN_PX`;
 - a legend of the crop's classes and the error colours at the bottom.
 
@@ -22,12 +22,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from bench.report.panels import Box, PanelInput
+from bench.report.panel_maps import ERROR_COLOURS, Box, PanelInput, coarse_error_map, colorize, cut, error_map
 
 SCREEN_PX = 1600
 """Widest a crop panel gets (pixels): a laptop screen's width with the browser's margins."""
@@ -99,17 +98,15 @@ def label_px_at(layout: CropLayout, shown_px: int = VIEW_PX) -> float:
 
 def _cells(panel: PanelInput, box: Box) -> tuple[list[tuple[np.ndarray, str]], list[tuple[np.ndarray, str] | None]]:
     """The label cells and the error cells under them (None: nothing under the image and the GT)."""
-    from bench.report.panels import _cut, coarse_error_map, colorize, error_map
-
     info = panel.info
-    gt, coarse = _cut(panel.gt, box), _cut(panel.coarse, box)
+    gt, coarse = cut(panel.gt, box), cut(panel.coarse, box)
     valid = gt != info.ignore_index if info.ignore_index is not None else np.ones(gt.shape, bool)
     colour = lambda labels: colorize(labels, info.palette, info.ignore_index)  # noqa: E731
-    tops = [(_cut(panel.image, box), "image"), (colour(gt), "ground truth"), (colour(coarse), "coarse")]
+    tops = [(cut(panel.image, box), "image"), (colour(gt), "ground truth"), (colour(coarse), "coarse")]
     bottoms: list[tuple[np.ndarray, str] | None] = [
         None, None, (coarse_error_map(gt, coarse, info.ignore_index), f"coarse wrong {int(((coarse != gt) & valid).sum())} px")]
     for title, labels in panel.methods.items():
-        pred = _cut(labels, box)
+        pred = cut(labels, box)
         fixed = int(((coarse != gt) & (pred == gt) & valid).sum())
         broken = int(((coarse == gt) & (pred != gt) & valid).sum())
         tops.append((colour(pred), title))
@@ -118,9 +115,7 @@ def _cells(panel: PanelInput, box: Box) -> tuple[list[tuple[np.ndarray, str]], l
 
 
 def _legend_items(panel: PanelInput, box: Box) -> list[tuple[tuple[int, int, int], str]]:
-    from bench.report.panels import ERROR_COLOURS, _cut
-
-    present = np.unique(_cut(panel.gt, box))
+    present = np.unique(cut(panel.gt, box))
     items = [(_rgb(panel.info.palette[int(c)]), panel.info.class_names[int(c)])
              for c in present if c != panel.info.ignore_index]
     names = {"fixed": "fixed: coarse wrong, method right", "broken": "broken: coarse right, method wrong",

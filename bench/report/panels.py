@@ -29,7 +29,7 @@ a lenient pass (the end of ``bench run``), which leaves the method out and says 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,19 +39,10 @@ import numpy as np
 from bench.core.config import BenchConfig, format_size
 from bench.core.interface import DatasetInfo
 from bench.evaluation.predictions import COARSE, load_label_map, prediction_path, read_unit_info
-
-Box = tuple[int, int, int, int]
-"""A crop (x, y, w, h) in full-resolution pixels."""
-
-ERROR_COLOURS: dict[str, tuple[int, int, int]] = {
-    "fixed": (0, 170, 0),         # wrong in coarse, right in the method
-    "broken": (220, 0, 0),        # right in coarse, wrong in the method
-    "both_wrong": (40, 40, 40),   # wrong in both (also: wrong in the coarse error map)
-    "both_right": (255, 255, 255),  # right in both (also: right in the coarse error map)
-    "ignore": (150, 150, 150),    # ground truth is the ignore index
-}
-IGNORE_COLOUR = (0, 0, 0)
-"""Colour of ignored ground-truth pixels in the palette-coloured maps (Cityscapes' void)."""
+from bench.report.panel_crops import draw_crop_panels
+from bench.report.panel_maps import (  # noqa: F401 - re-exported: the panels' names from before the split
+    ERROR_COLOURS, IGNORE_COLOUR, Box, PanelInput, coarse_error_map, colorize, error_map)
+from bench.report.panel_maps import cut as _cut
 
 CELL_PX = 384
 """Target on-screen size (pixels) of the longer side of one crop cell."""
@@ -70,52 +61,6 @@ class PanelResult:
 
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-# --- colouring -------------------------------------------------------------------------------
-
-def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]], ignore_index: int | None) -> np.ndarray:
-    """(H, W) integer labels -> (H, W, 3) uint8 RGB in the dataset's palette.
-
-    ``ignore_index`` pixels are :data:`IGNORE_COLOUR`.
-
-    Raises:
-        ValueError: a label that is neither a class id (0..C-1) nor the ignore index.
-    """
-    labels = np.asarray(labels)
-    table = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    ignore = labels == ignore_index if ignore_index is not None else np.zeros(labels.shape, bool)
-    bad = (~ignore) & ((labels < 0) | (labels >= len(table)))
-    if bad.any():
-        raise ValueError(f"labels {sorted(np.unique(labels[bad]).tolist())[:10]} are outside the palette's "
-                         f"{len(table)} classes (ignore index {ignore_index})")
-    out = table[np.where(ignore, 0, labels)]
-    out[ignore] = IGNORE_COLOUR
-    return out
-
-
-def _paint(masks: Mapping[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    out = np.empty(shape + (3,), np.uint8)
-    for name, mask in masks.items():
-        out[mask] = ERROR_COLOURS[name]
-    return out
-
-
-def error_map(gt: np.ndarray, coarse: np.ndarray, pred: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """(H, W, 3) uint8 map of a method's errors relative to the coarse map (see ERROR_COLOURS).
-
-    Args:
-        gt, coarse, pred: (H, W) integer label maps of the same shape.
-    """
-    ignore = gt == ignore_index if ignore_index is not None else np.zeros(gt.shape, bool)
-    c_ok, p_ok = (coarse == gt) & ~ignore, (pred == gt) & ~ignore
-    return _paint({"both_right": c_ok & p_ok, "both_wrong": ~c_ok & ~p_ok & ~ignore, "fixed": ~c_ok & p_ok,
-                   "broken": c_ok & ~p_ok, "ignore": ignore}, gt.shape)
-
-
-def coarse_error_map(gt: np.ndarray, coarse: np.ndarray, ignore_index: int | None) -> np.ndarray:
-    """(H, W, 3) uint8: coarse right (white), wrong (dark), ignored (grey): the coarse map against itself."""
-    return error_map(gt, coarse, coarse, ignore_index)
 
 
 # --- choosing crops --------------------------------------------------------------------------
@@ -209,34 +154,6 @@ def upscale(image: np.ndarray, factor: int) -> np.ndarray:
 def upscale_factor(crops: Sequence[Box]) -> int:
     """Integer factor that brings the longest crop side near :data:`CELL_PX` (at least 1)."""
     return max(1, round(CELL_PX / max(max(b[2], b[3]) for b in crops)))
-
-
-def _cut(array: np.ndarray, box: Box) -> np.ndarray:
-    x, y, w, h = box
-    return array[y:y + h, x:x + w]
-
-
-@dataclass
-class PanelInput:
-    """Everything one panel shows.
-
-    Attributes:
-        image_id: the image's id (title, file name).
-        image: (H, W, 3) uint8 RGB; gt, coarse: (H, W) integer labels.
-        methods: ``{column title: (H, W) labels}`` in column order.
-        crops: crop boxes (x, y, w, h).
-        info: the dataset (palette, ignore index, class names).
-        caption: a line under the title (size, how the crops were chosen).
-    """
-
-    image_id: str
-    image: np.ndarray
-    gt: np.ndarray
-    coarse: np.ndarray
-    methods: dict[str, np.ndarray]
-    crops: list[Box]
-    info: DatasetInfo
-    caption: str = ""
 
 
 def _off(ax: Any) -> None:
@@ -469,8 +386,6 @@ def _render_one(cfg: BenchConfig, sample: Any, methods: Sequence[str], size: tup
     else:
         score = disagreement_score(gt, list(maps.values()), info.ignore_index, info.thin_classes)
         crops, how = choose_crops(score, default_crop_size(gt.shape), n_crops), "crops where the maps disagree most"
-    from bench.report.panel_crops import draw_crop_panels
-
     panel = PanelInput(sample.id, sample.image, gt, maps[COARSE],
                        {_display_name(cfg, m, size): maps[m] for m in methods}, crops, info,
                        caption=f"input {format_size(size)}, {how}")
