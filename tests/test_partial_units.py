@@ -35,7 +35,8 @@ def test_bad_image_fails_alone_and_the_unit_is_partial(tmp_path, capsys, kind):
     tables = tmp_path / "runs" / "tables"
     for name in ("table1", "table3"):
         md, tex = (tables / f"{name}.md").read_text(), (tables / f"{name}.tex").read_text()
-        assert "Downsample (3 of 4 images)" in md and "Downsample (3 of 4 images)" in tex
+        # LaTeX stacks the coverage under the name (a one-column table keeps its width)
+        assert "Downsample (3 of 4 images)" in md and r"\shortstack[l]{Downsample\\(3 of 4 images)}" in tex
         assert f"3 of 4 images; failed: {BAD} (" in md and REASONS[kind] in md
         assert "PARTIAL rows" in tex  # the failed images are named in the run's notes file
         assert f"{BAD.replace('_', chr(92) + '_')} (" in (tables / "notes.tex").read_text()  # LaTeX escapes "_"
@@ -66,7 +67,7 @@ def test_partial_unit_gets_no_mark_no_bold_and_no_difference():
         # neither test involves MagNet: best vs runner-up is among the complete rows, no Improvement
         assert "MagNet - Patching at" not in t.text and "MagNet - Downsample at" not in t.text
     assert "Patching - Downsample at 64x32" in t3.text
-    assert "MagNet (2 of 3 images)" in to_markdown(t3) and "MagNet (2 of 3 images)" in to_latex(t3)
+    assert "MagNet (2 of 3 images)" in to_markdown(t3) and r"\shortstack[l]{MagNet\\(2 of 3 images)}" in to_latex(t3)
 
 
 def test_unit_stopped_early_is_partial(tmp_path):
