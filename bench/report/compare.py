@@ -45,9 +45,8 @@ from bench.core.config import BenchConfig, build
 from bench.core.errors import UserError
 from bench.evaluation import records, run_folder
 from bench.evaluation.metrics import iou_per_class, mean_iou
-from bench.evaluation.boundary import biou_per_class
-from bench.evaluation.significance import (MIN_PAIRED_IMAGES, DiffInterval, paired_bootstrap, resample_counts,
-                                           stack_images)
+from bench.evaluation.significance import MIN_PAIRED_IMAGES, DiffInterval, paired_bootstrap, stack_images
+from bench.report.compare_biou import biou_difference
 from bench.report.export import WHERE_KEYS, coarse_name, parse_label, run_units, weights_digest
 
 KINDS = ("accuracy", "time", "memory")
@@ -291,51 +290,17 @@ def _accuracy(name: str, a: float, b: float, interval: DiffInterval, markable: b
     return Metric(name, float(a), float(b), verdict, diff=interval.diff, low=interval.low, high=interval.high)
 
 
-def _band_counts(images: Mapping[str, Mapping[str, Any]],
-                 ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """(N, C) Boundary IoU intersections and unions of ``ids`` and their one dilation ratio; None when an
-    image lacks counts (records written before them) or the ratios differ."""
-    recs = [images[i] for i in ids]
-    if any(r.get("biou_inter") is None or r.get("biou_union") is None for r in recs):
-        return None
-    ratios = {float(r.get("biou_ratio", float("nan"))) for r in recs}
-    if len(ratios) != 1:
-        return None
-    return (np.asarray([r["biou_inter"] for r in recs], dtype=np.float64),
-            np.asarray([r["biou_union"] for r in recs], dtype=np.float64), ratios.pop())
-
-
-def _mean_biou(inter: np.ndarray, union: np.ndarray, absent: str, excluded: Sequence[int]) -> np.ndarray:
-    """Mean Boundary IoU of each row of pooled (B, C) counts (the tables' rules); NaN where no class is left."""
-    per = biou_per_class(inter, union, absent)
-    keep = np.ones(per.shape[-1], dtype=bool)
-    keep[list(excluded)] = False
-    per = per[..., keep]
-    n = (~np.isnan(per)).sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, np.nansum(per, -1) / np.maximum(n, 1), np.nan)
-
-
 def _biou_metric(ua: Unit, ub: Unit, ids: Sequence[str], absent: str, excluded: Sequence[int], n_resamples: int,
                  seed: int, level: float) -> Metric | None:
-    """Boundary IoU B − A with the same paired bootstrap (the band counts re-summed per resample); None
-    when either side lacks the counts, and no verdict when the two were scored at other dilation ratios."""
-    ca, cb = _band_counts(ua.images, ids), _band_counts(ub.images, ids)
-    if ca is None or cb is None:
+    """Boundary IoU B − A (:func:`bench.report.compare_biou.biou_difference`); None when a side lacks the counts."""
+    found = biou_difference(ua.images, ub.images, ids, absent, excluded, n_resamples=n_resamples, seed=seed,
+                            level=level)
+    if found is None:
         return None
-    (ia, na, ra), (ib, nb, rb) = ca, cb
-    a = float(_mean_biou(ia.sum(0), na.sum(0), absent, excluded))
-    b = float(_mean_biou(ib.sum(0), nb.sum(0), absent, excluded))
-    counts = resample_counts(len(ids), n_resamples, seed).astype(np.float64)
-    boot = (_mean_biou(counts @ ib, counts @ nb, absent, excluded)
-            - _mean_biou(counts @ ia, counts @ na, absent, excluded))
-    finite = boot[np.isfinite(boot)]
-    if finite.size == 0 or ra != rb:
+    a, b, interval = found
+    if interval is None:
         return Metric("biou", a, b, "no verdict", diff=b - a)
-    tail = 100 * (1 - level) / 2
-    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
-    return _accuracy("biou", a, b, DiffInterval(b - a, low, high, bool(low > 0 or high < 0)),
-                     len(ids) >= MIN_PAIRED_IMAGES)
+    return _accuracy("biou", a, b, interval, len(ids) >= MIN_PAIRED_IMAGES)
 
 
 def _excluded(cfg: BenchConfig) -> tuple[int, ...]:
