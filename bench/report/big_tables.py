@@ -349,13 +349,13 @@ def track_tables(cfg: Any, units: Sequence[TrackUnit]) -> list[Table]:
                  "when read; refined maps are the methods' full-resolution label maps (no resize)." if threshold else
                  "Ground truth and coarse maps are 0/1 as the dataset gives them; refined maps are the methods' "
                  "full-resolution label maps (no resize).")
-    empty = {}
+    empty: dict[str, tuple[str, ...]] = {}
     for s in sources:
         coarse = by.get((COARSE_METHOD, s))
-        found = coarse.score.empty if coarse is not None and coarse.score is not None else \
+        stems: tuple[str, ...] = coarse.score.empty if coarse is not None and coarse.score is not None else \
             next((u.score.empty_coarse for u in mine if u.source == s and u.score is not None), ())
-        if found:
-            empty[s] = found
+        if stems:
+            empty[s] = stems
     if empty:
         notes.append("Objects with an empty coarse mask (scored like the others): "
                      + "; ".join(f"{s}: {len(e)} ({', '.join(e[:5])}{', ...' if len(e) > 5 else ''})"
