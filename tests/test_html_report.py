@@ -233,8 +233,12 @@ def test_bench_run_writes_the_page_and_bench_report_rewrites_it(run_dir, capsys)
     parsed = parse_page(again)
     assert sorted(parsed.tables) == ["comparison", "table1", "table2", "table3"]
     assert again.count("data:image/png;base64,") == 3 + 4  # three plots, two crops of each of two images
-    for key in ("git sha", "torch", "threads", "weights", "config digest", "machine fingerprint"):
+    for key in ("git sha", "torch", "threads", "weights (recorded)", "config digest", "machine fingerprint"):
         assert f"<dt>{key}</dt>" in again
+    backbone = re.search(r"<dt>weights \(recorded\)</dt><dd>downsample@128x64: backbone ([0-9a-f]{12})", again)
+    from bench.core.config import file_digest, load
+
+    assert backbone and backbone[1] == file_digest(load("synthetic").backbone_path)  # the file the unit loaded
     assert cli.main(["report", str(run_dir / "nothing")]) == 2
 
 

@@ -129,11 +129,16 @@ def provenance(cfg: BenchConfig, results: Results, run: Mapping[str, Any] | None
     recs = {f"{m}@{s}": next(iter(r.images.values())).get("provenance", {})
             for (m, s), r in results.items() if r.images}
     rows = [(label, _varying({u: get(p) for u, p in recs.items()})) for label, get in _PROVENANCE]
+    recorded = {u: p["weights"] for u, p in recs.items() if isinstance(p.get("weights"), dict)}
+    rows.append(("weights (recorded)", "; ".join(f"{u}: " + (", ".join(f"{k} {v}" for k, v in w.items()) or "none")
+                                                 for u, w in recorded.items())
+                 or "not in the records (written before provenance.weights): see the unit keys"))
     ref = Path(cfg.reference_dir) / "manifest.json" if cfg.reference_dir else None
-    rows.append(("weights", f"reference set {cfg.reference_dir or '–'} (manifest sha256 "
-                            f"{(file_digest(ref) if ref else None) or 'absent'}), backbone {cfg.backbone_path} "
-                            f"(sha256 {file_digest(cfg.backbone_path) or 'absent'}); digests of the files as they "
-                            f"are now: the unit keys hash the files each unit loaded"))
+    rows.append(("weight files now", f"reference set {cfg.reference_dir or '–'} (manifest sha256 "
+                                     f"{(file_digest(ref) if ref else None) or 'absent'}), backbone "
+                                     f"{relative_paths(str(cfg.backbone_path))} (sha256 "
+                                     f"{file_digest(cfg.backbone_path) or 'absent'}), as the files are when the "
+                                     f"page is written"))
     units = (run or {}).get("units") or {}
     rows.append(("unit keys", ", ".join(f"{u} {k}" for u, k in units.items()) or "–"))
     rows.append(("config digest", stable_hash(cfg.to_dict())))
