@@ -10,10 +10,10 @@ Samples (HR-SegRefiner's ``LoadPatchData``; one class of a labelled image is the
       ``patch_tries`` draws; a sample without one contributes only its object crop).
     Images are resized bilinearly, masks by nearest; each view is flipped with probability 0.5.
     Each view's coarse mask is, with probability ``offline_prob``, the "offline" coarse mask and
-    otherwise the view's GT perturbed by CascadePSP's boundary modification
+    otherwise the GT perturbed by CascadePSP's boundary modification
     (``baselines.common.perturb.modify_boundary``, as the release's ``loading.py``) towards an IoU
-    of ``iou_min`` (drawn from ``U[iou_min, iou_max)`` when ``iou_max > iou_min``), at the view's
-    resolution (the release perturbs its 256-px patches at that size too). The release's offline
+    of ``iou_min`` (drawn from ``U[iou_min, iou_max)`` when ``iou_max > iou_min``), on a region of
+    about 256 px around the view (:func:`_perturbed`: the release perturbs its 256-px patches). The release's offline
     masks are perturbed GT and "expanded" (filled outer contours, then perturbed) masks of
     ThinObject-5K/DIS; ours are the backbone's own coarse prediction of the class (its
     probabilities upsampled bilinearly, argmax == class), i.e. the masks the method refines at
@@ -43,6 +43,7 @@ from bench.core.interface import IMAGENET_MEAN, IMAGENET_STD
 from bench.training import loop, resume
 
 TEXTURE_WEIGHT = 5.0
+PERTURB_SIDE = 256  # the release's model size: its patches are perturbed at 256 px
 SOBEL_EPS = 1e-4
 
 
@@ -121,14 +122,44 @@ def make_views(image: np.ndarray, label: np.ndarray, offline: np.ndarray, cfg: A
             break
     views = []
     for box in boxes:
-        im, g, o = _view(image, gt, off, box, size, bool(rng.random() < 0.5))
+        flip = bool(rng.random() < 0.5)
         if rng.random() < cfg.offline_prob:
-            coarse = o
-        else:  # CascadePSP's boundary modification, as the release's loading.py (at the view's resolution)
+            coarse_full = off
+        else:  # CascadePSP's boundary modification, as the release's loading.py
             iou = float(rng.uniform(cfg.iou_min, cfg.iou_max)) if cfg.iou_max > cfg.iou_min else float(cfg.iou_min)
-            coarse = modify_boundary(g.astype(np.uint8) * 255, iou, rng) > 127
+            coarse_full = _perturbed(gt, box, iou, rng)
+        im, g, coarse = _view(image, gt, coarse_full, box, size, flip)
         views.append((im, g[None].astype(np.float32), coarse[None].astype(np.float32)))
     return views
+
+
+def _perturbed(gt: np.ndarray, box: tuple[int, int, int, int], iou: float, rng: np.random.Generator) -> np.ndarray:
+    """(H, W) bool: ``gt`` with the region around ``box`` replaced by its boundary modification.
+
+    The modification works in pixels (3..9-px morphology, 10 % of the contour vertices), so its
+    strength depends on the resolution it is applied at. The release applies it to 256-px patches
+    and to whole high-resolution images; here the region is the box widened to at least
+    :data:`PERTURB_SIDE` per side at native resolution (the patch view: a 256-px window, as the
+    release's patches) and, when larger, area-reduced to that longer side first (object crops),
+    so a 64-px view is not perturbed at 64 px.
+    """
+    H, W = gt.shape
+    x1, y1, x2, y2 = box
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    half_w, half_h = max(x2 - x1, PERTURB_SIDE) // 2, max(y2 - y1, PERTURB_SIDE) // 2
+    rx1, ry1 = max(0, min(cx - half_w, x1)), max(0, min(cy - half_h, y1))
+    rx2, ry2 = min(W, max(cx + half_w, x2)), min(H, max(cy + half_h, y2))
+    region = gt[ry1:ry2, rx1:rx2].astype(np.uint8) * 255
+    h, w = region.shape
+    scale = min(1.0, PERTURB_SIDE / max(h, w))
+    small = region if scale == 1.0 else cv2.resize(region, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                   interpolation=cv2.INTER_NEAREST)
+    out = modify_boundary(small, iou, rng)
+    if scale != 1.0:
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_NEAREST)
+    full = gt.copy()
+    full[ry1:ry2, rx1:rx2] = out > 127
+    return full
 
 
 def make_batch(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Any, ignore_index: int | None,
