@@ -80,7 +80,9 @@ class SegRefinerConfig:
         dropout: residual-block dropout [0].
         groups: GroupNorm groups [32].
         steps: diffusion steps, also the time embedding's entries [6].
-        alpha_start, alpha_stop: ``alpha = linspace(alpha_start, alpha_stop, steps)`` [0.8, 0].
+        alpha_start: ``alpha[0]`` of ``alpha = linspace(alpha_start, alpha_stop, steps)``, the chance
+            that a pixel of ``x_0`` holds its ground-truth value [0.8].
+        alpha_stop: ``alpha[steps - 1]`` [0: ``x_5`` is the coarse mask].
         model_size: side of the global step's square input and of the local patches, also the
             training crop size [256].
         fine_prob_thr: local patch centres are grid pixels whose fine probability is below this
@@ -97,12 +99,19 @@ class SegRefinerConfig:
         object_only: on a two-class coarse map (the refinement track: class 1 is the object),
             refine the object mask alone and take it ``>= 0.5``, as the release on BIG (half the
             work); False refines both masks and takes the likelier.
-        iterations, batch_size, lr, weight_decay, milestones, gamma, optimizer: training schedule
-            [40000, 1 per GPU x 8, 4e-4, 0, (20000, 35000), 0.5, adamw].
+        iterations: training steps [40000].
+        batch_size: samples per step, each giving an object crop and (when found) a patch [8: 1 per
+            GPU on 8 GPUs].
+        lr: learning rate [4e-4].
+        weight_decay: AdamW weight decay [0].
+        milestones: steps where the learning rate is multiplied by ``gamma`` [20000, 35000].
+        gamma: the decay factor [0.5].
+        optimizer: ``adamw`` or ``adam`` [adamw].
         offline_prob: chance that a view's coarse mask is the backbone's coarse prediction rather
             than a perturbed ground truth [0.5: the release's "expanded" masks].
-        iou_min, iou_max: target IoU of the perturbed ground truth, drawn from
-            ``U[iou_min, iou_max)``; equal values fix it [0.8, 0.8].
+        iou_min: target IoU of the perturbed ground truth (drawn from ``U[iou_min, iou_max)`` when
+            ``iou_max > iou_min``) [0.8].
+        iou_max: see ``iou_min`` [0.8: fixed].
         patch_tries: draws for a full-resolution patch holding both labels [unbounded].
         seed: seed of the training samples, the corruption and the initialisation.
     """
