@@ -56,7 +56,11 @@ TABLE2_COLUMNS = ("Method", "mBA (%)", "mIoU (%)", "sidewalk", "wall", "pole", "
                   "motorcycle", "bicycle")
 PUBLISHED_DIR = REPO_DIR / "results" / "published"  # committed copies of the runs the pages render
 CASCADEPSP_RUNS = (("full", "global and local steps"), ("fast", "global step only, `cascadepsp.local_step=false`"))
-BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.S)
+# A block named ``DATASET:NAME`` is rendered by ``bench readme DATASET`` only; an unscoped ``NAME`` is the
+# default dataset's (``make readme``), so one page can show the semantic default and the track's default.
+BLOCK = re.compile(r"(<!-- bench:(?P<name>(?:[a-z0-9_]+:)?[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)",
+                   re.S)
+DEFAULT_DATASET = "synthetic"
 
 
 def select_columns(table: Table, names: tuple[str, ...]) -> Table:
@@ -128,6 +132,8 @@ def blocks(cfg: BenchConfig, parser: Callable[[], argparse.ArgumentParser] | Non
     from bench.report.results import load_results
     from bench.report.tables import build_tables
 
+    if cfg.track == "refinement":
+        return track_blocks(cfg)
     results = load_results(cfg)
     info = dataset_info(cfg)
     t1, t2, t3 = build_tables(cfg, info, results)
@@ -278,12 +284,22 @@ def drift_table(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_into(text: str, rendered: dict[str, str]) -> tuple[str, list[str]]:
-    """``text`` with every known block replaced; also the names of blocks that had no rendering."""
+def render_into(text: str, rendered: dict[str, str], dataset: str | None = None) -> tuple[str, list[str]]:
+    """``text`` with every known block replaced; also the names of blocks that had no rendering.
+
+    With ``dataset``, only that dataset's blocks are rendered (``dataset:name`` blocks, and the
+    unscoped ones when it is :data:`DEFAULT_DATASET`), looked up by their bare name; the others are
+    left as they are and are not unknown. Without it every block is looked up by its full name.
+    """
     unknown: list[str] = []
 
     def replace(match: re.Match) -> str:
         name = match.group("name")
+        if dataset is not None:
+            scope, _, bare = name.rpartition(":")
+            if (scope or DEFAULT_DATASET) != dataset:
+                return match.group(0)  # another dataset's block: its own `bench readme` renders it
+            name = bare
         if name not in rendered:
             unknown.append(name)
             return match.group(0)
@@ -312,6 +328,25 @@ def latest_images(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 last[key] = i
     keep = set(last.values())
     return [r for i, r in enumerate(recs) if r.get("type") != "image" or i in keep]
+
+
+def track_blocks(cfg: BenchConfig) -> dict[str, str]:
+    """The blocks of a refinement-track config: ``provenance`` and one per track table (``track``,
+    ``track_cost``, ...: :func:`bench.report.big_tables.track_tables`), from the run folder ``cfg.out_path``."""
+    from types import SimpleNamespace
+
+    from bench.evaluation import records, run_folder
+    from bench.report.big_tables import track_tables, track_units
+
+    units = track_units(cfg.out_path)
+    out = {t.name: to_markdown(t) for t in track_tables(cfg, units)}
+    keys = set(((run_folder.read(cfg.out_path) or {}).get("units") or {}).values())
+    first = next((r for r in records.load(cfg.out_path) if r.get("type") == "image" and r.get("unit_key") in keys
+                  and r.get("status", "ok") == "ok" and r.get("provenance")), None)
+    # provenance_text reads one ok unit's first image record: hand it that record in the same shape
+    results = {("", ""): SimpleNamespace(status="ok", images={"": first})} if first else {}
+    out["provenance"] = provenance_text(cfg, results, command=f"make bench DATASET={cfg.dataset}")
+    return out
 
 
 def publish(cfg: BenchConfig, dest: Path = PUBLISHED_DIR) -> list[Path]:
@@ -364,12 +399,13 @@ def stale_units(cfg: BenchConfig) -> list[str]:
     says so here instead of rendering numbers ``make bench`` would no longer give.
     """
     from bench.evaluation import run_folder
-    from bench.pipeline.unit import unit_keys
+    from bench.pipeline.runner import unit_label
+    from bench.pipeline.unit import sweep_keys
 
     stored = (run_folder.read(cfg.out_path) or {}).get("units") or {}
     out = []
-    for (name, size), key in unit_keys(cfg).items():
-        label = f"{name}@{format_size(size)}"
+    for (name, size, source), key in sweep_keys(cfg).items():
+        label = unit_label(name, size, source)
         if stored.get(label) != key:
             out.append(f"{label} (published {stored.get(label) or 'none'}, now {key})")
     return out
@@ -391,7 +427,7 @@ def main(args: Any) -> int:
     differ, unknown_any = [], False
     for path in targets:
         old = path.read_text()
-        new, unknown = render_into(old, rendered)
+        new, unknown = render_into(old, rendered, None if args.readme else cfg.dataset)
         for name in unknown:
             unknown_any = True
             print(f"[readme] {shown(path)}: block {name!r} has nothing to render (no records or no such block)",
