@@ -336,7 +336,6 @@ class CRMNet(nn.Module):
         w_rel, w_pos = first.weight[:, c:c + 2], first.weight[:, c + 2:]
         shared = torch.addmm(first.bias, torch.cat((coord, cell * scale), -1).reshape(-1, 4), w_pos.t())
         base = (torch.arange(b, device=feat.device) * (fh * fw))[:, None]
-        rest = self.imnet.layers[1:]
         preds, rels = [], []
         for vr in (-1, 1):
             for vc in (-1, 1):
@@ -346,11 +345,26 @@ class CRMNet(nn.Module):
                 ir, ic = nearest_index(shifted[..., 0], fh), nearest_index(shifted[..., 1], fw)
                 centre = torch.stack((axis_centres(fh, ir), axis_centres(fw, ic)), -1)
                 rel = (coord - centre) * scale
-                hidden = torch.addmm(shared, rel.reshape(-1, 2), w_rel.t()).add_(cells[(base + ir * fw + ic).reshape(-1)])
-                preds.append(rest(hidden).reshape(b, q, 1))
+                hidden = torch.addmm(shared, rel.reshape(-1, 2), w_rel.t())
+                hidden += cells.index_select(0, (base + ir * fw + ic).reshape(-1))
+                preds.append(self._rest(hidden).reshape(b, q, 1))
                 rels.append(rel)
         weights = blend_weights(rels)
         return sum((p * w[..., None] for p, w in zip(preds, weights)), torch.zeros_like(preds[0]))
+
+    def _rest(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The decoder after its first Linear, on (N, hidden[0]) pre-activations (overwritten):
+        ReLU and Linear in turn, in place where the values are not needed again (N, 1)."""
+        for layer in self.imnet.layers[1:]:
+            if isinstance(layer, nn.Linear):
+                hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
+            elif not isinstance(layer, nn.ReLU):
+                raise TypeError(f"crm decoder: unexpected layer {layer!r}")
+            elif torch.is_grad_enabled():  # autograd needs the pre-activation: no in-place ReLU
+                hidden = torch.relu(hidden)
+            else:
+                hidden = hidden.clamp_min_(0)
+        return hidden
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor, coord: torch.Tensor,
                 cell: torch.Tensor) -> dict[str, torch.Tensor]:
