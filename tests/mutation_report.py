@@ -1,9 +1,12 @@
 """Render mutmut's results into docs/mutation.md (the block between the mutation markers).
 
-``python tests/mutation_report.py MUTATION_DIR [docs/mutation.md]`` (the last step of
+``python tests/mutation_report.py MUTATION_DIR [docs/mutation.md] [--commit SHA]`` (the last step of
 ``make mutation``): runs ``mutmut results --all true`` in MUTATION_DIR, counts each status per
 module, lists the survivors, and replaces the block between ``<!-- mutation:begin -->`` and
-``<!-- mutation:end -->`` with them, the date, the machine and the mutmut version. The analysis
+``<!-- mutation:end -->`` with them, the commit mutated, the date, the machine and the mutmut
+version. The commit is this checkout's HEAD (marked "with local changes" when the tree is dirty,
+as ``make mutation`` copies the working tree), or ``--commit`` when MUTATION_DIR was copied from
+another one. The analysis
 of each survivor (test added, or why it is equivalent) is prose below the block, written by hand.
 """
 
@@ -43,7 +46,20 @@ def module_of(name: str) -> str:
     return name.split(".x", 1)[0] if ".x" in name else name.rsplit(".", 1)[0]
 
 
-def render(found: dict[str, str]) -> str:
+def checkout_commit() -> str:
+    """This checkout's short HEAD, with "with local changes" when tracked files differ from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown commit"
+    return f"{sha} with local changes" if dirty else sha
+
+
+def render(found: dict[str, str], commit: str) -> str:
     counts: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     for name, status in found.items():
@@ -51,7 +67,7 @@ def render(found: dict[str, str]) -> str:
         if status == "survived":
             survivors[module_of(name)].append(name)
     cols = [s for s in STATUSES if any(c[s] for c in counts.values())]
-    lines = [f"Run of {datetime.date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} CPUs), "
+    lines = [f"Run of commit {commit}, {datetime.date.today().isoformat()}, on {cpu_model()} ({os.cpu_count()} CPUs), "
              f"mutmut {importlib.metadata.version('mutmut')}, Python {platform.python_version()}; "
              "rendered by `python tests/mutation_report.py` from `mutmut results` (`make mutation`).", "",
              "| module | mutants | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
@@ -67,8 +83,16 @@ def render(found: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    commit = None
+    if "--commit" in argv:
+        at = argv.index("--commit")
+        commit = argv[at + 1] if at + 1 < len(argv) else None
+        if not commit:
+            print("mutation_report: --commit needs a SHA", file=sys.stderr)
+            return 2
+        argv = argv[:at] + argv[at + 2:]
     if not argv or len(argv) > 2:
-        print("usage: python tests/mutation_report.py MUTATION_DIR [docs/mutation.md]", file=sys.stderr)
+        print("usage: python tests/mutation_report.py MUTATION_DIR [docs/mutation.md] [--commit SHA]", file=sys.stderr)
         return 2
     folder = Path(argv[0])
     doc = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "docs" / "mutation.md"
@@ -82,7 +106,7 @@ def main(argv: list[str]) -> int:
         return 2
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
-    doc.write_text(f"{head}{BEGIN}\n{render(found)}\n{END}{tail}")
+    doc.write_text(f"{head}{BEGIN}\n{render(found, commit or checkout_commit())}\n{END}{tail}")
     print(f"mutation_report: {len(found)} mutants, {sum(s == 'survived' for s in found.values())} survived -> {doc}")
     return 0
 
