@@ -190,3 +190,15 @@ def test_full_size_generation_is_fast() -> None:
     maps = [sample.coarse[k] for k in COARSE_SOURCES]
     assert sample.image.shape == (3072, 4096, 3) and len(maps) == 3
     assert time.perf_counter() - start < 30
+
+
+def test_track_config_sweeps_the_given_sources_and_the_backbone() -> None:
+    from bench.pipeline.configure import load
+
+    cfg = load("big_synthetic", {})
+    assert cfg.track == "refinement" and cfg.reference_dir == "weights/big_synthetic" and not cfg.train
+    given = [s for s in (cfg.coarse_sources or ()) if s != "backbone"]
+    assert given == list(BigSynthetic.coarse_sources) and "backbone" in (cfg.coarse_sources or ())
+    assert "downsample" in cfg.methods  # the "coarse" column of the track's tables
+    ds = create_dataset("big_synthetic", split=cfg.split, **{**dict(cfg.data), "size": tuple(cfg.data["size"])})
+    assert all(max(image_shape(i, ds.image_size)) >= 1024 for i in range(len(ds)))
