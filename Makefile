@@ -78,7 +78,8 @@ bench: ready
 	$(PY) -m bench run $(DATASET) $(ROOT_ARG) $(ARGS)
 
 # The extended sweep: the default methods plus those too slow for the 5-minute default (CascadePSP:
-# about 35 s of CPU per synthetic image), records in results/runs/<dataset>-full.
+# about 35 s of CPU per synthetic image; about 100 s per 2048x1536 big_synthetic image and coarse
+# source), records in results/runs/<dataset>-full.
 FULL_METHODS ?= cascadepsp
 .PHONY: bench-full
 bench-full: ready
