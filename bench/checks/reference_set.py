@@ -301,8 +301,9 @@ def main(args: Any) -> int:
         cfg = staged_config(args.dataset, parse_overrides(args.overrides), args.seed, staging, args.config)
         manifest = train_and_evaluate(cfg, command, args.note)
     for unit, m in manifest["metrics"].items():
-        if m.get("status") == "ok":
-            print(f"[reference] {unit}: mIoU {100 * m['miou']:.2f}  mBA {100 * (m['mba'] or float('nan')):.2f}")
+        if m.get("status") == "ok":  # a refinement-track source's entry has the object IoU, no mIoU
+            first = f"mIoU {100 * m['miou']:.2f}" if "miou" in m else f"object IoU {100 * m['object_iou']:.2f}"
+            print(f"[reference] {unit}: {first}  mBA {100 * (m['mba'] or float('nan')):.2f}")
     print(f"[reference] manifest: {cfg.checkpoint_path / reference.MANIFEST}")
     if args.install:
         if not cfg.reference_dir:
