@@ -355,7 +355,7 @@ class CRMNet(nn.Module):
     def _rest(self, hidden: torch.Tensor) -> torch.Tensor:
         """The decoder after its first Linear, on (N, hidden[0]) pre-activations (overwritten):
         ReLU and Linear in turn, in place where the values are not needed again (N, 1)."""
-        for layer in self.imnet.layers[1:]:
+        for layer in list(self.imnet.layers)[1:]:
             if isinstance(layer, nn.Linear):
                 hidden = torch.addmm(layer.bias, hidden, layer.weight.t())
             elif not isinstance(layer, nn.ReLU):
