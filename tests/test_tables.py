@@ -404,3 +404,14 @@ def test_a_partial_unit_is_never_marked_best():
     assert t2.rows[magnet][0] == "MagNet (2 of 3 images)" and not any(i == magnet for i, _ in t2.best_ours)
     assert "Improvement not shown: MagNet did not cover every image; no complete row of ours." in t2.text
     assert "MagNet − Downsample not shown: MagNet did not cover every image." in t2.text
+
+
+def test_select_keeps_rotated_headers_from_the_same_column() -> None:
+    """A selected table keeps LaTeX's rotated header cells, from the same first rotated column."""
+    from bench.report.table_model import Table
+
+    t = Table("t", "c", ["Method", "a", "b", "c"], rotate_header=True, rotate_from=2)
+    t.rows = [["m", "1", "2", "3"]]
+    out = t.select(("Method", "b", "c"))
+    assert out.rotate_header and out.header[out.rotate_from] == "b"
+    assert t.select(("Method", "a", "c")).header[t.select(("Method", "a", "c")).rotate_from] == "c"

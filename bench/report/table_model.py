@@ -79,7 +79,8 @@ class Table:
         out = Table(self.name, self.caption, [self.header[j] for j in keep], notes=list(self.notes), label=self.label,
                     brief=list(self.brief),
                     ours_names=list(self.ours_names), cited=set(self.cited), rule_before=set(self.rule_before),
-                    wide=self.wide, small=self.small, size=self.size)
+                    wide=self.wide, small=self.small, size=self.size, rotate_header=self.rotate_header,
+                    rotate_from=sum(1 for j in keep if j < self.rotate_from))  # the same first rotated column
         out.rows = [[row[j] for j in keep] for row in self.rows]
         for attr in ("bold", "best_ours", "best_previous"):
             setattr(out, attr, {(i, keep.index(j)) for i, j in getattr(self, attr) if j in keep})
