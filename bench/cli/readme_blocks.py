@@ -15,6 +15,9 @@ the same on a fresh clone as here. Each block and its source:
   (``results/baselines/<dataset>.json``);
 - ``full``: the extended sweep of ``make bench-full`` as published (``results/published/<dataset>-full/``);
 - ``cascadepsp``: CascadePSP's evaluation runs (``results/cascadepsp/{full,fast}/``);
+- ``big_published``: the published BIG numbers, cited (``bench.report.big_tables.PUBLISHED_BIG``);
+- ``DATASET:NAME``: the blocks of another dataset's published run (``bench readme DATASET``; a
+  refinement-track config renders ``provenance`` and its track tables, :func:`track_blocks`);
 - ``smoke``: the tables of ``make smoke`` as published (``results/published/smoke/smoke.md``);
 - ``thin_experiments``: the thin-class experiments of ``python -m bench.checks.thin``
   (``results/thin/<dataset>.json``);
@@ -168,6 +171,9 @@ def blocks(cfg: BenchConfig, parser: Callable[[], argparse.ArgumentParser] | Non
     out["smoke"] = smoke.read_text() if smoke.is_file() else (
         f"No published records of `make smoke` (`{shown(smoke)}`): run `make smoke`, then `make publish`.\n")
     out["cascadepsp"] = cascadepsp_text()
+    from bench.report.big_tables import published_table
+
+    out["big_published"] = to_markdown(published_table())  # cited rows (the spec's), typeset by the track's code
     if parser is not None:
         out["cli"] = cli_text(parser)
     perf_json = REPO_DIR / "results" / "perf" / "perf.json"  # python -m perf (make perf)
