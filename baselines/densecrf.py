@@ -6,6 +6,13 @@ inference with a bilateral (appearance) term and, optionally, a Gaussian (smooth
 defaults are the MagNet supplement's values (50 steps, bilateral sxy 256, srgb 13, compat 1,
 Gaussian term off), which the specs mark as unverified; every value is in the config.
 
+Hard labels (``label_confidence``). A coarse map given as a file arrives one-hot (the refinement
+track): its unary ``-log(clip(1, ...))`` = 0 against ``-log(1e-5)`` ~ 11.5 is so confident that
+mean-field never moves it. With ``label_confidence`` set, an exactly one-hot coarse map is first
+softened the way pydensecrf's ``unary_from_labels(labels, C, gt_prob, zero_unsure=False)`` reads
+hard labels: p = ``label_confidence`` on the given label, (1 - ``label_confidence``) / (C - 1)
+elsewhere. Soft maps (the backbone's) are never changed, and None (the default) changes nothing.
+
 pydensecrf is single-threaded C++ and CPU-only. With these values, 19 classes and 50 steps it took
 about 4.5 s of CPU per 1024x512 image and about 20 s per 2048x1024 image on this 2-core machine
 (a Cityscapes frame; the bilateral lattice, hence the cost, grows as sxy shrinks: pydensecrf's
@@ -38,6 +45,9 @@ class DenseCRFConfig:
         gaussian_sxy: its spatial standard deviation, in pixels (pydensecrf example: 3).
         gaussian_compat: its Potts weight (pydensecrf example: 3).
         unary_clip: probabilities are clipped to [unary_clip, 1] before the log.
+        label_confidence: None (default) or the probability given to the label of an exactly
+            one-hot coarse map, the rest shared equally by the other classes (pydensecrf's
+            ``gt_prob``; see the module docstring). In (0, 1).
     """
 
     n_iters: int = 50
@@ -48,6 +58,7 @@ class DenseCRFConfig:
     gaussian_sxy: float = 3.0
     gaussian_compat: float = 3.0
     unary_clip: float = 1e-5
+    label_confidence: float | None = None
 
     def __post_init__(self) -> None:
         if self.n_iters < 0:
@@ -56,6 +67,20 @@ class DenseCRFConfig:
             raise ValueError("kernel standard deviations (bilateral_sxy, bilateral_srgb, gaussian_sxy) must be > 0")
         if not 0 < self.unary_clip < 1:
             raise ValueError(f"unary_clip must be in (0, 1), got {self.unary_clip}")
+        if self.label_confidence is not None and not 0 < self.label_confidence < 1:
+            raise ValueError(f"label_confidence must be None or in (0, 1), got {self.label_confidence}")
+
+
+def soften_labels(probs: torch.Tensor, confidence: float) -> torch.Tensor:
+    """An exactly one-hot (C, h, w) map -> ``confidence`` on its label and
+    ``(1 - confidence) / (C - 1)`` on every other class (float32, same shape); any other map is
+    returned as it is (the same tensor)."""
+    num_classes = probs.shape[0]
+    binary = bool(((probs == 0) | (probs == 1)).all())
+    if num_classes < 2 or not binary or not bool((probs.sum(0) == 1).all()):
+        return probs
+    rest = (1 - confidence) / (num_classes - 1)
+    return torch.where(probs == 1, confidence, rest).to(torch.float32)
 
 
 def crf_marginals(image: np.ndarray, probs: np.ndarray, cfg: DenseCRFConfig) -> np.ndarray:
@@ -106,6 +131,9 @@ class DenseCRF(Method):
             (H, W) int64 labels on ``ctx.device``.
         """
         coarse = check_inputs(image, coarse, self.ctx.num_classes)
+        if self.cfg.label_confidence is not None:
+            # softening is affine, so it commutes with the bilinear upsampling below
+            coarse = Coarse(soften_labels(coarse.probs, self.cfg.label_confidence))
         probs = upsample_probs(coarse.probs, image.shape[:2])
         q = crf_marginals(image, probs, self.cfg)
         return torch.from_numpy(q.argmax(0).astype(np.int64)).to(self.device)

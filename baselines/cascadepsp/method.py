@@ -18,6 +18,13 @@ Multi-class protocol (``refine``)
     below it keeps its coarse label, as CascadePSP's own ADE20K protocol (``eval_post_ade.py``,
     confidence initialised at 0.5) does; the default 0 is the plain argmax.
 
+Refinement-track protocol (``object_only``)
+    On a two-class coarse map (class 1 = the object, the BIG protocol) the object mask alone is
+    refined, as the release's ``eval.py`` on BIG does, and a pixel is object where the release's
+    saved mask would pass its scorer: ``eval.py`` writes ``uint8(p * 255)`` (truncation) and
+    ``eval_post.py`` keeps ``> 128``, i.e. ``floor(p * 255) > 128`` (p >= 129/255 ~ 0.506, not
+    0.5). The background mask is never refined and no argmax is taken.
+
 Weights
     The released ``model`` file (ResNet-50, keys ``module.feats.conv1.weight`` ...) loads strictly
     into ``RefinementModule(depth=50, width=64, psp_channels=1024, up_channels=(512, 256, 32),
@@ -71,6 +78,9 @@ class CascadePSPConfig:
             skipped [0.1, 0.9].
         min_confidence: keep the coarse label where the best refined probability is below this
             (0 = plain argmax; CascadePSP's ADE20K protocol: 0.5).
+        object_only: the BIG protocol's use: on a two-class coarse map refine class 1's mask alone
+            and return ``floor(p * 255) > 128`` (the release's 8-bit mask under its scorer's
+            ``> 128``); False (default) refines every present class and takes the argmax.
         mask_batch_size: class masks per forward, the declared batch setting (``batch_option``;
             ``bench.core.batch``). 1 by default, as the release refines one mask per call, so
             that time and memory compare with the other rows at batch 1; labels do not depend on
@@ -93,6 +103,7 @@ class CascadePSPConfig:
     low: float = 0.1
     high: float = 0.9
     min_confidence: float = 0.0
+    object_only: bool = False
     mask_batch_size: int = 1
     iterations: int = 180
     batch_size: int = 8
@@ -155,6 +166,12 @@ def combine(probs: torch.Tensor, classes: torch.Tensor, coarse_labels: torch.Ten
     if min_confidence > 0:
         labels = torch.where(best < min_confidence, coarse_labels, labels)
     return labels
+
+
+def object_labels(prob: torch.Tensor) -> torch.Tensor:
+    """(H, W) float32 refined object probability -> (H, W) int64 0/1 labels, as the release's
+    ``eval.py`` + ``eval_post.py`` on BIG: the 8-bit mask ``uint8(p * 255)`` (truncated) ``> 128``."""
+    return (torch.floor(prob * 255) > 128).long()
 
 
 class CascadePSP(Method):
@@ -220,6 +237,8 @@ class CascadePSP(Method):
             classes = torch.unique(labels)  # sorted ascending
             if classes.numel() == 1:
                 return labels
+            if self.cfg.object_only and coarse.probs.shape[0] == 2:
+                return object_labels(self.refine_binary(image, (labels == 1)[None])[0])
             probs = self.refine_binary(image, labels[None] == classes[:, None, None])
             return combine(probs, classes, labels, self.cfg.min_confidence)
 
