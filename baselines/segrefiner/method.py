@@ -287,6 +287,14 @@ class SegRefiner(Method):
                           len(runs), *self.last_spread)
             return out
 
+    def record_extras(self) -> dict[str, float | int]:
+        """With ``samples > 1``: the seeds averaged and the last image's spread (fraction of pixels whose
+        single-seed label differs from the average: mean and std over the seeds), for its image record."""
+        if self.last_spread is None:
+            return {}
+        return {"samples": int(self.cfg.samples), "seed_disagreement_mean": self.last_spread[0],
+                "seed_disagreement_std": self.last_spread[1]}
+
     def _labels(self, probs: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(K, H, W) refined probabilities -> (H, W) int64 labels: the object ``>= 0.5`` under
         ``object_only`` on a two-class map, else :func:`combine`."""

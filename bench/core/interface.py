@@ -198,6 +198,14 @@ class Method(ABC):
             (H, W) int64 labels on ``self.device``.
         """
 
+    def record_extras(self) -> dict[str, float | int]:
+        """Values about the last ``refine`` call for its image record, under ``extras`` (not a metric, not timed).
+
+        Empty by default, and then the record has no ``extras``. SegRefiner's ``samples = N`` puts the
+        spread of its N seeds here; the tables' notes report it.
+        """
+        return {}
+
     @classmethod
     def checkpoints(cls, cfg: Any, ctx: MethodContext) -> dict[str, Path]:
         """Learned weights this method loads, by name; empty if none."""

@@ -85,6 +85,10 @@ def _image_record(cfg: BenchConfig, ukey: str, name: str, method: Any, size: tup
 
         track = score_track_image(sample.label, pred, cfg.biou_ratio,
                                   sample.coarse.get(source) if from_file(source) else None)
+    hook = getattr(method, "record_extras", None)  # plugins built on an older interface may lack it
+    extras = hook() if callable(hook) else {}
+    if extras:
+        track = {**track, "extras": dict(extras)}
     return {"type": "image", "unit_key": ukey, "method": name, "display_name": display_name(method),
             "method_version": cls.version, "batch": batch_setting(cls, method.cfg),  # items per forward (bench.core.batch)
             "size": format_size(size), "coarse_source": source, "image_id": sample.id, "status": Status.OK,

@@ -250,7 +250,22 @@ def timing_note(cfg: BenchConfig, results: Sequence[UnitResult], seconds: bool =
     return [f"Time: {what} per image of the coarse pass plus refine() (image decode, weight loading and "
             f"scoring excluded; {cfg.warmup} warm-up call(s)) on {', '.join(devices) or '?'}, "
             f"{', '.join(map(str, threads)) or '?'} thread(s), {precision_text(ok)}.",
-            f"Memory (MiB, 1024² bytes): {mem_def}.", batch_note(results)]
+            f"Memory (MiB, 1024² bytes): {mem_def}.", batch_note(results), *sampling_notes(results)]
+
+
+def sampling_notes(results: Sequence[UnitResult]) -> list[str]:
+    """One line per row whose method averaged several seeds per image (its records' ``extras``: SegRefiner's
+    ``samples``): how many, and how much a single seed's labels differ from the average (percent of
+    pixels, mean ± std over the images of each image's mean over the seeds). None for a single draw."""
+    out = []
+    for r in results:
+        extras = [rec["extras"] for rec in r.images.values() if (rec.get("extras") or {}).get("samples")]
+        if r.status != "ok" or not extras:
+            continue
+        d = np.array([e["seed_disagreement_mean"] for e in extras], dtype=np.float64) * 100
+        out.append(f"{r.display} @ {r.size}: {extras[0]['samples']} seeds averaged per mask; a single seed's labels "
+                   f"differ from the average on {d.mean():.2f} ± {d.std():.2f}% of the pixels (over {len(d)} images).")
+    return out
 
 
 def row_amp(res: UnitResult) -> str | None:
