@@ -69,7 +69,12 @@ def test_one_row_per_unit_and_variant_with_values_from_the_records(run_dir, rows
         assert (row["git_sha"], row["torch"], row["threads"]) == (prov["git_sha"], prov["versions"]["torch"],
                                                                   prov["threads"])
         assert row["dataset"] == "synthetic" and row["split"] == "val" and row["status"] == "ok"
-        assert row["config_digest"] and row["weights_digest"] is None  # these records name no weights digest
+        assert row["config_digest"]
+        # the weight digests the records name (provenance.weights, written since the compare work), hashed
+        from bench.core.config import stable_hash
+
+        named = prov.get("weights")
+        assert row["weights_digest"] == (stable_hash({"weights": named}) if named else None)
 
 
 @needs_run
