@@ -16,7 +16,8 @@ from baselines.cascadepsp.infer import local_crops, padded_forward, refine_masks
 from baselines.cascadepsp.net import RefinementModule
 from baselines.common.perturb import _iou, modify_boundary, perturb_seg
 from baselines.cascadepsp.train import cascade_loss, make_sample, sobel_magnitude
-from baselines.cascadepsp.method import CHECKPOINT, RELEASED, CascadePSP, CascadePSPConfig, combine
+from baselines.cascadepsp.method import CHECKPOINT, RELEASED, CascadePSP, CascadePSPConfig
+from baselines.common.per_class import combine
 from bench.models.coarse import compute_coarse
 from bench.core.interface import Coarse
 

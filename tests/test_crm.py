@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from baselines.crm import method as crm_method
 from baselines.crm.infer import decode_grid, handover, refine_masks
-from baselines.crm.method import CHECKPOINT, CRM, RELEASED, CRMConfig, build_net, combine, load_released
+from baselines.common.per_class import combine
+from baselines.crm.method import CHECKPOINT, CRM, RELEASED, CRMConfig, build_net, load_released
 from baselines.crm.net import CRMNet, blend_weights, grid_cells, grid_coords
 from baselines.crm.train import crm_loss, sobel
 from bench.checks import contract

@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from baselines.cascadepsp.method import CascadePSP, CascadePSPConfig, combine
+from baselines.cascadepsp.method import CascadePSP, CascadePSPConfig
+from baselines.common.per_class import combine
 from bench.core.interface import Coarse
 from bench.core.config import config_from_mapping
 

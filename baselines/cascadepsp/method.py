@@ -47,11 +47,11 @@ import numpy as np
 import torch
 
 from baselines.cascadepsp.infer import refine_masks
+from baselines.common.per_class import refine_per_class
 from baselines.cascadepsp.net import RefinementModule
 from baselines.cascadepsp.train import train_net
 from bench.training import loop, resume
 from bench.models.state_dict import clean_state_dict, load_state_dict_strict, load_weights
-from bench.models.coarse import upsampled_labels
 from bench.core.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
 
 log = logging.getLogger(__name__)
@@ -148,26 +148,6 @@ def load_released(net: torch.nn.Module, path: Path) -> None:
     load_state_dict_strict(net, state, source=str(path))
 
 
-def combine(probs: torch.Tensor, classes: torch.Tensor, coarse_labels: torch.Tensor, min_confidence: float = 0.0) -> torch.Tensor:
-    """Per-class refined probabilities -> labels (the multi-class protocol of the module docstring).
-
-    Args:
-        probs: (K, H, W) float32 refined probabilities of the K present classes.
-        classes: (K,) int64 their class ids, ascending.
-        coarse_labels: (H, W) int64 coarse labels (kept below ``min_confidence``).
-        min_confidence: see ``CascadePSPConfig``.
-
-    Returns:
-        (H, W) int64 labels.
-    """
-    # torch.max over a dim returns the first maximal index: ties go to the lowest class id
-    best, index = probs.max(0)
-    labels = classes[index]
-    if min_confidence > 0:
-        labels = torch.where(best < min_confidence, coarse_labels, labels)
-    return labels
-
-
 def object_labels(prob: torch.Tensor) -> torch.Tensor:
     """(H, W) float32 refined object probability -> (H, W) int64 0/1 labels, as the release's
     ``eval.py`` + ``eval_post.py`` on BIG: the 8-bit mask ``uint8(p * 255)`` (truncated) ``> 128``."""
@@ -229,18 +209,8 @@ class CascadePSP(Method):
         Raises:
             ValueError: no coarse map or a bad image.
         """
-        if coarse is None:
-            raise ValueError("cascadepsp refines a coarse map; got coarse=None")
-        check_image(image)
-        with torch.no_grad():
-            labels = upsampled_labels(coarse.probs, image.shape[:2])
-            classes = torch.unique(labels)  # sorted ascending
-            if classes.numel() == 1:
-                return labels
-            if self.cfg.object_only and coarse.probs.shape[0] == 2:
-                return object_labels(self.refine_binary(image, (labels == 1)[None])[0])
-            probs = self.refine_binary(image, labels[None] == classes[:, None, None])
-            return combine(probs, classes, labels, self.cfg.min_confidence)
+        return refine_per_class("cascadepsp", image, coarse, self.refine_binary, object_only=self.cfg.object_only,
+                                object_rule=object_labels, min_confidence=self.cfg.min_confidence)
 
     @classmethod
     def checkpoints(cls, cfg: CascadePSPConfig, ctx: MethodContext) -> dict[str, Path]:

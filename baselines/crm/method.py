@@ -40,11 +40,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from baselines.common.per_class import refine_per_class
 from baselines.crm.infer import refine_masks
 from baselines.crm.net import CRMNet
 from baselines.crm.train import train_net
 from bench.core.interface import Coarse, Dataset, Method, MethodContext, check_image, normalize
-from bench.models.coarse import upsampled_labels
 from bench.models.state_dict import clean_state_dict, load_state_dict_strict, load_weights
 from bench.training import loop, resume
 
@@ -160,26 +160,6 @@ def load_released(net: torch.nn.Module, path: Path) -> None:
     load_state_dict_strict(net, clean_state_dict(load_weights(path)), source=str(path))
 
 
-def combine(probs: torch.Tensor, classes: torch.Tensor, coarse_labels: torch.Tensor,
-            min_confidence: float = 0.0) -> torch.Tensor:
-    """Per-class refined probabilities -> labels.
-
-    Args:
-        probs: (K, H, W) float32 refined probabilities of the K present classes.
-        classes: (K,) int64 their class ids, ascending.
-        coarse_labels: (H, W) int64 coarse labels (kept below ``min_confidence``).
-        min_confidence: see ``CRMConfig``.
-
-    Returns:
-        (H, W) int64 labels; ties go to the lowest class id (``max`` returns the first maximum).
-    """
-    best, index = probs.max(0)
-    labels = classes[index]
-    if min_confidence > 0:
-        labels = torch.where(best < min_confidence, coarse_labels, labels)
-    return labels
-
-
 class CRM(Method):
     """CRM per class on the Downsample labels; see the module docstring."""
 
@@ -236,18 +216,8 @@ class CRM(Method):
         Raises:
             ValueError: no coarse map or a bad image.
         """
-        if coarse is None:
-            raise ValueError("crm refines a coarse map; got coarse=None")
-        check_image(image)
-        with torch.no_grad():
-            labels = upsampled_labels(coarse.probs, image.shape[:2])
-            classes = torch.unique(labels)  # sorted ascending
-            if classes.numel() == 1:
-                return labels
-            if self.cfg.object_only and coarse.probs.shape[0] == 2:
-                return (self.refine_binary(image, (labels == 1)[None])[0] > 0.5).long()
-            probs = self.refine_binary(image, labels[None] == classes[:, None, None])
-            return combine(probs, classes, labels, self.cfg.min_confidence)
+        return refine_per_class("crm", image, coarse, self.refine_binary, object_only=self.cfg.object_only,
+                                object_rule=lambda prob: (prob > 0.5).long(), min_confidence=self.cfg.min_confidence)
 
     @classmethod
     def checkpoints(cls, cfg: CRMConfig, ctx: MethodContext) -> dict[str, Path]:
