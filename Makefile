@@ -53,7 +53,7 @@ test-slow: ready
 # test_lint (make lint runs mypy already).
 SLOW_CI ?= tests/test_kill.py tests/test_folder_dataset.py tests/test_released.py tests/test_glnet.py \
   tests/test_backbones.py tests/test_release_keys.py tests/test_mmseg_adapter.py tests/test_synthetic.py tests/test_perf.py \
-  tests/test_html_report.py
+  tests/test_html_report.py tests/test_api.py
 SLOW_CI_CAP ?= 1800
 test-slow-ci: ready
 	timeout $(SLOW_CI_CAP) $(PY) -m pytest -q -m slow --durations=10 $(SLOW_CI)
