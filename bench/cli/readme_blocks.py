@@ -353,9 +353,10 @@ def track_blocks(cfg: BenchConfig) -> dict[str, str]:
     results = {("", ""): SimpleNamespace(status="ok", images={"": first})} if first else {}
     out["provenance"] = provenance_text(cfg, results, command=f"make bench DATASET={cfg.dataset}")
     full = Path(f"{cfg.out_path}-full")  # make bench-full's run (the slow refiners too), when published
-    if (full / run_folder.RUN_FILE).is_file():
+    full_run = run_folder.read(full)
+    if full_run is not None:
         # its columns are its own sweep's methods (the default's plus FULL_METHODS)
-        full_cfg = dataclasses.replace(cfg, methods=type(cfg.methods)(run_folder.read(full)["config"]["methods"]))
+        full_cfg = dataclasses.replace(cfg, methods=type(cfg.methods)(full_run["config"]["methods"]))
         for t in track_tables(full_cfg, track_units(full)):
             out[f"full_{t.name}"] = to_markdown(t)
     return out
